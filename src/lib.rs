@@ -1,0 +1,3 @@
+//! token-rotator: a Kubernetes operator that rotates Twilio credentials with zero downtime.
+
+pub mod secret;
