@@ -1,0 +1,447 @@
+//! The `TokenRotation` custom resource (`tokenrotator.io/v1alpha1`).
+//!
+//! Field and annotation names are a public contract: users write them in GitOps repositories.
+//! The schema carries every rule it can (patterns, bounds, CEL) so bad input is refused by the
+//! API server; what only the controller can check (the schedule annotation, missing Secrets)
+//! surfaces as a condition and an Event.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "tokenrotator.io";
+/// Cron expression (UTC, 5 or 6 fields) or `@every <duration>`.
+pub const SCHEDULE_ANNOTATION: &str = "tokenrotator.io/schedule";
+/// Any new value asks for one rotation.
+pub const ROTATE_NOW_ANNOTATION: &str = "tokenrotator.io/rotate-now";
+/// Any new value aborts the rotation in flight (before promotion), rolling back safely.
+pub const ABORT_ANNOTATION: &str = "tokenrotator.io/abort";
+/// Pod-template annotation whose value is the rotation ID: one restart per rotation.
+pub const RESTART_ANNOTATION: &str = "tokenrotator.io/rotation";
+/// Label on staging Secrets, naming the TokenRotation that owns them.
+pub const STAGING_LABEL: &str = "tokenrotator.io/staging-for";
+/// Field manager for every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "token-rotator";
+
+/// Rotates a Twilio credential stored in Kubernetes Secrets with zero downtime.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tokenrotator.io",
+    version = "v1alpha1",
+    kind = "TokenRotation",
+    plural = "tokenrotations",
+    singular = "tokenrotation",
+    shortname = "tr",
+    category = "tokenrotator",
+    namespaced,
+    status = "TokenRotationStatus",
+    derive = "PartialEq",
+    doc = "Rotates a Twilio credential stored in Kubernetes Secrets with zero downtime",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Last Rotation",
+        type_ = "date",
+        json_path = ".status.lastRotationTime"
+    ),
+    printcolumn(
+        name = "Next Rotation",
+        type_ = "date",
+        json_path = ".status.nextRotationTime"
+    ),
+    printcolumn(
+        name = "Rotations",
+        type_ = "integer",
+        json_path = ".status.rotations",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = "1"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = kube::core::Rule::new("has(self.authToken)")
+    .message("spec.authToken must be set: it selects Auth Token rotation (API key rotation is not available yet)")
+    .field_path(".authToken"))]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRotationSpec {
+    /// The Twilio account whose credential is rotated, and how the operator authenticates.
+    pub twilio: TwilioSpec,
+    /// Rotate the account's Auth Token (primary/secondary promotion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<AuthTokenSpec>,
+    /// The Secrets consumers read, in this TokenRotation's namespace.
+    #[x_kube(validation = kube::core::Rule::new("self.all(s, self.exists_one(t, t.name == s.name))")
+        .message("secret names must be unique"))]
+    #[schemars(length(min = 1, max = 64))]
+    pub secrets: Vec<TargetSecret>,
+    /// The workloads that must run the new token before it is promoted. Default: every
+    /// Deployment, StatefulSet and DaemonSet in the namespace whose pod template references one
+    /// of the secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<WorkloadsSpec>,
+    /// How long a rollout may take before the rotation is held as Degraded (nothing is promoted
+    /// until it completes or the rotation is aborted).
+    #[serde(default = "default_rollout_timeout")]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1s')")
+        .message("rolloutTimeout must be at least 1s"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub rollout_timeout: String,
+    /// How long Twilio may take to accept a new token everywhere; verification retries for this
+    /// long, and retirement waits this long after promotion.
+    #[serde(default = "default_propagation_delay")]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('1h')")
+        .message("propagationDelay must be at most 1h"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub propagation_delay: String,
+    /// How long the previous token stays under `previousTokenKey` after promotion, for webhook
+    /// signature validators (Twilio signs with the primary token only).
+    #[serde(default = "default_overlap")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub overlap: String,
+    /// Suspend stops new rotations and holds one in flight at its current step (both tokens stay
+    /// valid until promotion).
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_rollout_timeout() -> String {
+    "15m".into()
+}
+fn default_propagation_delay() -> String {
+    "60s".into()
+}
+fn default_overlap() -> String {
+    "15m".into()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioSpec {
+    /// The account SID, `AC` followed by 32 hexadecimal characters.
+    #[schemars(regex(pattern = r"^AC[0-9a-fA-F]{32}$"))]
+    pub account_sid: String,
+    /// Twilio Region where the credential lives (for example `ie1`); default `us1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}[0-9]$"))]
+    pub region: Option<String>,
+    /// Twilio Edge location (for example `dublin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,30}$"))]
+    pub edge: Option<String>,
+    /// The Secret and key holding the credential the operator authenticates with: the current
+    /// Auth Token of this account (for a subaccount, the subaccount's own). The operator updates it
+    /// to the new token before promotion so it never locks itself out.
+    pub credentials_secret_ref: SecretKeyRef,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of a Secret in this TokenRotation's namespace.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// Auth Token rotation: create the secondary token, distribute it, wait for every consumer,
+/// verify, promote, retire.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthTokenSpec {
+    /// Send `SuppressEmailNotification=true` so Twilio does not e-mail the account's owners on
+    /// every rotation. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppress_email_notification: Option<bool>,
+}
+
+/// A Secret consumers read. The operator owns only the keys named here (server-side apply,
+/// field manager `token-rotator`); other keys and other managers' fields are left alone.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.namespace)")
+    .message("a namespaced TokenRotation writes only Secrets in its own namespace: remove secrets[].namespace"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.previousTokenKey) || self.previousTokenKey != self.tokenKey")
+    .message("previousTokenKey must differ from tokenKey"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.accountSidKey) || (self.accountSidKey != self.tokenKey && (!has(self.previousTokenKey) || self.accountSidKey != self.previousTokenKey))")
+    .message("accountSidKey must differ from tokenKey and previousTokenKey"))]
+pub struct TargetSecret {
+    /// Secret name (same namespace only). Created if missing.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Not allowed on a namespaced TokenRotation; present so that a stray namespace is rejected
+    /// with a clear message instead of being silently pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Key that receives the account SID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub account_sid_key: Option<String>,
+    /// Key that receives the token.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub token_key: String,
+    /// Key that keeps the previous token during the rotation and for `overlap` after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub previous_token_key: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.names) && has(self.selector))")
+    .message("set workloads.names or workloads.selector, not both"))]
+pub struct WorkloadsSpec {
+    /// Explicit workloads in this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub names: Option<Vec<WorkloadRef>>,
+    /// Workloads in this namespace whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// `Always` (default) stamps each workload's pod template once per rotation so it rolls out;
+    /// `Never` is for apps that re-read a mounted Secret file: the operator then waits
+    /// `kubeletSyncDelay` instead of a rollout.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// With `restart: Never`, how long the kubelet may take to refresh mounted Secret files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub kubelet_sync_delay: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    pub kind: WorkloadKind,
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    Never,
+}
+
+/// Observed state. Never holds a token or anything derived from one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRotationStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The rotation in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationStatus>,
+    /// When the token was last promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<Time>,
+    /// When the schedule runs next (with this resource's jitter applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<Time>,
+    /// Completed rotations.
+    #[serde(default)]
+    pub rotations: i64,
+    /// Human-readable summary of the current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The `rotate-now` annotation value already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotate_now: Option<String>,
+    /// The `abort` annotation value already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_abort: Option<String>,
+    /// Result of the last finished rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<RotationResult>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    /// Nothing to do yet (no rotation has run, or waiting for the account lock).
+    Pending,
+    /// No rotation in flight; the last one succeeded or none was needed.
+    Ready,
+    /// Creating the new token and storing it in the staging Secret.
+    Staging,
+    /// Writing the new token into every target Secret.
+    Distributing,
+    /// Restarting dependent workloads and waiting until all run the new token.
+    RollingOut,
+    /// Checking that the new token authenticates.
+    Verifying,
+    /// Promoting the new token to primary (this kills the old one).
+    Promoting,
+    /// Waiting out propagation and overlap, then removing the previous token.
+    Retiring,
+    /// Rolling back an aborted rotation onto the old token.
+    Aborting,
+    /// The last rotation was aborted; the old token is still in use.
+    Aborted,
+}
+
+impl Phase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Ready => "Ready",
+            Self::Staging => "Staging",
+            Self::Distributing => "Distributing",
+            Self::RollingOut => "RollingOut",
+            Self::Verifying => "Verifying",
+            Self::Promoting => "Promoting",
+            Self::Retiring => "Retiring",
+            Self::Aborting => "Aborting",
+            Self::Aborted => "Aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RotationResult {
+    Succeeded,
+    Aborted,
+}
+
+/// The rotation in flight, resumed from here after a restart.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    /// Unique per rotation; also the value of the pod-template restart annotation.
+    pub id: String,
+    pub trigger: Trigger,
+    pub start_time: Time,
+    /// When the current phase began (rollout timeout and verification windows count from here).
+    pub phase_start_time: Time,
+    /// Name of the staging Secret holding the new token until retirement.
+    pub staging_secret: String,
+    /// Set once the secondary token exists and is stored in the staging Secret.
+    #[serde(default)]
+    pub staged: bool,
+    /// When the new token was promoted to primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_time: Option<Time>,
+    /// Per-workload rollout progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadProgress>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadProgress {
+    pub kind: WorkloadKind,
+    pub name: String,
+    /// Replicas (or scheduled pods) wanted.
+    pub desired: i32,
+    /// Replicas on the current pod template.
+    pub updated: i32,
+    /// Updated replicas that are available.
+    pub available: i32,
+    /// The workload fully runs the new token.
+    pub done: bool,
+    /// Why it is not done, when known (Paused, ProgressDeadlineExceeded, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Condition types.
+pub mod conditions {
+    pub const READY: &str = "Ready";
+    pub const ROTATING: &str = "Rotating";
+    pub const DEGRADED: &str = "Degraded";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn crd_has_contract_names_and_cel_rules() {
+        let crd = TokenRotation::crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("tokenrotations.tokenrotator.io"));
+        assert_eq!(crd.spec.names.short_names, Some(vec!["tr".to_string()]));
+        let json = serde_json::to_string(&crd).unwrap();
+        for needle in [
+            "x-kubernetes-validations",
+            "has(self.authToken)",
+            "^AC[0-9a-fA-F]{32}$",
+            "credentialsSecretRef",
+            "previousTokenKey",
+            "accountSidKey",
+            "rolloutTimeout",
+            "propagationDelay",
+            "overlap",
+            "suspend",
+            "\"Next Rotation\"",
+        ] {
+            assert!(json.contains(needle), "CRD lacks {needle}");
+        }
+        let version = &crd.spec.versions[0];
+        assert!(version.subresources.as_ref().unwrap().status.is_some());
+    }
+
+    #[test]
+    fn spec_defaults_fill_durations() {
+        let spec: TokenRotationSpec = serde_json::from_value(serde_json::json!({
+            "twilio": {"accountSid": "AC0123456789abcdef0123456789abcdef",
+                       "credentialsSecretRef": {"name": "admin", "key": "authToken"}},
+            "authToken": {},
+            "secrets": [{"name": "creds", "tokenKey": "TWILIO_AUTH_TOKEN"}]
+        }))
+        .unwrap();
+        assert_eq!(spec.rollout_timeout, "15m");
+        assert_eq!(spec.propagation_delay, "60s");
+        assert_eq!(spec.overlap, "15m");
+        assert!(!spec.suspend);
+    }
+}
