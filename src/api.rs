@@ -66,7 +66,11 @@ pub const FIELD_MANAGER: &str = "token-rotator";
         json_path = ".status.message",
         priority = "1"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = kube::core::Rule::new("has(self.authToken)")
     .message("spec.authToken must be set: it selects Auth Token rotation (API key rotation is not available yet)")
@@ -147,7 +151,10 @@ pub struct TwilioSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of a Secret in this TokenRotation's namespace.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Key within the Secret's data.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
@@ -177,7 +184,10 @@ pub struct AuthTokenSpec {
     .message("accountSidKey must differ from tokenKey and previousTokenKey"))]
 pub struct TargetSecret {
     /// Secret name (same namespace only). Created if missing.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Not allowed on a namespaced TokenRotation; present so that a stray namespace is rejected
     /// with a clear message instead of being silently pruned.
@@ -219,15 +229,22 @@ pub struct WorkloadsSpec {
     pub kubelet_sync_delay: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadRef {
     pub kind: WorkloadKind,
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum WorkloadKind {
     Deployment,
     StatefulSet,
@@ -373,6 +390,24 @@ pub struct RotationStatus {
     /// Per-workload rollout progress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadProgress>,
+    /// Set while an aborted rotation rolls back: the step it is at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_step: Option<AbortStep>,
+    /// Set once the rotation is held (rollout timeout, failing or paused workload, verification
+    /// failure); the Event for the hold is sent once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_reason: Option<String>,
+}
+
+/// Rolling an aborted rotation back onto the old token, in order.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AbortStep {
+    /// Put the old token back into every target Secret and the credentials Secret.
+    RestoreSecrets,
+    /// Restart the workloads onto the old token and wait for the rollout.
+    RollBack,
+    /// Delete the unused secondary token at Twilio and the staging Secret.
+    DeleteSecondary,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -408,7 +443,10 @@ mod tests {
     #[test]
     fn crd_has_contract_names_and_cel_rules() {
         let crd = TokenRotation::crd();
-        assert_eq!(crd.metadata.name.as_deref(), Some("tokenrotations.tokenrotator.io"));
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("tokenrotations.tokenrotator.io")
+        );
         assert_eq!(crd.spec.names.short_names, Some(vec!["tr".to_string()]));
         let json = serde_json::to_string(&crd).unwrap();
         for needle in [

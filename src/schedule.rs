@@ -12,7 +12,7 @@ pub enum Schedule {
     Every(std::time::Duration),
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
     #[error("invalid schedule {value:?}: {reason}; use a 5-field cron expression in UTC such as \"0 3 * * 0\", a macro such as \"@weekly\", or \"@every 720h\"")]
     Invalid { value: String, reason: String },
@@ -238,7 +238,10 @@ mod tests {
         assert_ne!(jitter("uid-a", day), jitter("uid-b", day));
         let hour = std::time::Duration::from_secs(3600);
         assert!(jitter("uid-a", hour) < std::time::Duration::from_secs(360));
-        assert_eq!(jitter("x", std::time::Duration::ZERO), std::time::Duration::ZERO);
+        assert_eq!(
+            jitter("x", std::time::Duration::ZERO),
+            std::time::Duration::ZERO
+        );
     }
 
     #[test]

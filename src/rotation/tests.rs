@@ -1,0 +1,690 @@
+//! Transition tests for the pure state machine.
+
+use super::*;
+use crate::api::{
+    conditions::{DEGRADED, READY, ROTATING},
+    AbortStep, Phase, RestartPolicy, RotationResult, TokenRotationSpec, TokenRotationStatus,
+    Trigger, WorkloadKind, WorkloadProgress, WorkloadRef,
+};
+use crate::rotation::conditions::{get, is_true};
+use crate::time::from_k8s;
+use chrono::{DateTime, Duration as CD, TimeZone, Utc};
+use std::time::Duration;
+
+fn spec() -> TokenRotationSpec {
+    serde_json::from_value(serde_json::json!({
+        "twilio": {"accountSid": "AC0123456789abcdef0123456789abcdef",
+                   "credentialsSecretRef": {"name": "admin", "key": "authToken"}},
+        "authToken": {},
+        "secrets": [{"name": "creds", "tokenKey": "TWILIO_AUTH_TOKEN"}],
+        "rolloutTimeout": "10m",
+        "propagationDelay": "60s",
+        "overlap": "5m"
+    }))
+    .unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
+}
+
+fn obs(status: TokenRotationStatus) -> Observation {
+    Observation {
+        now: t0(),
+        generation: Some(1),
+        name: "twilio".into(),
+        uid: "uid-1".into(),
+        created: t0() - CD::days(1),
+        plan: Plan::new(&spec(), None),
+        rotate_now: None,
+        abort: None,
+        status,
+        account_holder: None,
+        staged_for: None,
+        rollout: None,
+    }
+}
+
+fn api() -> WorkloadRef {
+    WorkloadRef {
+        kind: WorkloadKind::Deployment,
+        name: "api".into(),
+    }
+}
+
+fn progress(done: bool, reason: Option<&str>) -> WorkloadProgress {
+    WorkloadProgress {
+        kind: WorkloadKind::Deployment,
+        name: "api".into(),
+        desired: 3,
+        updated: if done { 3 } else { 1 },
+        available: if done { 3 } else { 1 },
+        done,
+        reason: reason.map(Into::into),
+    }
+}
+
+/// Starts a manual rotation and returns the status after the Start decision.
+fn started() -> TokenRotationStatus {
+    let mut o = obs(TokenRotationStatus::default());
+    o.rotate_now = Some("1".into());
+    decide(&o).status
+}
+
+fn at_phase(phase: Phase) -> TokenRotationStatus {
+    let mut s = started();
+    s.phase = Some(phase);
+    if let Some(r) = s.rotation.as_mut() {
+        r.staged = !matches!(phase, Phase::Staging);
+    }
+    s
+}
+
+fn id(s: &TokenRotationStatus) -> String {
+    s.rotation.as_ref().unwrap().id.clone()
+}
+
+#[test]
+fn idle_without_trigger_is_ready_and_does_nothing() {
+    let d = decide(&obs(TokenRotationStatus::default()));
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::Ready));
+    assert!(is_true(&d.status.conditions, READY));
+    assert_eq!(
+        get(&d.status.conditions, READY).unwrap().reason,
+        "NoRotationNeeded"
+    );
+    assert!(!is_true(&d.status.conditions, ROTATING));
+    assert!(!is_true(&d.status.conditions, DEGRADED));
+    assert_eq!(d.status.observed_generation, Some(1));
+    assert!(d.events.is_empty());
+}
+
+#[test]
+fn rotate_now_starts_once_and_records_id_before_any_twilio_call() {
+    let mut o = obs(TokenRotationStatus::default());
+    o.rotate_now = Some("2026-11-23".into());
+    let d = decide(&o);
+    assert_eq!(
+        d.action,
+        Action::None,
+        "the ID is written before Twilio is called"
+    );
+    assert_eq!(d.status.phase, Some(Phase::Staging));
+    let r = d.status.rotation.as_ref().unwrap();
+    assert_eq!(r.trigger, Trigger::Manual);
+    assert!(!r.staged);
+    assert_eq!(r.staging_secret, "twilio-rotation-staging");
+    assert_eq!(d.status.last_rotate_now.as_deref(), Some("2026-11-23"));
+    assert_eq!(d.events[0].reason, "RotationStarted");
+    assert!(is_true(&d.status.conditions, ROTATING));
+    assert!(!is_true(&d.status.conditions, READY));
+
+    // The same annotation value after the rotation finished does not start another.
+    let mut done = d.status.clone();
+    done.phase = Some(Phase::Ready);
+    done.rotation = None;
+    let mut o2 = obs(done);
+    o2.rotate_now = Some("2026-11-23".into());
+    assert_eq!(decide(&o2).status.phase, Some(Phase::Ready));
+}
+
+#[test]
+fn schedule_due_starts_a_scheduled_rotation_and_sets_next_time() {
+    let mut o = obs(TokenRotationStatus::default());
+    o.plan = Plan::new(&spec(), Some("@every 24h"));
+    // created a day ago: due now (plus at most five minutes of jitter).
+    o.now = t0() + CD::minutes(6);
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Staging));
+    assert_eq!(
+        d.status.rotation.as_ref().unwrap().trigger,
+        Trigger::Schedule
+    );
+
+    let mut o = obs(TokenRotationStatus::default());
+    o.plan = Plan::new(&spec(), Some("@every 48h"));
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Ready));
+    let next = from_k8s(d.status.next_rotation_time.as_ref().unwrap());
+    assert!(next > t0() && next <= t0() + CD::days(1) + CD::minutes(5));
+    let wait = d.requeue_after.unwrap();
+    assert!(wait <= Duration::from_secs(3600), "idle requeue is capped");
+}
+
+#[test]
+fn invalid_schedule_degrades_once_but_rotate_now_still_works() {
+    let mut o = obs(TokenRotationStatus::default());
+    o.plan = Plan::new(&spec(), Some("every sunday"));
+    let d = decide(&o);
+    let c = get(&d.status.conditions, DEGRADED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "InvalidSchedule")
+    );
+    assert!(c.message.contains("every sunday"));
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].reason, "InvalidSchedule");
+    assert!(d.events[0].warning);
+    assert!(d.status.next_rotation_time.is_none());
+    // Reconciling again does not repeat the Event.
+    let mut o2 = o.clone();
+    o2.status = d.status.clone();
+    assert!(decide(&o2).events.is_empty());
+    // A manual rotation is not blocked by a broken schedule.
+    o2.rotate_now = Some("x".into());
+    assert_eq!(decide(&o2).status.phase, Some(Phase::Staging));
+    // Fixing the schedule clears Degraded.
+    let mut o3 = o2.clone();
+    o3.rotate_now = None;
+    o3.plan = Plan::new(&spec(), Some("0 3 * * 0"));
+    assert!(!is_true(&decide(&o3).status.conditions, DEGRADED));
+}
+
+#[test]
+fn suspend_blocks_new_rotations_and_holds_in_flight() {
+    let mut s = spec();
+    s.suspend = true;
+    let mut o = obs(TokenRotationStatus::default());
+    o.plan = Plan::new(&s, None);
+    o.rotate_now = Some("1".into());
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Ready));
+    assert!(d.status.message.unwrap().contains("suspended"));
+
+    let mut o = obs(at_phase(Phase::RollingOut));
+    o.plan = Plan::new(&s, None);
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    assert_eq!(
+        get(&d.status.conditions, ROTATING).unwrap().reason,
+        "Suspended"
+    );
+}
+
+#[test]
+fn second_rotation_on_the_same_account_waits_with_a_clear_condition() {
+    let mut o = obs(TokenRotationStatus::default());
+    o.rotate_now = Some("1".into());
+    o.account_holder = Some("shop/other".into());
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    let c = get(&d.status.conditions, ROTATING).unwrap();
+    assert_eq!(c.reason, "WaitingForAccount");
+    assert!(c.message.contains("shop/other"));
+    assert_eq!(d.events[0].reason, "WaitingForAccount");
+    // rotate-now is not consumed while waiting, so the rotation starts once the lock frees.
+    assert_eq!(d.status.last_rotate_now, None);
+    let mut o2 = o.clone();
+    o2.status = d.status;
+    assert!(
+        decide(&o2).events.is_empty(),
+        "no repeated Event while waiting"
+    );
+    o2.account_holder = None;
+    assert_eq!(decide(&o2).status.phase, Some(Phase::Staging));
+}
+
+#[test]
+fn staging_creates_and_stores_then_distributes() {
+    let s = started();
+    let d = decide(&obs(s.clone()));
+    assert_eq!(d.action, Action::Stage);
+    assert_eq!(d.status.phase, Some(Phase::Distributing));
+    assert!(d.status.rotation.as_ref().unwrap().staged);
+    assert_eq!(d.events[0].reason, "SecondaryTokenCreated");
+}
+
+#[test]
+fn staging_resumes_without_a_second_token_when_the_token_was_stored() {
+    // Crash after the staging Secret was written but before status said so.
+    let s = started();
+    let mut o = obs(s.clone());
+    o.staged_for = Some(id(&s));
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::Distributing));
+}
+
+#[test]
+fn staging_after_crash_before_storing_stages_again() {
+    // Crash between creating the secondary and storing it: no staging Secret for this ID, so
+    // Stage runs again (it deletes the unknown secondary first).
+    let s = started();
+    let mut o = obs(s.clone());
+    o.staged_for = Some("some-older-rotation".into());
+    assert_eq!(decide(&o).action, Action::Stage);
+}
+
+#[test]
+fn distributing_applies_then_rolls_out() {
+    let s = at_phase(Phase::Distributing);
+    let mut o = obs(s.clone());
+    o.staged_for = Some(id(&s));
+    let d = decide(&o);
+    assert_eq!(d.action, Action::Distribute);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    assert_eq!(d.events[0].reason, "SecretsUpdated");
+}
+
+#[test]
+fn distributing_with_lost_staging_secret_starts_the_token_over() {
+    let s = at_phase(Phase::Distributing);
+    let d = decide(&obs(s));
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::Staging));
+    assert!(!d.status.rotation.as_ref().unwrap().staged);
+    assert_eq!(d.events[0].reason, "StagingSecretLost");
+}
+
+#[test]
+fn rolling_out_restarts_unstamped_workloads_with_the_rotation_id() {
+    let s = at_phase(Phase::RollingOut);
+    let mut o = obs(s.clone());
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(false, None)],
+        unstamped: vec![api()],
+    });
+    let d = decide(&o);
+    assert_eq!(
+        d.action,
+        Action::Restart {
+            stamp: id(&s),
+            workloads: vec![api()]
+        }
+    );
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    assert_eq!(d.events[0].reason, "WorkloadsRestarted");
+}
+
+#[test]
+fn rolling_out_waits_then_verifies_when_every_workload_is_done() {
+    let s = at_phase(Phase::RollingOut);
+    let mut o = obs(s.clone());
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(false, None)],
+        unstamped: vec![],
+    });
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    assert!(d.status.message.as_ref().unwrap().contains("0/1"));
+    assert_eq!(d.status.rotation.as_ref().unwrap().workloads[0].updated, 1);
+
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(true, None)],
+        unstamped: vec![],
+    });
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Verifying));
+    assert_eq!(d.events[0].reason, "RolloutComplete");
+}
+
+#[test]
+fn rolling_out_with_no_dependent_workloads_goes_straight_to_verify() {
+    let mut o = obs(at_phase(Phase::RollingOut));
+    o.rollout = Some(RolloutView::default());
+    assert_eq!(decide(&o).status.phase, Some(Phase::Verifying));
+}
+
+#[test]
+fn rollout_timeout_holds_without_promoting_and_warns_once() {
+    let s = at_phase(Phase::RollingOut);
+    let mut o = obs(s);
+    o.now = t0() + CD::minutes(11);
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(false, None)],
+        unstamped: vec![],
+    });
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    let c = get(&d.status.conditions, DEGRADED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "RolloutTimeout")
+    );
+    assert!(c.message.contains("Deployment api (1/3 updated"));
+    assert!(c.message.contains("abort"));
+    let reasons: Vec<_> = d.events.iter().map(|e| e.reason).collect();
+    assert!(reasons.contains(&"RotationHeld") && reasons.contains(&"RolloutTimeout"));
+    let mut o2 = o.clone();
+    o2.status = d.status;
+    assert!(decide(&o2).events.is_empty(), "the hold is announced once");
+    // Completing the rollout later clears the hold and moves on.
+    o2.rollout = Some(RolloutView {
+        workloads: vec![progress(true, None)],
+        unstamped: vec![],
+    });
+    let d = decide(&o2);
+    assert_eq!(d.status.phase, Some(Phase::Verifying));
+    assert!(!is_true(&d.status.conditions, DEGRADED));
+}
+
+#[test]
+fn paused_or_failing_workloads_hold_at_once() {
+    for (reason, expect) in [
+        ("Paused", "WorkloadPaused"),
+        ("ProgressDeadlineExceeded", "RolloutFailed"),
+    ] {
+        let mut o = obs(at_phase(Phase::RollingOut));
+        o.rollout = Some(RolloutView {
+            workloads: vec![progress(false, Some(reason))],
+            unstamped: vec![],
+        });
+        let d = decide(&o);
+        assert_eq!(d.action, Action::None);
+        assert_eq!(get(&d.status.conditions, DEGRADED).unwrap().reason, expect);
+    }
+}
+
+#[test]
+fn restart_never_waits_for_the_kubelet_sync_delay() {
+    let mut sp = spec();
+    sp.workloads = Some(crate::api::WorkloadsSpec {
+        restart: RestartPolicy::Never,
+        kubelet_sync_delay: Some("30s".into()),
+        ..Default::default()
+    });
+    let mut o = obs(at_phase(Phase::RollingOut));
+    o.plan = Plan::new(&sp, None);
+    assert_eq!(decide(&o).status.phase, Some(Phase::RollingOut));
+    o.now = t0() + CD::seconds(31);
+    assert_eq!(decide(&o).status.phase, Some(Phase::Verifying));
+}
+
+#[test]
+fn verifying_then_promoting_then_retiring() {
+    let d = decide(&obs(at_phase(Phase::Verifying)));
+    assert_eq!(d.action, Action::Verify);
+    assert_eq!(
+        d.status.phase,
+        Some(Phase::Promoting),
+        "Promoting is written before promotion"
+    );
+
+    let d = decide(&obs(at_phase(Phase::Promoting)));
+    assert_eq!(d.action, Action::Promote);
+    assert_eq!(d.status.phase, Some(Phase::Retiring));
+    assert!(d.status.rotation.as_ref().unwrap().promoted_time.is_some());
+    assert_eq!(d.events[0].reason, "TokenPromoted");
+}
+
+#[test]
+fn verification_failure_waits_through_propagation_then_degrades() {
+    let o = obs(at_phase(Phase::Verifying));
+    let f = Failure {
+        class: FailureClass::NewTokenRefused,
+        message: "Twilio answered 401 (code 20003)".into(),
+    };
+    let d = on_failure(&o, &Action::Verify, &f);
+    assert_eq!(d.status.phase, Some(Phase::Verifying));
+    assert!(
+        !is_true(&d.status.conditions, DEGRADED),
+        "inside the propagation delay"
+    );
+    let mut late = o.clone();
+    late.now = t0() + CD::seconds(61);
+    let d = on_failure(&late, &Action::Verify, &f);
+    assert_eq!(d.status.phase, Some(Phase::Verifying));
+    assert_eq!(
+        get(&d.status.conditions, DEGRADED).unwrap().reason,
+        "VerificationFailed"
+    );
+}
+
+#[test]
+fn retiring_waits_propagation_plus_overlap_then_completes() {
+    let d = decide(&obs(at_phase(Phase::Promoting)));
+    let promoted = d.status.clone();
+    let mut o = obs(promoted);
+    o.now = t0() + CD::minutes(5);
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
+    o.now = t0() + CD::minutes(6);
+    let d = decide(&o);
+    assert_eq!(d.action, Action::Retire);
+    assert_eq!(d.status.phase, Some(Phase::Ready));
+    assert!(d.status.rotation.is_none());
+    assert_eq!(d.status.rotations, 1);
+    assert_eq!(d.status.last_result, Some(RotationResult::Succeeded));
+    assert_eq!(
+        from_k8s(d.status.last_rotation_time.as_ref().unwrap()),
+        t0()
+    );
+    assert!(is_true(&d.status.conditions, READY));
+    assert!(!is_true(&d.status.conditions, ROTATING));
+    assert_eq!(d.events[0].reason, "RotationSucceeded");
+}
+
+#[test]
+fn abort_before_promotion_rolls_back_in_order() {
+    let s = at_phase(Phase::RollingOut);
+    let rid = id(&s);
+    let mut o = obs(s);
+    o.abort = Some("please".into());
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Aborting));
+    assert_eq!(d.status.last_abort.as_deref(), Some("please"));
+    assert_eq!(
+        d.status.rotation.as_ref().unwrap().abort_step,
+        Some(AbortStep::RestoreSecrets)
+    );
+
+    let mut o = obs(d.status);
+    o.abort = Some("please".into());
+    let d = decide(&o);
+    assert_eq!(d.action, Action::RestoreSecrets);
+    assert_eq!(
+        d.status.rotation.as_ref().unwrap().abort_step,
+        Some(AbortStep::RollBack)
+    );
+
+    let mut o = obs(d.status);
+    o.abort = Some("please".into());
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(false, None)],
+        unstamped: vec![api()],
+    });
+    let d = decide(&o);
+    assert_eq!(
+        d.action,
+        Action::Restart {
+            stamp: format!("{rid}-rollback"),
+            workloads: vec![api()]
+        }
+    );
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(true, None)],
+        unstamped: vec![],
+    });
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(
+        d.status.rotation.as_ref().unwrap().abort_step,
+        Some(AbortStep::DeleteSecondary)
+    );
+
+    let mut o = obs(d.status);
+    o.abort = Some("please".into());
+    let d = decide(&o);
+    assert_eq!(d.action, Action::DeleteSecondary);
+    assert_eq!(d.status.phase, Some(Phase::Aborted));
+    assert_eq!(d.status.last_result, Some(RotationResult::Aborted));
+    let ready = get(&d.status.conditions, READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "RotationAborted")
+    );
+
+    // The stale abort annotation does not abort the next rotation.
+    let mut o = obs(d.status);
+    o.abort = Some("please".into());
+    o.rotate_now = Some("again".into());
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Staging));
+    let mut o = obs(d.status);
+    o.abort = Some("please".into());
+    assert_eq!(decide(&o).status.phase, Some(Phase::Distributing));
+}
+
+#[test]
+fn abort_before_staging_only_deletes_the_secondary() {
+    let mut o = obs(started());
+    o.abort = Some("1".into());
+    let d = decide(&o);
+    assert_eq!(
+        d.status.rotation.as_ref().unwrap().abort_step,
+        Some(AbortStep::DeleteSecondary)
+    );
+}
+
+#[test]
+fn abort_after_promotion_is_refused_and_the_rotation_completes() {
+    let mut o = obs(at_phase(Phase::Promoting));
+    o.abort = Some("1".into());
+    let d = decide(&o);
+    assert_eq!(d.action, Action::Promote);
+    assert!(d
+        .events
+        .iter()
+        .any(|e| e.reason == "AbortRefused" && e.warning));
+}
+
+#[test]
+fn abort_with_nothing_in_flight_is_recorded_and_ignored() {
+    let mut o = obs(TokenRotationStatus::default());
+    o.abort = Some("1".into());
+    let d = decide(&o);
+    assert_eq!(d.status.last_abort.as_deref(), Some("1"));
+    assert_eq!(d.events[0].reason, "AbortIgnored");
+}
+
+#[test]
+fn failures_map_to_documented_reasons_and_never_advance() {
+    for (class, reason) in [
+        (
+            FailureClass::CredentialsMissing,
+            "CredentialsSecretNotFound",
+        ),
+        (FailureClass::AuthenticationFailed, "AuthenticationFailed"),
+        (FailureClass::TwilioUnavailable, "TwilioUnavailable"),
+        (FailureClass::TwilioRateLimited, "TwilioRateLimited"),
+        (FailureClass::OutcomeUnknown, "TwilioOutcomeUnknown"),
+        (FailureClass::Kubernetes, "KubernetesError"),
+        (FailureClass::StagingLost, "StagingSecretLost"),
+        (FailureClass::TwilioRejected, "TwilioRejected"),
+    ] {
+        let s = started();
+        let d = on_failure(
+            &obs(s.clone()),
+            &Action::Stage,
+            &Failure {
+                class,
+                message: "details".into(),
+            },
+        );
+        assert_eq!(d.action, Action::None);
+        assert_eq!(
+            d.status.phase, s.phase,
+            "{reason}: a failure never advances"
+        );
+        assert_eq!(d.status.rotation, s.rotation);
+        let c = get(&d.status.conditions, DEGRADED).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason));
+        assert!(c.message.contains("creating the new token failed: details"));
+        assert_eq!(d.events[0].reason, reason);
+        assert!(d.requeue_after.is_some());
+    }
+}
+
+/// Drives decisions against a tiny model of the world, crashing (dropping the decision's status
+/// write) at every step once, and checks that the rotation always completes with exactly one
+/// token staged per rotation ID and the phases in order.
+#[test]
+fn resumes_from_every_phase_after_a_crash() {
+    for crash_at in 0..12 {
+        let mut status = TokenRotationStatus::default();
+        let mut staged_for: Option<String> = None;
+        let mut stamped = false;
+        let mut rolled_out = false;
+        let mut now = t0();
+        let mut stage_calls = 0;
+        let mut promoted = 0;
+        let mut phases = vec![];
+        let mut step = 0;
+        for _ in 0..60 {
+            let mut o = obs(status.clone());
+            o.now = now;
+            o.rotate_now = Some("go".into());
+            o.staged_for = staged_for.clone();
+            o.rollout = Some(RolloutView {
+                workloads: vec![progress(rolled_out, None)],
+                unstamped: if stamped { vec![] } else { vec![api()] },
+            });
+            let d = decide(&o);
+            // Perform the action.
+            match &d.action {
+                Action::Stage => {
+                    stage_calls += 1;
+                    staged_for = status.rotation.as_ref().map(|r| r.id.clone());
+                }
+                Action::Restart { .. } => stamped = true,
+                Action::Promote => promoted += 1,
+                Action::Retire => staged_for = None,
+                _ => {}
+            }
+            if stamped {
+                rolled_out = true;
+            }
+            let crashed = step == crash_at;
+            step += 1;
+            if !crashed {
+                status = d.status;
+                if phases.last() != status.phase.as_ref() {
+                    phases.push(status.phase.unwrap());
+                }
+            }
+            now += CD::seconds(
+                d.requeue_after
+                    .map(|r| r.as_secs() as i64)
+                    .unwrap_or(1)
+                    .max(1),
+            );
+            if status.rotations == 1 {
+                break;
+            }
+        }
+        assert_eq!(status.rotations, 1, "crash at {crash_at}: completed");
+        assert_eq!(status.phase, Some(Phase::Ready));
+        assert!(
+            stage_calls <= 2,
+            "crash at {crash_at}: at most one re-stage"
+        );
+        assert!(promoted >= 1);
+        assert_eq!(
+            phases,
+            vec![
+                Phase::Staging,
+                Phase::Distributing,
+                Phase::RollingOut,
+                Phase::Verifying,
+                Phase::Promoting,
+                Phase::Retiring,
+                Phase::Ready
+            ],
+            "crash at {crash_at}"
+        );
+    }
+}
+
+#[test]
+fn staging_secret_names_fit_the_kubernetes_limit() {
+    let long = "a".repeat(253);
+    let n = super::machine::staging_secret_name(&long);
+    assert!(n.len() <= 253);
+    assert!(n.ends_with("-rotation-staging"));
+}
