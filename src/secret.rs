@@ -74,8 +74,14 @@ mod tests {
     #[test]
     fn from_bytes_trims_one_trailing_newline_only() {
         assert_eq!(SecretString::from_bytes(b"abc\n").unwrap().expose(), "abc");
-        assert_eq!(SecretString::from_bytes(b"abc\r\n").unwrap().expose(), "abc");
-        assert_eq!(SecretString::from_bytes(b" abc ").unwrap().expose(), " abc ");
+        assert_eq!(
+            SecretString::from_bytes(b"abc\r\n").unwrap().expose(),
+            "abc"
+        );
+        assert_eq!(
+            SecretString::from_bytes(b" abc ").unwrap().expose(),
+            " abc "
+        );
         assert!(SecretString::from_bytes(&[0xff, 0xfe]).is_none());
     }
 }
