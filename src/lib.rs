@@ -5,3 +5,4 @@ pub mod rotation;
 pub mod schedule;
 pub mod secret;
 pub mod time;
+pub mod workloads;

@@ -1,0 +1,533 @@
+//! Dependent workloads: which Deployments, StatefulSets and DaemonSets consume the target
+//! Secrets, and whether each one fully runs a given restart stamp.
+//!
+//! Discovery and progress are pure functions over the API objects; the I/O at the bottom only
+//! lists workloads and applies the restart stamp.
+
+use crate::api::{
+    WorkloadKind, WorkloadProgress, WorkloadRef, WorkloadsSpec, FIELD_MANAGER, RESTART_ANNOTATION,
+};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::core::{Selector, SelectorExt};
+use kube::{Client, ResourceExt};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The parts of a workload that discovery and progress need, whatever its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub template: PodTemplateSpec,
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub desired: i32,
+    /// Pods of any revision that exist (status.replicas; currentNumberScheduled for DaemonSets).
+    pub current: i32,
+    pub updated: i32,
+    pub available: i32,
+    pub paused: bool,
+    pub deadline_exceeded: bool,
+    /// StatefulSets: the update has not reached every pod while revisions differ.
+    pub revisions_differ: bool,
+}
+
+impl Workload {
+    pub fn reference(&self) -> WorkloadRef {
+        WorkloadRef {
+            kind: self.kind,
+            name: self.name.clone(),
+        }
+    }
+
+    pub fn stamp(&self) -> Option<&str> {
+        self.template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(RESTART_ANNOTATION))
+            .map(String::as_str)
+    }
+
+    pub fn from_deployment(d: &Deployment) -> Option<Self> {
+        let spec = d.spec.as_ref()?;
+        let st = d.status.clone().unwrap_or_default();
+        let conds: &[k8s_openapi::api::apps::v1::DeploymentCondition] =
+            st.conditions.as_deref().unwrap_or(&[]);
+        Some(Self {
+            kind: WorkloadKind::Deployment,
+            name: d.name_any(),
+            labels: d.labels().clone(),
+            template: spec.template.clone(),
+            generation: d.metadata.generation.unwrap_or(0),
+            observed_generation: st.observed_generation.unwrap_or(0),
+            desired: spec.replicas.unwrap_or(1),
+            current: st.replicas.unwrap_or(0),
+            updated: st.updated_replicas.unwrap_or(0),
+            available: st.available_replicas.unwrap_or(0),
+            paused: spec.paused.unwrap_or(false),
+            deadline_exceeded: conds.iter().any(|c| {
+                c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            }),
+            revisions_differ: false,
+        })
+    }
+
+    pub fn from_stateful_set(s: &StatefulSet) -> Option<Self> {
+        let spec = s.spec.as_ref()?;
+        let st = s.status.clone().unwrap_or_default();
+        Some(Self {
+            kind: WorkloadKind::StatefulSet,
+            name: s.name_any(),
+            labels: s.labels().clone(),
+            template: spec.template.clone(),
+            generation: s.metadata.generation.unwrap_or(0),
+            observed_generation: st.observed_generation.unwrap_or(0),
+            desired: spec.replicas.unwrap_or(1),
+            current: st.replicas,
+            updated: st.updated_replicas.unwrap_or(0),
+            available: st
+                .available_replicas
+                .unwrap_or(st.ready_replicas.unwrap_or(0)),
+            paused: false,
+            deadline_exceeded: false,
+            revisions_differ: match (&st.current_revision, &st.update_revision) {
+                (Some(c), Some(u)) => c != u,
+                _ => false,
+            },
+        })
+    }
+
+    pub fn from_daemon_set(d: &DaemonSet) -> Option<Self> {
+        let spec = d.spec.as_ref()?;
+        let st = d.status.clone().unwrap_or_default();
+        Some(Self {
+            kind: WorkloadKind::DaemonSet,
+            name: d.name_any(),
+            labels: d.labels().clone(),
+            template: spec.template.clone(),
+            generation: d.metadata.generation.unwrap_or(0),
+            observed_generation: st.observed_generation.unwrap_or(0),
+            desired: st.desired_number_scheduled,
+            current: st.current_number_scheduled,
+            updated: st.updated_number_scheduled.unwrap_or(0),
+            available: st.number_available.unwrap_or(0),
+            paused: false,
+            deadline_exceeded: false,
+            revisions_differ: false,
+        })
+    }
+}
+
+/// Secret names a pod template reads: env `secretKeyRef`, `envFrom`, `secret` and projected
+/// volumes, in containers and init containers alike.
+pub fn secrets_referenced(template: &PodTemplateSpec) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Some(spec) = &template.spec else {
+        return out;
+    };
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        for e in c.env.iter().flatten() {
+            if let Some(r) = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+            {
+                out.insert(r.name.clone());
+            }
+        }
+        for f in c.env_from.iter().flatten() {
+            if let Some(r) = &f.secret_ref {
+                out.insert(r.name.clone());
+            }
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            out.insert(name);
+        }
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(s) = &src.secret {
+                out.insert(s.name.clone());
+            }
+        }
+    }
+    out
+}
+
+fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    match Selector::try_from(selector.clone()) {
+        Ok(sel) => sel.matches(labels),
+        Err(_) => false,
+    }
+}
+
+/// Which workloads must run the new token before promotion, plus named ones that do not exist.
+pub fn dependents(
+    spec: Option<&WorkloadsSpec>,
+    secrets: &BTreeSet<String>,
+    all: &[Workload],
+) -> (Vec<Workload>, Vec<WorkloadRef>) {
+    let mut missing = Vec::new();
+    let mut chosen: Vec<Workload> = match spec {
+        Some(WorkloadsSpec {
+            names: Some(names), ..
+        }) => {
+            let mut v = Vec::new();
+            for r in names {
+                match all.iter().find(|w| w.kind == r.kind && w.name == r.name) {
+                    Some(w) => v.push(w.clone()),
+                    None => missing.push(r.clone()),
+                }
+            }
+            v
+        }
+        Some(WorkloadsSpec {
+            selector: Some(sel),
+            ..
+        }) => all
+            .iter()
+            .filter(|w| selector_matches(sel, &w.labels))
+            .cloned()
+            .collect(),
+        _ => all
+            .iter()
+            .filter(|w| !secrets_referenced(&w.template).is_disjoint(secrets))
+            .cloned()
+            .collect(),
+    };
+    chosen.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    chosen.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+    (chosen, missing)
+}
+
+/// How far a workload is with running `stamp`. Done means: the stamp is on the template, the
+/// controller observed it, every wanted pod is updated and available, and no old pod is left.
+pub fn progress(w: &Workload, stamp: &str) -> WorkloadProgress {
+    let stamped = w.stamp() == Some(stamp);
+    let observed = w.observed_generation >= w.generation;
+    let done = stamped
+        && observed
+        && w.updated >= w.desired
+        && w.available >= w.desired
+        && w.current <= w.desired
+        && !w.revisions_differ;
+    let reason = if done {
+        None
+    } else if w.paused {
+        Some("Paused".to_owned())
+    } else if w.deadline_exceeded && observed && stamped {
+        Some("ProgressDeadlineExceeded".to_owned())
+    } else if !stamped {
+        Some("NotRestarted".to_owned())
+    } else if !observed {
+        Some("WaitingForController".to_owned())
+    } else {
+        Some("RollingOut".to_owned())
+    };
+    WorkloadProgress {
+        kind: w.kind,
+        name: w.name.clone(),
+        desired: w.desired,
+        updated: if stamped && observed { w.updated } else { 0 },
+        available: w.available,
+        done,
+        reason,
+    }
+}
+
+/// Missing named workloads count as not done, so the rotation waits (and is held at timeout).
+pub fn missing_progress(r: &WorkloadRef) -> WorkloadProgress {
+    WorkloadProgress {
+        kind: r.kind,
+        name: r.name.clone(),
+        desired: 0,
+        updated: 0,
+        available: 0,
+        done: false,
+        reason: Some("NotFound".to_owned()),
+    }
+}
+
+/// Lists every workload in a namespace.
+pub async fn list(client: &Client, namespace: &str) -> Result<Vec<Workload>, kube::Error> {
+    let lp = ListParams::default();
+    let mut out = Vec::new();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    out.extend(
+        deployments
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .filter_map(Workload::from_deployment),
+    );
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    out.extend(
+        sets.list(&lp)
+            .await?
+            .items
+            .iter()
+            .filter_map(Workload::from_stateful_set),
+    );
+    let daemons: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
+    out.extend(
+        daemons
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .filter_map(Workload::from_daemon_set),
+    );
+    Ok(out)
+}
+
+/// Stamps the pod template with the restart annotation by server-side apply: the operator owns
+/// only that annotation, so GitOps tools that own the rest of the template keep it.
+pub async fn stamp(
+    client: &Client,
+    namespace: &str,
+    w: &WorkloadRef,
+    stamp: &str,
+) -> Result<(), kube::Error> {
+    let body = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": w.kind.as_str(),
+        "metadata": {"name": w.name, "namespace": namespace},
+        "spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}}}
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(&body);
+    match w.kind {
+        WorkloadKind::Deployment => {
+            Api::<Deployment>::namespaced(client.clone(), namespace)
+                .patch(&w.name, &pp, &patch)
+                .await?;
+        }
+        WorkloadKind::StatefulSet => {
+            Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                .patch(&w.name, &pp, &patch)
+                .await?;
+        }
+        WorkloadKind::DaemonSet => {
+            Api::<DaemonSet>::namespaced(client.clone(), namespace)
+                .patch(&w.name, &pp, &patch)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Container, EnvFromSource, EnvVar, EnvVarSource, PodSpec, ProjectedVolumeSource,
+        SecretEnvSource, SecretKeySelector, SecretProjection, SecretVolumeSource, Volume,
+        VolumeProjection,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn template(spec: PodSpec, stamp: Option<&str>) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                annotations: stamp
+                    .map(|s| BTreeMap::from([(RESTART_ANNOTATION.to_string(), s.to_string())])),
+                ..Default::default()
+            }),
+            spec: Some(spec),
+        }
+    }
+
+    fn workload(name: &str, spec: PodSpec) -> Workload {
+        Workload {
+            kind: WorkloadKind::Deployment,
+            name: name.into(),
+            labels: BTreeMap::from([("app".into(), name.into())]),
+            template: template(spec, None),
+            generation: 1,
+            observed_generation: 1,
+            desired: 3,
+            current: 3,
+            updated: 3,
+            available: 3,
+            paused: false,
+            deadline_exceeded: false,
+            revisions_differ: false,
+        }
+    }
+
+    fn env_ref(secret: &str) -> PodSpec {
+        PodSpec {
+            containers: vec![Container {
+                name: "c".into(),
+                env: Some(vec![EnvVar {
+                    name: "T".into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.into(),
+                            key: "k".into(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    value: None,
+                }]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn finds_every_kind_of_secret_reference() {
+        let env_from = PodSpec {
+            init_containers: Some(vec![Container {
+                name: "init".into(),
+                env_from: Some(vec![EnvFromSource {
+                    secret_ref: Some(SecretEnvSource {
+                        name: "from-init".into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+            volumes: Some(vec![
+                Volume {
+                    name: "v".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some("vol".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                Volume {
+                    name: "p".into(),
+                    projected: Some(ProjectedVolumeSource {
+                        sources: Some(vec![VolumeProjection {
+                            secret: Some(SecretProjection {
+                                name: "proj".into(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            ..env_ref("env")
+        };
+        let got = secrets_referenced(&template(env_from, None));
+        let want: BTreeSet<String> = ["env", "from-init", "vol", "proj"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn default_discovery_picks_only_consumers() {
+        let all = vec![
+            workload("api", env_ref("twilio")),
+            workload("web", env_ref("other")),
+        ];
+        let secrets = BTreeSet::from(["twilio".to_string()]);
+        let (deps, missing) = dependents(None, &secrets, &all);
+        assert_eq!(
+            deps.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+            vec!["api"]
+        );
+        assert!(missing.is_empty());
+    }
+
+    #[test]
+    fn named_and_selected_workloads() {
+        let all = vec![workload("api", env_ref("x")), workload("web", env_ref("y"))];
+        let secrets = BTreeSet::new();
+        let spec = WorkloadsSpec {
+            names: Some(vec![
+                WorkloadRef {
+                    kind: WorkloadKind::Deployment,
+                    name: "web".into(),
+                },
+                WorkloadRef {
+                    kind: WorkloadKind::StatefulSet,
+                    name: "db".into(),
+                },
+            ]),
+            ..Default::default()
+        };
+        let (deps, missing) = dependents(Some(&spec), &secrets, &all);
+        assert_eq!(deps[0].name, "web");
+        assert_eq!(missing[0].name, "db");
+        let spec = WorkloadsSpec {
+            selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("app".into(), "api".into())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (deps, _) = dependents(Some(&spec), &secrets, &all);
+        assert_eq!(deps.len(), 1);
+        assert_eq!(deps[0].name, "api");
+    }
+
+    #[test]
+    fn progress_requires_stamp_observation_and_no_old_pods() {
+        let mut w = workload("api", env_ref("t"));
+        assert_eq!(progress(&w, "r1").reason.as_deref(), Some("NotRestarted"));
+        w.template = template(env_ref("t"), Some("r1"));
+        w.generation = 2;
+        assert_eq!(
+            progress(&w, "r1").reason.as_deref(),
+            Some("WaitingForController")
+        );
+        w.observed_generation = 2;
+        w.updated = 2;
+        w.current = 4; // one surge pod, old pods still around
+        let p = progress(&w, "r1");
+        assert!(!p.done);
+        assert_eq!(p.reason.as_deref(), Some("RollingOut"));
+        w.updated = 3;
+        w.available = 3;
+        assert!(!progress(&w, "r1").done, "an old pod remains");
+        w.current = 3;
+        assert!(progress(&w, "r1").done);
+        assert!(!progress(&w, "r2").done, "another stamp is another rollout");
+    }
+
+    #[test]
+    fn paused_and_deadline_are_reported() {
+        let mut w = workload("api", env_ref("t"));
+        w.template = template(env_ref("t"), Some("r1"));
+        w.updated = 0;
+        w.paused = true;
+        assert_eq!(progress(&w, "r1").reason.as_deref(), Some("Paused"));
+        w.paused = false;
+        w.deadline_exceeded = true;
+        assert_eq!(
+            progress(&w, "r1").reason.as_deref(),
+            Some("ProgressDeadlineExceeded")
+        );
+    }
+
+    #[test]
+    fn statefulset_waits_for_revisions_to_converge() {
+        let mut w = workload("db", env_ref("t"));
+        w.kind = WorkloadKind::StatefulSet;
+        w.template = template(env_ref("t"), Some("r1"));
+        w.revisions_differ = true;
+        assert!(!progress(&w, "r1").done);
+        w.revisions_differ = false;
+        assert!(progress(&w, "r1").done);
+    }
+}
