@@ -1,1 +1,4 @@
-
+pub mod kube;
+pub mod tools;
+pub mod twilio;
+pub mod workloads;

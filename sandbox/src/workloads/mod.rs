@@ -1,0 +1,39 @@
+//! Workload simulator: a stand-in for the Deployment, StatefulSet and DaemonSet controllers and
+//! the kubelet, for tests of an operator that triggers rollouts and waits for them.
+//!
+//! [`WorkloadSimulator`] is a plain kube-rs client: it watches Deployments, StatefulSets,
+//! DaemonSets, Secrets, ConfigMaps and Namespaces, keeps simulated pods in memory, and writes
+//! each workload's `/status` with merge patches, so it works against any API server.
+//!
+//! * Pods read Secret/ConfigMap-backed env vars and `envFrom` once, when they start (a
+//!   snapshot); mounted Secret/ConfigMap/projected volumes follow changes after
+//!   [`SimulatorOptions::secret_sync_delay`] (`subPath` mounts never do). A pod whose
+//!   non-optional source is missing stays Pending (`CreateContainerConfigError` for env,
+//!   `ContainerCreating` for volumes) until it appears.
+//! * Deployments: RollingUpdate with `maxSurge`/`maxUnavailable` (ints or percentages, rounded
+//!   as Kubernetes does) and Recreate, `minReadySeconds`, `paused`, `progressDeadlineSeconds`
+//!   and the `Available`/`Progressing` conditions with the controller's reasons.
+//! * StatefulSets: OrderedReady or Parallel creation, RollingUpdate one pod at a time in
+//!   reverse ordinal order down to `partition`; OnDelete replaces nothing by itself (use
+//!   [`WorkloadSimulator::delete_pod`]).
+//! * DaemonSets: one pod per simulated node, RollingUpdate with `maxUnavailable` or `maxSurge`.
+//!
+//! Not simulated: ReplicaSet, ControllerRevision and Pod objects in the API (pods exist only
+//! in memory), the `deployment.kubernetes.io/revision` annotation, proportional scaling of a
+//! paused Deployment with several active ReplicaSets, container restarts, pod termination
+//! grace periods (deletion is instant), and the MaxUnavailableStatefulSet feature.
+
+mod daemonset;
+mod deployment;
+mod hash;
+mod intstr;
+mod plan;
+mod pod;
+mod resolve;
+mod simulator;
+mod statefulset;
+mod status_patch;
+mod types;
+
+pub use simulator::WorkloadSimulator;
+pub use types::{CountSample, PodPhase, SimPod, SimulatorOptions, WorkloadKind, WorkloadRef};

@@ -1,0 +1,853 @@
+//! The running simulator: watches the API through kube-rs reflectors, runs the pure controller
+//! logic for every workload on each tick, keeps the simulated pods, and writes `/status`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ::kube::api::{Api, Patch, PatchParams};
+use ::kube::runtime::reflector::{self, Store};
+use ::kube::runtime::{watcher, WatchStreamExt};
+use ::kube::{Client, Resource, ResourceExt};
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentStatus, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Secret};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::daemonset::{self, DaemonSetInput};
+use super::deployment::{self, DeploymentInput};
+use super::hash::random_suffix;
+use super::plan::{Action, PodSummary};
+use super::pod::{Kubelet, PodRecord};
+use super::resolve::{Data, Sources};
+use super::statefulset::{self, StatefulSetInput};
+use super::status_patch;
+use super::types::{CountSample, SimPod, SimulatorOptions, WorkloadKind, WorkloadRef};
+
+/// Samples kept per workload by [`WorkloadSimulator::timeline`].
+const TIMELINE_CAP: usize = 100_000;
+
+/// Stand-in for the Deployment, StatefulSet and DaemonSet controllers and the kubelet; a plain
+/// kube-rs client of whatever API server `client` talks to. Runs until [`shutdown`](Self::shutdown)
+/// or drop.
+pub struct WorkloadSimulator {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Inner {
+    opts: SimulatorOptions,
+    nodes: Vec<String>,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    workloads: BTreeMap<WorkloadRef, Tracked>,
+    knobs: HashMap<WorkloadRef, Knobs>,
+    timelines: HashMap<WorkloadRef, Vec<CountSample>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Knobs {
+    readiness_delay: Option<Duration>,
+    fail_new_pods: bool,
+}
+
+/// What the simulator keeps per workload object (reset when the uid changes).
+struct Tracked {
+    uid: String,
+    pods: Vec<PodRecord>,
+    /// Revision -> pod template (ReplicaSets / ControllerRevisions).
+    templates: HashMap<String, Arc<PodTemplateSpec>>,
+    /// Deployment revisions whose ReplicaSet has been created.
+    replica_sets: BTreeSet<String>,
+    /// StatefulSet `status.currentRevision`.
+    current_revision: Option<String>,
+    /// Last computed Deployment status: the controller's "old status" for the next sync.
+    deployment_status: Option<DeploymentStatus>,
+    /// Last successfully written patch and the resourceVersion the write returned.
+    written: Option<(Value, String)>,
+    next_node: usize,
+}
+
+impl Tracked {
+    fn new(uid: String) -> Self {
+        Self {
+            uid,
+            pods: Vec::new(),
+            templates: HashMap::new(),
+            replica_sets: BTreeSet::new(),
+            current_revision: None,
+            deployment_status: None,
+            written: None,
+            next_node: 0,
+        }
+    }
+}
+
+struct Stores {
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
+    daemonsets: Store<DaemonSet>,
+    secrets: Store<Secret>,
+    config_maps: Store<ConfigMap>,
+    namespaces: Store<Namespace>,
+}
+
+/// A pending `/status` write.
+struct Write {
+    workload: WorkloadRef,
+    uid: String,
+    patch: Value,
+}
+
+/// Per-tick inputs shared by all workloads.
+struct Tick<'a> {
+    sources: &'a Sources,
+    now: DateTime<Utc>,
+}
+
+fn spawn_reflector<K>(api: Api<K>, inner: &Arc<Inner>, tasks: &mut Vec<JoinHandle<()>>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let inner = inner.clone();
+    tasks.push(tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "workload simulator watch error");
+            }
+            inner.wake.notify_one();
+        }
+    }));
+    reader
+}
+
+impl WorkloadSimulator {
+    /// Starts watching and simulating; returns once every watched kind has been listed.
+    pub async fn start(client: Client, opts: SimulatorOptions) -> anyhow::Result<Self> {
+        let nodes = (0..opts.nodes.max(1))
+            .map(|i| format!("sim-node-{i}"))
+            .collect();
+        let inner = Arc::new(Inner {
+            opts,
+            nodes,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        });
+        let mut tasks = Vec::new();
+        let stores = Stores {
+            deployments: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            statefulsets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            daemonsets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            secrets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            config_maps: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+        };
+        let ready = async {
+            stores.deployments.wait_until_ready().await?;
+            stores.statefulsets.wait_until_ready().await?;
+            stores.daemonsets.wait_until_ready().await?;
+            stores.secrets.wait_until_ready().await?;
+            stores.config_maps.wait_until_ready().await?;
+            stores.namespaces.wait_until_ready().await
+        };
+        let synced = tokio::time::timeout(inner.opts.initial_sync_timeout, ready).await;
+        if !matches!(synced, Ok(Ok(()))) {
+            for t in &tasks {
+                t.abort();
+            }
+            anyhow::bail!(
+                "workload simulator: initial list of workloads/Secrets/ConfigMaps/Namespaces did not complete within {:?}",
+                inner.opts.initial_sync_timeout
+            );
+        }
+        let loop_inner = inner.clone();
+        tasks.push(tokio::spawn(async move {
+            run(loop_inner, stores, client).await
+        }));
+        Ok(Self { inner, tasks })
+    }
+
+    /// Stops all background tasks; pods vanish with the simulator.
+    pub async fn shutdown(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    pub fn options(&self) -> &SimulatorOptions {
+        &self.inner.opts
+    }
+
+    /// Names of the simulated nodes (`sim-node-0` ...).
+    pub fn nodes(&self) -> Vec<String> {
+        self.inner.nodes.clone()
+    }
+
+    /// Readiness delay for the pods of one workload (also pods already started but not yet
+    /// ready). May be set before the workload exists.
+    pub fn set_readiness_delay(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        delay: Duration,
+    ) {
+        let mut st = self.inner.lock();
+        st.knobs
+            .entry(WorkloadRef::new(kind, namespace, name))
+            .or_default()
+            .readiness_delay = Some(delay);
+        drop(st);
+        self.inner.wake.notify_one();
+    }
+
+    /// While on, pods created for this workload never become ready (their readiness probe never
+    /// passes). Pods keep the setting they were created with. May be set before the workload exists.
+    pub fn fail_new_pods(&self, kind: WorkloadKind, namespace: &str, name: &str, fail: bool) {
+        let mut st = self.inner.lock();
+        st.knobs
+            .entry(WorkloadRef::new(kind, namespace, name))
+            .or_default()
+            .fail_new_pods = fail;
+    }
+
+    /// Pods of one workload, by ordinal then creation time.
+    pub fn pods(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Vec<SimPod> {
+        let st = self.inner.lock();
+        let mut pods: Vec<SimPod> = st
+            .workloads
+            .get(&WorkloadRef::new(kind, namespace, name))
+            .map(|t| t.pods.iter().map(|p| p.pod.clone()).collect())
+            .unwrap_or_default();
+        sort_pods(&mut pods);
+        pods
+    }
+
+    /// Pods of every workload.
+    pub fn all_pods(&self) -> Vec<SimPod> {
+        let st = self.inner.lock();
+        let mut pods: Vec<SimPod> = st
+            .workloads
+            .values()
+            .flat_map(|t| t.pods.iter().map(|p| p.pod.clone()))
+            .collect();
+        sort_pods(&mut pods);
+        pods
+    }
+
+    /// Pods (of any workload) that hold `value` in an env var or mounted file ([`SimPod::holds`]).
+    pub fn pods_holding(&self, value: &str) -> Vec<SimPod> {
+        self.all_pods()
+            .into_iter()
+            .filter(|p| p.holds(value))
+            .collect()
+    }
+
+    /// Pods (of any workload) that do not hold `value`.
+    pub fn pods_not_holding(&self, value: &str) -> Vec<SimPod> {
+        self.all_pods()
+            .into_iter()
+            .filter(|p| !p.holds(value))
+            .collect()
+    }
+
+    /// Deletes one pod, as `kubectl delete pod` would; its controller replaces it. This is how
+    /// `OnDelete` StatefulSets/DaemonSets pick up a new template.
+    pub fn delete_pod(&self, kind: WorkloadKind, namespace: &str, name: &str, pod: &str) -> bool {
+        let mut st = self.inner.lock();
+        let Some(t) = st
+            .workloads
+            .get_mut(&WorkloadRef::new(kind, namespace, name))
+        else {
+            return false;
+        };
+        let before = t.pods.len();
+        t.pods.retain(|p| p.pod.name != pod);
+        let deleted = t.pods.len() != before;
+        drop(st);
+        self.inner.wake.notify_one();
+        deleted
+    }
+
+    /// Every change of the workload's pod counts since it appeared (exact, not sampled).
+    pub fn timeline(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Vec<CountSample> {
+        self.inner
+            .lock()
+            .timelines
+            .get(&WorkloadRef::new(kind, namespace, name))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Polls until `pred` holds for the workload's pods; returns them, or fails after `timeout`.
+    pub async fn wait_for_pods(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&[SimPod]) -> bool,
+    ) -> anyhow::Result<Vec<SimPod>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pods = self.pods(kind, namespace, name);
+            if pred(&pods) {
+                return Ok(pods);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "timed out after {timeout:?} waiting for pods of {}; last seen: {:#?}",
+                    WorkloadRef::new(kind, namespace, name),
+                    pods.iter()
+                        .map(|p| (&p.name, &p.revision, p.phase, p.ready, &p.waiting_reason))
+                        .collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(self.inner.opts.tick_interval.min(Duration::from_millis(20))).await;
+        }
+    }
+}
+
+impl Drop for WorkloadSimulator {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn sort_pods(pods: &mut [SimPod]) {
+    pods.sort_by(|a, b| {
+        (&a.workload, a.ordinal, a.created_at, &a.name).cmp(&(
+            &b.workload,
+            b.ordinal,
+            b.created_at,
+            &b.name,
+        ))
+    });
+}
+
+async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
+    let params = PatchParams {
+        field_manager: Some(inner.opts.field_manager.clone()),
+        ..Default::default()
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.opts.tick_interval) => {}
+            _ = inner.wake.notified() => {}
+        }
+        let writes = inner.tick(&stores, Utc::now());
+        for w in writes {
+            let r = &w.workload;
+            let result = match r.kind {
+                WorkloadKind::Deployment => {
+                    patch::<Deployment>(&client, r, &params, &w.patch).await
+                }
+                WorkloadKind::StatefulSet => {
+                    patch::<StatefulSet>(&client, r, &params, &w.patch).await
+                }
+                WorkloadKind::DaemonSet => patch::<DaemonSet>(&client, r, &params, &w.patch).await,
+            };
+            match result {
+                Ok(rv) => {
+                    let mut st = inner.lock();
+                    if let Some(t) = st.workloads.get_mut(r).filter(|t| t.uid == w.uid) {
+                        t.written = Some((w.patch, rv));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(workload = %r, error = %e, "workload simulator status write failed")
+                }
+            }
+        }
+    }
+}
+
+async fn patch<K>(
+    client: &Client,
+    r: &WorkloadRef,
+    params: &PatchParams,
+    body: &Value,
+) -> anyhow::Result<String>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &r.namespace);
+    let obj = api
+        .patch_status(&r.name, params, &Patch::Merge(body))
+        .await
+        .with_context(|| format!("patch status of {r}"))?;
+    Ok(obj.resource_version().unwrap_or_default())
+}
+
+fn data_of_secret(s: &Secret) -> Data {
+    let mut data: Data = s
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    // An API server that does not fold stringData into data still means it.
+    data.extend(s.string_data.clone().unwrap_or_default());
+    data
+}
+
+fn data_of_config_map(c: &ConfigMap) -> Data {
+    let mut data: Data = c
+        .binary_data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    data.extend(c.data.clone().unwrap_or_default());
+    data
+}
+
+fn key_of<K: Resource>(o: &K) -> (String, String) {
+    (
+        o.meta().namespace.clone().unwrap_or_default(),
+        o.meta().name.clone().unwrap_or_default(),
+    )
+}
+
+fn rv_number(rv: Option<&str>) -> Option<u64> {
+    rv?.parse().ok()
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tick(&self, stores: &Stores, now: DateTime<Utc>) -> Vec<Write> {
+        let sources = Sources {
+            secrets: stores
+                .secrets
+                .state()
+                .iter()
+                .map(|s| (key_of(s.as_ref()), data_of_secret(s)))
+                .collect(),
+            config_maps: stores
+                .config_maps
+                .state()
+                .iter()
+                .map(|c| (key_of(c.as_ref()), data_of_config_map(c)))
+                .collect(),
+        };
+        let terminating: HashSet<String> = stores
+            .namespaces
+            .state()
+            .iter()
+            .filter(|n| n.metadata.deletion_timestamp.is_some())
+            .map(|n| n.name_any())
+            .collect();
+        let tick = Tick {
+            sources: &sources,
+            now,
+        };
+        let mut st = self.lock();
+        let mut live = BTreeSet::new();
+        let mut writes = Vec::new();
+        for d in stores.deployments.state() {
+            if let Some(w) = self.sync_one(
+                &mut st,
+                &mut live,
+                &terminating,
+                d.as_ref(),
+                &tick,
+                Self::sync_deployment,
+            ) {
+                writes.push(w);
+            }
+        }
+        for s in stores.statefulsets.state() {
+            if let Some(w) = self.sync_one(
+                &mut st,
+                &mut live,
+                &terminating,
+                s.as_ref(),
+                &tick,
+                Self::sync_statefulset,
+            ) {
+                writes.push(w);
+            }
+        }
+        for d in stores.daemonsets.state() {
+            if let Some(w) = self.sync_one(
+                &mut st,
+                &mut live,
+                &terminating,
+                d.as_ref(),
+                &tick,
+                Self::sync_daemonset,
+            ) {
+                writes.push(w);
+            }
+        }
+        st.workloads.retain(|r, _| live.contains(r));
+        writes
+    }
+
+    /// Common part of a workload sync: identity, deletion, kubelet pass, timeline, write decision.
+    fn sync_one<K>(
+        &self,
+        st: &mut State,
+        live: &mut BTreeSet<WorkloadRef>,
+        terminating: &HashSet<String>,
+        obj: &K,
+        tick: &Tick<'_>,
+        sync: fn(&Self, &K, &mut Tracked, Knobs, &Tick<'_>) -> (Value, String),
+    ) -> Option<Write>
+    where
+        K: Resource<DynamicType = ()> + StatusOf,
+    {
+        let (namespace, name) = key_of(obj);
+        let kind = K::KIND;
+        let r = WorkloadRef::new(kind, &namespace, &name);
+        // Deleting objects and terminating namespaces lose their pods and get no status.
+        if obj.meta().deletion_timestamp.is_some() || terminating.contains(&namespace) {
+            return None;
+        }
+        live.insert(r.clone());
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        let knobs = st.knobs.get(&r).copied().unwrap_or_default();
+        let tracked = st
+            .workloads
+            .entry(r.clone())
+            .or_insert_with(|| Tracked::new(uid.clone()));
+        if tracked.uid != uid {
+            *tracked = Tracked::new(uid.clone());
+        }
+        let delay = knobs.readiness_delay.unwrap_or(self.opts.readiness_delay);
+        let kubelet = Kubelet {
+            sources: tick.sources,
+            readiness_delay: delay,
+            sync_delay: self.opts.secret_sync_delay,
+            now: tick.now,
+        };
+        for p in &mut tracked.pods {
+            p.advance(kubelet);
+        }
+        let (patch, update_revision) = sync(self, obj, tracked, knobs, tick);
+        // Pods created in this sync start at once (their env snapshot is taken now).
+        for p in tracked
+            .pods
+            .iter_mut()
+            .filter(|p| p.pod.started_at.is_none())
+        {
+            p.advance(kubelet);
+        }
+        let sample = CountSample {
+            at: tick.now,
+            total: tracked.pods.len(),
+            ready: tracked.pods.iter().filter(|p| p.pod.ready).count(),
+            available: tracked
+                .pods
+                .iter()
+                .filter(|p| p.is_available(K::min_ready_seconds(obj), tick.now))
+                .count(),
+            updated: tracked
+                .pods
+                .iter()
+                .filter(|p| p.pod.revision == update_revision)
+                .count(),
+        };
+        let write = self.needs_write(obj, tracked, &patch).then(|| Write {
+            workload: r.clone(),
+            uid,
+            patch,
+        });
+        let timeline = st.timelines.entry(r).or_default();
+        let changed = timeline.last().is_none_or(|l| {
+            (l.total, l.ready, l.available, l.updated)
+                != (sample.total, sample.ready, sample.available, sample.updated)
+        });
+        if changed && timeline.len() < TIMELINE_CAP {
+            timeline.push(sample);
+        }
+        write
+    }
+
+    /// Write when the status differs from our last write, or when someone else changed the
+    /// stored status after it.
+    fn needs_write<K: Resource + StatusOf>(
+        &self,
+        obj: &K,
+        tracked: &Tracked,
+        patch: &Value,
+    ) -> bool {
+        match &tracked.written {
+            None => true,
+            Some((last, _)) if last != patch => true,
+            Some((_, rv)) => {
+                let newer = match (
+                    rv_number(obj.meta().resource_version.as_deref()),
+                    rv_number(Some(rv)),
+                ) {
+                    (Some(seen), Some(ours)) => seen > ours,
+                    _ => false,
+                };
+                newer && !obj.status_matches(patch)
+            }
+        }
+    }
+
+    fn create_pod(
+        &self,
+        tracked: &mut Tracked,
+        r: &WorkloadRef,
+        action: &Action,
+        knobs: Knobs,
+        fallback: &str,
+        now: DateTime<Utc>,
+    ) {
+        let Action::Create {
+            revision,
+            ordinal,
+            node,
+        } = action
+        else {
+            return;
+        };
+        // A revision whose template is unknown (e.g. from before a simulator restart) falls back
+        // to the current template.
+        let (revision, template) = match tracked.templates.get(revision) {
+            Some(t) => (revision.clone(), t.clone()),
+            None => match tracked.templates.get(fallback) {
+                Some(t) => (fallback.to_owned(), t.clone()),
+                None => return,
+            },
+        };
+        let name = match (r.kind, ordinal) {
+            (_, Some(o)) => format!("{}-{o}", r.name),
+            (WorkloadKind::Deployment, None) => {
+                format!("{}-{revision}-{}", r.name, random_suffix(5))
+            }
+            _ => format!("{}-{}", r.name, random_suffix(5)),
+        };
+        let node = node.clone().unwrap_or_else(|| {
+            let n = self.nodes[tracked.next_node % self.nodes.len()].clone();
+            tracked.next_node += 1;
+            n
+        });
+        tracked.pods.push(PodRecord::new(
+            name,
+            r.clone(),
+            revision,
+            *ordinal,
+            node,
+            template,
+            knobs.fail_new_pods,
+            now,
+        ));
+    }
+
+    fn apply(
+        &self,
+        tracked: &mut Tracked,
+        r: &WorkloadRef,
+        actions: &[Action],
+        knobs: Knobs,
+        fallback: &str,
+        now: DateTime<Utc>,
+    ) {
+        for a in actions {
+            match a {
+                Action::Delete { pod } => tracked.pods.retain(|p| &p.pod.name != pod),
+                Action::Create { .. } => self.create_pod(tracked, r, a, knobs, fallback, now),
+            }
+        }
+    }
+
+    fn summaries(tracked: &Tracked, min_ready_seconds: i32, now: DateTime<Utc>) -> Vec<PodSummary> {
+        tracked
+            .pods
+            .iter()
+            .map(|p| p.summary(min_ready_seconds, now))
+            .collect()
+    }
+
+    fn sync_deployment(
+        &self,
+        d: &Deployment,
+        tracked: &mut Tracked,
+        knobs: Knobs,
+        tick: &Tick<'_>,
+    ) -> (Value, String) {
+        let r = WorkloadRef::new(WorkloadKind::Deployment, &key_of(d).0, &key_of(d).1);
+        let input = DeploymentInput::from_object(d, self.opts.default_progress_deadline_seconds);
+        let template = d
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
+        tracked
+            .templates
+            .entry(input.revision.clone())
+            .or_insert_with(|| Arc::new(template));
+        let before = Self::summaries(tracked, input.min_ready_seconds, tick.now);
+        let exists = tracked.replica_sets.contains(&input.revision);
+        let plan = deployment::plan(&input, &before, exists);
+        if plan.creates_new_rs {
+            tracked.replica_sets.insert(input.revision.clone());
+        }
+        self.apply(tracked, &r, &plan.actions, knobs, &input.revision, tick.now);
+        let after = Self::summaries(tracked, input.min_ready_seconds, tick.now);
+        let old = tracked
+            .deployment_status
+            .clone()
+            .unwrap_or_else(|| d.status.clone().unwrap_or_default());
+        let status = deployment::status(
+            &input,
+            &after,
+            &old,
+            plan.creates_new_rs,
+            exists || plan.creates_new_rs,
+            tick.now,
+        );
+        let patch = status_patch::merge_patch(WorkloadKind::Deployment, &status);
+        tracked.deployment_status = Some(status);
+        (patch, input.revision)
+    }
+
+    fn sync_statefulset(
+        &self,
+        s: &StatefulSet,
+        tracked: &mut Tracked,
+        knobs: Knobs,
+        tick: &Tick<'_>,
+    ) -> (Value, String) {
+        let r = WorkloadRef::new(WorkloadKind::StatefulSet, &key_of(s).0, &key_of(s).1);
+        let input = StatefulSetInput::from_object(s);
+        let template = s
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
+        tracked
+            .templates
+            .entry(input.update_revision.clone())
+            .or_insert_with(|| Arc::new(template));
+        let current = tracked
+            .current_revision
+            .clone()
+            .unwrap_or_else(|| input.update_revision.clone());
+        let before = Self::summaries(tracked, input.min_ready_seconds, tick.now);
+        let actions = statefulset::plan(&input, &current, &before);
+        self.apply(
+            tracked,
+            &r,
+            &actions,
+            knobs,
+            &input.update_revision,
+            tick.now,
+        );
+        let after = Self::summaries(tracked, input.min_ready_seconds, tick.now);
+        let (status, current) = statefulset::status(&input, &current, &after);
+        tracked.current_revision = Some(current);
+        (
+            status_patch::merge_patch(WorkloadKind::StatefulSet, &status),
+            input.update_revision,
+        )
+    }
+
+    fn sync_daemonset(
+        &self,
+        d: &DaemonSet,
+        tracked: &mut Tracked,
+        knobs: Knobs,
+        tick: &Tick<'_>,
+    ) -> (Value, String) {
+        let r = WorkloadRef::new(WorkloadKind::DaemonSet, &key_of(d).0, &key_of(d).1);
+        let input = DaemonSetInput::from_object(d, self.nodes.len());
+        let template = d
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
+        tracked
+            .templates
+            .entry(input.update_revision.clone())
+            .or_insert_with(|| Arc::new(template));
+        let before = Self::summaries(tracked, input.min_ready_seconds, tick.now);
+        let actions = daemonset::plan(&input, &self.nodes, &before);
+        self.apply(
+            tracked,
+            &r,
+            &actions,
+            knobs,
+            &input.update_revision,
+            tick.now,
+        );
+        let after = Self::summaries(tracked, input.min_ready_seconds, tick.now);
+        let status = daemonset::status(&input, &self.nodes, &after);
+        (
+            status_patch::merge_patch(WorkloadKind::DaemonSet, &status),
+            input.update_revision,
+        )
+    }
+}
+
+/// Per-kind access the generic sync needs.
+trait StatusOf {
+    const KIND: WorkloadKind;
+    fn min_ready_seconds(&self) -> i32;
+    fn status_matches(&self, patch: &Value) -> bool;
+}
+
+impl StatusOf for Deployment {
+    const KIND: WorkloadKind = WorkloadKind::Deployment;
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn status_matches(&self, patch: &Value) -> bool {
+        status_patch::matches(patch, self.status.as_ref())
+    }
+}
+
+impl StatusOf for StatefulSet {
+    const KIND: WorkloadKind = WorkloadKind::StatefulSet;
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn status_matches(&self, patch: &Value) -> bool {
+        status_patch::matches(patch, self.status.as_ref())
+    }
+}
+
+impl StatusOf for DaemonSet {
+    const KIND: WorkloadKind = WorkloadKind::DaemonSet;
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn status_matches(&self, patch: &Value) -> bool {
+        status_patch::matches(patch, self.status.as_ref())
+    }
+}

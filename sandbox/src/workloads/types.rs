@@ -1,0 +1,191 @@
+//! Public value types of the workload simulator.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// The workload kinds the simulator drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+        })
+    }
+}
+
+/// Identifies one workload object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadRef {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl WorkloadRef {
+    pub fn new(kind: WorkloadKind, namespace: &str, name: &str) -> Self {
+        Self {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for WorkloadRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Lifecycle phase of a simulated pod (a subset of the real pod phases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodPhase {
+    /// Created but its containers have not started: a referenced Secret/ConfigMap is missing
+    /// (see [`SimPod::waiting_reason`]).
+    Pending,
+    /// Containers started: env and mounts are resolved.
+    Running,
+}
+
+/// One simulated pod, as the kubelet would run it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimPod {
+    pub name: String,
+    pub workload: WorkloadRef,
+    /// `pod-template-hash` for Deployment and DaemonSet pods, the ControllerRevision name
+    /// (`<statefulset>-<hash>`, as in `status.updateRevision`) for StatefulSet pods.
+    pub revision: String,
+    /// StatefulSet ordinal.
+    pub ordinal: Option<u32>,
+    /// Simulated node the pod runs on (`sim-node-<i>`).
+    pub node: String,
+    pub phase: PodPhase,
+    pub ready: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ready_at: Option<DateTime<Utc>>,
+    /// `CreateContainerConfigError` (env source missing) or `ContainerCreating` (volume source
+    /// missing) while the pod cannot start.
+    pub waiting_reason: Option<String>,
+    pub waiting_message: Option<String>,
+    /// Environment of all containers merged (the first container wins on name clashes):
+    /// a snapshot taken when the containers started, like the kubelet's.
+    pub env: BTreeMap<String, String>,
+    /// Environment per container name (snapshot at start).
+    pub container_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// Mounted Secret/ConfigMap/projected volumes by mount path: file name -> content. Updated
+    /// live after the sync delay, except `subPath` mounts (a snapshot, as with the kubelet).
+    pub mounted: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl SimPod {
+    /// Whether the pod holds `value`: some env value or mounted file content contains it.
+    /// An empty `value` matches only an empty env value or file.
+    pub fn holds(&self, value: &str) -> bool {
+        let matches = |v: &String| {
+            if value.is_empty() {
+                v.is_empty()
+            } else {
+                v.contains(value)
+            }
+        };
+        self.env.values().any(matches)
+            || self
+                .container_env
+                .values()
+                .flat_map(|e| e.values())
+                .any(matches)
+            || self.mounted.values().flat_map(|f| f.values()).any(matches)
+    }
+}
+
+/// Pod counts of one workload at one moment; the simulator records one whenever they change,
+/// so tests can check invariants over a whole rollout without sampling gaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CountSample {
+    pub at: DateTime<Utc>,
+    pub total: usize,
+    pub ready: usize,
+    pub available: usize,
+    /// Pods at the workload's current template revision.
+    pub updated: usize,
+}
+
+/// Tunables of the simulator.
+#[derive(Clone, Debug)]
+pub struct SimulatorOptions {
+    /// Time from container start to readiness, unless overridden per workload.
+    pub readiness_delay: Duration,
+    /// Time after a Secret/ConfigMap change until mounted volumes show it.
+    pub secret_sync_delay: Duration,
+    /// Reconcile period (watch events also trigger a pass at once).
+    pub tick_interval: Duration,
+    /// Used when a Deployment has no `spec.progressDeadlineSeconds` (the API server default is 600).
+    pub default_progress_deadline_seconds: i32,
+    /// Number of simulated nodes (DaemonSets run one pod per node).
+    pub nodes: usize,
+    /// How long `start` waits for the initial list of every watched kind.
+    pub initial_sync_timeout: Duration,
+    /// Field manager used for `/status` patches.
+    pub field_manager: String,
+}
+
+impl Default for SimulatorOptions {
+    fn default() -> Self {
+        Self {
+            readiness_delay: Duration::from_millis(200),
+            secret_sync_delay: Duration::from_millis(500),
+            tick_interval: Duration::from_millis(50),
+            default_progress_deadline_seconds: 600,
+            nodes: 2,
+            initial_sync_timeout: Duration::from_secs(10),
+            field_manager: "sandbox-workload-simulator".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_looks_at_env_and_mounted_files() {
+        let mut p = SimPod {
+            name: "p".into(),
+            workload: WorkloadRef::new(WorkloadKind::Deployment, "ns", "web"),
+            revision: "h".into(),
+            ordinal: None,
+            node: "sim-node-0".into(),
+            phase: PodPhase::Running,
+            ready: true,
+            created_at: Utc::now(),
+            started_at: None,
+            ready_at: None,
+            waiting_reason: None,
+            waiting_message: None,
+            env: BTreeMap::from([("URL".into(), "https://AC1:tok-a@api".into())]),
+            container_env: BTreeMap::new(),
+            mounted: BTreeMap::from([(
+                "/etc/tw".into(),
+                BTreeMap::from([("token".into(), "tok-b".into())]),
+            )]),
+        };
+        assert!(p.holds("tok-a"), "substring of an env value");
+        assert!(p.holds("tok-b"), "mounted file");
+        assert!(!p.holds("tok-c"));
+        assert!(!p.holds(""), "empty matches only empty values");
+        p.env.insert("EMPTY".into(), String::new());
+        assert!(p.holds(""));
+    }
+}

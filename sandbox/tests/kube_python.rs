@@ -1,0 +1,86 @@
+//! The official Python `kubernetes` client against the sandbox API server: list, create,
+//! patch (strategic and merge), watch, and error statuses.
+
+mod kube_common;
+
+use kube_common::Cli;
+use sandbox::kube::ApiServer;
+
+const SCRIPT: &str = r#"
+import json, sys, threading, time
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+apps = client.AppsV1Api()
+out = {}
+out["namespaces"] = sorted(n.metadata.name for n in v1.list_namespace().items)
+cm = v1.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py", labels={"app": "py"}), data={"a": "1"}))
+out["created_rv"] = cm.metadata.resource_version
+p = v1.patch_namespaced_config_map("py", "default", {"data": {"b": "2"}})
+out["patched"] = p.data
+dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pyd"},
+       "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i:1"}, {"name": "d", "image": "j:1"}]}}}}
+apps.create_namespaced_deployment("default", dep)
+d = apps.patch_namespaced_deployment("pyd", "default", {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i:2"}]}}}})
+out["containers"] = [(c.name, c.image) for c in d.spec.template.spec.containers]
+try:
+    v1.read_namespaced_config_map("missing", "default")
+except ApiException as e:
+    out["missing"] = [e.status, json.loads(e.body)["reason"]]
+try:
+    v1.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py")))
+except ApiException as e:
+    out["dup"] = [e.status, json.loads(e.body)["reason"]]
+
+rv = v1.list_namespaced_config_map("default").metadata.resource_version
+def writer():
+    time.sleep(0.3)
+    v1.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py2")))
+    v1.delete_namespaced_config_map("py2", "default")
+threading.Thread(target=writer).start()
+events = []
+w = watch.Watch()
+for ev in w.stream(v1.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=10):
+    events.append([ev["type"], ev["object"].metadata.name])
+    if len(events) == 2:
+        w.stop()
+out["events"] = events
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_kubernetes_client_list_watch_patch() {
+    let s = ApiServer::start().await.unwrap();
+    let cli = Cli::new(&s.kubeconfig_yaml());
+    let script = cli.write("client.py", SCRIPT);
+    let kc = cli.kubeconfig.to_string_lossy().into_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        let o = cli.run(&sandbox::tools::python(), &[&script, &kc]);
+        (o.ok, o.stdout, o.stderr)
+    })
+    .await
+    .unwrap();
+    assert!(out.0, "python failed:\n{}\n{}", out.1, out.2);
+    let v: serde_json::Value = serde_json::from_str(out.1.trim()).unwrap();
+    assert!(v["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "default"));
+    assert!(v["created_rv"].as_str().unwrap().parse::<u64>().is_ok());
+    assert_eq!(v["patched"], serde_json::json!({"a": "1", "b": "2"}));
+    assert_eq!(
+        v["containers"],
+        serde_json::json!([["c", "i:2"], ["d", "j:1"]]),
+        "strategic merge by container name"
+    );
+    assert_eq!(v["missing"], serde_json::json!([404, "NotFound"]));
+    assert_eq!(v["dup"], serde_json::json!([409, "AlreadyExists"]));
+    assert_eq!(
+        v["events"],
+        serde_json::json!([["ADDED", "py2"], ["DELETED", "py2"]])
+    );
+}
