@@ -5,6 +5,9 @@
 //! API server; what only the controller can check (the schedule annotation, missing Secrets)
 //! surfaces as a condition and an Event.
 
+// kube's printcolumn(...) repeats `type_ = ...` by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

@@ -615,8 +615,7 @@ fn resumes_from_every_phase_after_a_crash() {
         let mut stage_calls = 0;
         let mut promoted = 0;
         let mut phases = vec![];
-        let mut step = 0;
-        for _ in 0..60 {
+        for step in 0..60 {
             let mut o = obs(status.clone());
             o.now = now;
             o.rotate_now = Some("go".into());
@@ -641,7 +640,6 @@ fn resumes_from_every_phase_after_a_crash() {
                 rolled_out = true;
             }
             let crashed = step == crash_at;
-            step += 1;
             if !crashed {
                 status = d.status;
                 if phases.last() != status.phase.as_ref() {

@@ -1,0 +1,440 @@
+//! One reconcile: read fresh, observe, decide, act once, write status, send Events.
+
+use super::locks::account_key;
+use super::secrets::{self, Distribution, Staged};
+use super::{Context, Error};
+use crate::api::{
+    AbortStep, Phase, TokenRotation, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION, SCHEDULE_ANNOTATION,
+};
+use crate::providers::auth_token;
+use crate::rotation::{
+    self, Action, Decision, Failure, FailureClass, Observation, Plan, RolloutView,
+};
+use crate::secret::SecretString;
+use crate::time::from_k8s;
+use crate::twilio::{Credentials, TwilioClient};
+use crate::workloads;
+use chrono::Utc;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+pub async fn reconcile(obj: Arc<TokenRotation>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let name = obj.name_any();
+    let ns = obj
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
+    reconcile_one(ctx, ns, name).instrument(span).await
+}
+
+pub fn error_policy(obj: Arc<TokenRotation>, err: &Error, _ctx: Arc<Context>) -> Requeue {
+    let conflict = matches!(err, Error::Kube(kube::Error::Api(s)) if s.code == 409);
+    if conflict {
+        tracing::debug!(resource = %obj.name_any(), "status write raced a change; retrying");
+        Requeue::requeue(Duration::from_millis(200))
+    } else {
+        tracing::warn!(resource = %obj.name_any(), error = %err, "reconcile failed");
+        Requeue::requeue(Duration::from_secs(5))
+    }
+}
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::None => "None",
+        Action::Stage => "Stage",
+        Action::Distribute => "Distribute",
+        Action::Restart { .. } => "Restart",
+        Action::Verify => "Verify",
+        Action::Promote => "Promote",
+        Action::Retire => "Retire",
+        Action::RestoreSecrets => "RestoreSecrets",
+        Action::DeleteSecondary => "DeleteSecondary",
+    }
+}
+
+async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Requeue, Error> {
+    let api: Api<TokenRotation> = Api::namespaced(ctx.client.clone(), &ns);
+    // Read fresh rather than from the cache: the cache can lag our own last status write, and
+    // acting on a stale phase could repeat a step that must not be repeated.
+    let Some(tr) = api.get_opt(&name).await? else {
+        return Ok(Requeue::await_change());
+    };
+    let me = format!("{ns}/{name}");
+    let lock_key = account_key(
+        &tr.spec.twilio.account_sid,
+        tr.spec.twilio.region.as_deref(),
+    );
+    let mut obs = observe(&tr, &ctx, &ns).await?;
+    let mut decision = rotation::decide(&obs);
+
+    let starting = obs.status.rotation.is_none() && decision.status.rotation.is_some();
+    if decision.status.rotation.is_some() {
+        if let Err(holder) = ctx.locks.try_acquire(&lock_key, &me) {
+            if starting {
+                obs.account_holder = Some(holder);
+                decision = rotation::decide(&obs);
+            } else {
+                tracing::warn!(holder = %holder, "two rotations in flight on one account; continuing this one");
+            }
+        }
+    }
+
+    let action = decision.action.clone();
+    let step = action_name(&action);
+    if let Some(r) = &obs.status.rotation {
+        if action != Action::None {
+            tracing::info!(rotation = %r.id, phase = ?obs.status.phase, action = step, "performing step");
+        }
+    }
+    ctx.config.failpoints.hit(&format!("before:{step}")).await;
+    let result = execute(&ctx, &tr, &ns, &obs, &action).await;
+    ctx.config.failpoints.hit(&format!("after:{step}")).await;
+
+    let Decision {
+        status,
+        events,
+        requeue_after,
+        ..
+    } = match result {
+        Ok(()) => decision,
+        Err(failure) => {
+            tracing::warn!(action = step, reason = failure.class.reason(), message = %failure.message, "step failed");
+            rotation::on_failure(&obs, &action, &failure)
+        }
+    };
+    let idle = status.rotation.is_none();
+    write_status(&api, &tr, status).await?;
+    ctx.config.failpoints.hit(&format!("status:{step}")).await;
+    if idle {
+        ctx.locks.release(&lock_key, &me);
+    }
+    publish(&ctx, &tr, events).await;
+    Ok(match requeue_after {
+        Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
+        None => Requeue::await_change(),
+    })
+}
+
+async fn observe(tr: &TokenRotation, ctx: &Context, ns: &str) -> Result<Observation, Error> {
+    let now = Utc::now();
+    let annotations = tr.annotations();
+    let status = tr.status.clone().unwrap_or_default();
+    let plan = Plan::new(
+        &tr.spec,
+        annotations.get(SCHEDULE_ANNOTATION).map(String::as_str),
+    );
+    let staged_for = match &status.rotation {
+        Some(r) => secrets::read_staging(&ctx.client, ns, &r.staging_secret)
+            .await?
+            .map(|s| s.rotation_id),
+        None => None,
+    };
+    let stamp = match (status.phase, status.rotation.as_ref()) {
+        (Some(Phase::RollingOut), Some(r)) => Some(r.id.clone()),
+        (Some(Phase::Aborting), Some(r)) if r.abort_step == Some(AbortStep::RollBack) => {
+            Some(format!("{}-rollback", r.id))
+        }
+        _ => None,
+    };
+    let rollout = match stamp {
+        Some(stamp) => Some(observe_rollout(ctx, tr, ns, &stamp).await?),
+        None => None,
+    };
+    Ok(Observation {
+        now,
+        generation: tr.metadata.generation,
+        name: tr.name_any(),
+        uid: tr.uid().unwrap_or_default(),
+        created: tr
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(from_k8s)
+            .unwrap_or(now),
+        plan,
+        rotate_now: annotations.get(ROTATE_NOW_ANNOTATION).cloned(),
+        abort: annotations.get(ABORT_ANNOTATION).cloned(),
+        status,
+        account_holder: account_holder(tr, ctx),
+        staged_for,
+        rollout,
+    })
+}
+
+async fn observe_rollout(
+    ctx: &Context,
+    tr: &TokenRotation,
+    ns: &str,
+    stamp: &str,
+) -> Result<RolloutView, Error> {
+    let all = workloads::list(&ctx.client, ns).await?;
+    let targets: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
+    let (deps, missing) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
+    let mut view = RolloutView::default();
+    for w in &deps {
+        view.workloads.push(workloads::progress(w, stamp));
+        if w.stamp() != Some(stamp) {
+            view.unstamped.push(w.reference());
+        }
+    }
+    view.workloads
+        .extend(missing.iter().map(workloads::missing_progress));
+    Ok(view)
+}
+
+/// Another resource rotating the same account, from this process's locks or from status.
+fn account_holder(tr: &TokenRotation, ctx: &Context) -> Option<String> {
+    let key = account_key(
+        &tr.spec.twilio.account_sid,
+        tr.spec.twilio.region.as_deref(),
+    );
+    let me = format!("{}/{}", tr.namespace().unwrap_or_default(), tr.name_any());
+    if let Some(h) = ctx.locks.holder(&key).filter(|h| *h != me) {
+        return Some(h);
+    }
+    ctx.store
+        .state()
+        .iter()
+        .filter(|o| o.uid() != tr.uid())
+        .filter(|o| account_key(&o.spec.twilio.account_sid, o.spec.twilio.region.as_deref()) == key)
+        .find(|o| o.status.as_ref().is_some_and(|s| s.rotation.is_some()))
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+}
+
+async fn write_status(
+    api: &Api<TokenRotation>,
+    tr: &TokenRotation,
+    status: crate::api::TokenRotationStatus,
+) -> Result<(), Error> {
+    if tr.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let mut updated = tr.clone();
+    updated.status = Some(status);
+    // A replace carrying the resourceVersion we decided on: if anything changed meanwhile the
+    // write fails with 409 and the next round decides again on fresh state.
+    api.replace_status(&tr.name_any(), &PostParams::default(), &updated)
+        .await?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, tr: &TokenRotation, events: Vec<rotation::EventNote>) {
+    let reference = tr.object_ref(&());
+    for e in events {
+        let ev = Event {
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: e.reason.to_owned(),
+            note: Some(e.note),
+            action: "Rotate".to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(reason = e.reason, error = %err, "could not publish Event");
+        }
+    }
+}
+
+fn kube_failure(what: &str, e: kube::Error) -> Failure {
+    Failure {
+        class: FailureClass::Kubernetes,
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn twilio_client(ctx: &Context, tr: &TokenRotation) -> Result<TwilioClient, Failure> {
+    ctx.twilio(
+        tr.spec.twilio.region.as_deref(),
+        tr.spec.twilio.edge.as_deref(),
+    )
+    .map_err(|e| Failure {
+        class: FailureClass::TwilioRejected,
+        message: format!("building the Twilio client: {e}"),
+    })
+}
+
+/// The token the operator authenticates with, from `credentialsSecretRef`.
+async fn operator_token(
+    ctx: &Context,
+    tr: &TokenRotation,
+    ns: &str,
+) -> Result<SecretString, Failure> {
+    let r = &tr.spec.twilio.credentials_secret_ref;
+    match secrets::read_key(&ctx.client, ns, &r.name, &r.key).await {
+        Ok(Some(v)) if !v.is_empty() => Ok(v),
+        Ok(_) => Err(Failure {
+            class: FailureClass::CredentialsMissing,
+            message: format!(
+                "Secret {ns}/{} does not exist or has no key {:?}",
+                r.name, r.key
+            ),
+        }),
+        Err(e) => Err(kube_failure("reading the credentials Secret", e)),
+    }
+}
+
+async fn staged(ctx: &Context, obs: &Observation, ns: &str) -> Result<Staged, Failure> {
+    let Some(r) = &obs.status.rotation else {
+        return Err(Failure {
+            class: FailureClass::StagingLost,
+            message: "no rotation in flight".into(),
+        });
+    };
+    match secrets::read_staging(&ctx.client, ns, &r.staging_secret).await {
+        Ok(Some(s)) if s.rotation_id == r.id => Ok(s),
+        Ok(_) => Err(Failure {
+            class: FailureClass::StagingLost,
+            message: format!(
+                "the staging Secret {ns}/{} holding rotation {}'s tokens is missing",
+                r.staging_secret, r.id
+            ),
+        }),
+        Err(e) => Err(kube_failure("reading the staging Secret", e)),
+    }
+}
+
+async fn distribute(
+    ctx: &Context,
+    tr: &TokenRotation,
+    ns: &str,
+    d: Distribution<'_>,
+) -> Result<(), Failure> {
+    for (name, data) in secrets::desired(&tr.spec, d) {
+        secrets::apply(&ctx.client, ns, &name, &data)
+            .await
+            .map_err(|e| kube_failure(&format!("applying Secret {ns}/{name}"), e))?;
+    }
+    Ok(())
+}
+
+async fn execute(
+    ctx: &Context,
+    tr: &TokenRotation,
+    ns: &str,
+    obs: &Observation,
+    action: &Action,
+) -> Result<(), Failure> {
+    let sid = tr.spec.twilio.account_sid.as_str();
+    match action {
+        Action::None => Ok(()),
+        Action::Stage => {
+            let old = operator_token(ctx, tr, ns).await?;
+            let twilio = twilio_client(ctx, tr)?;
+            let new =
+                auth_token::create_secondary(&twilio, &Credentials::auth_token(sid, old.clone()))
+                    .await?;
+            ctx.config.failpoints.hit("stage:created").await;
+            let id = obs
+                .status
+                .rotation
+                .as_ref()
+                .map(|r| r.id.clone())
+                .unwrap_or_default();
+            let name = obs
+                .status
+                .rotation
+                .as_ref()
+                .map(|r| r.staging_secret.clone())
+                .unwrap_or_default();
+            let staged = Staged {
+                rotation_id: id,
+                token: new,
+                previous: old,
+            };
+            // The token exists only in this process now: insist on storing it.
+            let mut delay = Duration::from_millis(100);
+            for attempt in 1..=6 {
+                match secrets::write_staging(&ctx.client, tr, &name, &staged).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if attempt < 6 => {
+                        tracing::warn!(attempt, error = %e, "storing the new token failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(e) => {
+                        return Err(kube_failure(
+                            "storing the new token in the staging Secret",
+                            e,
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
+        Action::Distribute => {
+            let s = staged(ctx, obs, ns).await?;
+            distribute(
+                ctx,
+                tr,
+                ns,
+                Distribution::New {
+                    new: &s.token,
+                    old: &s.previous,
+                },
+            )
+            .await
+        }
+        Action::Restart {
+            stamp,
+            workloads: refs,
+        } => {
+            for w in refs {
+                workloads::stamp(&ctx.client, ns, w, stamp)
+                    .await
+                    .map_err(|e| kube_failure(&format!("restarting {} {}", w.kind, w.name), e))?;
+            }
+            Ok(())
+        }
+        Action::Verify => {
+            let s = staged(ctx, obs, ns).await?;
+            let twilio = twilio_client(ctx, tr)?;
+            auth_token::verify(&twilio, &Credentials::auth_token(sid, s.token.clone())).await
+        }
+        Action::Promote => {
+            let s = staged(ctx, obs, ns).await?;
+            let twilio = twilio_client(ctx, tr)?;
+            auth_token::promote(
+                &twilio,
+                &Credentials::auth_token(sid, s.token.clone()),
+                &Credentials::auth_token(sid, s.previous.clone()),
+            )
+            .await
+        }
+        Action::Retire => {
+            // The credentials Secret holds the new token since distribution; the staging
+            // Secret may already be gone if a previous attempt got this far.
+            let new = operator_token(ctx, tr, ns).await?;
+            distribute(ctx, tr, ns, Distribution::Final { new: &new }).await?;
+            if let Some(r) = &obs.status.rotation {
+                secrets::delete(&ctx.client, ns, &r.staging_secret)
+                    .await
+                    .map_err(|e| kube_failure("deleting the staging Secret", e))?;
+            }
+            Ok(())
+        }
+        Action::RestoreSecrets => {
+            let s = staged(ctx, obs, ns).await?;
+            distribute(ctx, tr, ns, Distribution::Restore { old: &s.previous }).await
+        }
+        Action::DeleteSecondary => {
+            let op = operator_token(ctx, tr, ns).await?;
+            let twilio = twilio_client(ctx, tr)?;
+            auth_token::delete_secondary(&twilio, &Credentials::auth_token(sid, op)).await?;
+            if let Some(r) = &obs.status.rotation {
+                secrets::delete(&ctx.client, ns, &r.staging_secret)
+                    .await
+                    .map_err(|e| kube_failure("deleting the staging Secret", e))?;
+            }
+            Ok(())
+        }
+    }
+}

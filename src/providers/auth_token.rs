@@ -1,0 +1,95 @@
+//! The Twilio side of an Auth Token rotation: each function is one step, safe to repeat.
+
+use crate::rotation::{Failure, FailureClass};
+use crate::secret::SecretString;
+use crate::twilio::{Credentials, ErrorKind, TwilioClient, TwilioError};
+
+/// Maps a client error to the failure the state machine reports, without any secret.
+pub fn failure(err: &TwilioError, refused: FailureClass) -> Failure {
+    let class = match err.kind() {
+        ErrorKind::AuthenticationFailed => refused,
+        ErrorKind::RateLimited => FailureClass::TwilioRateLimited,
+        ErrorKind::Transient => FailureClass::TwilioUnavailable,
+        ErrorKind::OutcomeUnknown => FailureClass::OutcomeUnknown,
+        ErrorKind::NotFound | ErrorKind::SecondaryAlreadyExists | ErrorKind::Permanent => {
+            FailureClass::TwilioRejected
+        }
+    };
+    Failure {
+        class,
+        message: err.to_string(),
+    }
+}
+
+/// Stage: clear a secondary token nobody holds (an earlier attempt that crashed before storing
+/// it, or one made outside the operator: an account has one secondary slot), then create a new
+/// one. The caller stores it before anything else happens.
+pub async fn create_secondary(
+    client: &TwilioClient,
+    operator: &Credentials,
+) -> Result<SecretString, Failure> {
+    match client.delete_secondary_auth_token(operator).await {
+        Ok(_) => tracing::info!("deleted a secondary Auth Token that no rotation had stored"),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(failure(&e, FailureClass::AuthenticationFailed)),
+    }
+    match client.create_secondary_auth_token(operator).await {
+        Ok(created) => Ok(created.secondary_auth_token),
+        Err(e) => Err(failure(&e, FailureClass::AuthenticationFailed)),
+    }
+}
+
+/// Verify: the new token authenticates a cheap read.
+pub async fn verify(client: &TwilioClient, new: &Credentials) -> Result<(), Failure> {
+    client
+        .fetch_account(new)
+        .await
+        .map(|_| ())
+        .map_err(|e| failure(&e, FailureClass::NewTokenRefused))
+}
+
+/// Promote, authenticating with the new token (valid as secondary before, as primary after).
+/// After a crash or an unknown outcome the call is repeated: Twilio then answers 404 (nothing to
+/// promote), and the promotion is confirmed from which token still works.
+pub async fn promote(
+    client: &TwilioClient,
+    new: &Credentials,
+    old: &Credentials,
+) -> Result<(), Failure> {
+    match client.promote_secondary_auth_token(new).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => confirm_promoted(client, new, old).await,
+        Err(e) => Err(failure(&e, FailureClass::AuthenticationFailed)),
+    }
+}
+
+async fn confirm_promoted(
+    client: &TwilioClient,
+    new: &Credentials,
+    old: &Credentials,
+) -> Result<(), Failure> {
+    client
+        .fetch_account(new)
+        .await
+        .map_err(|e| failure(&e, FailureClass::NewTokenRefused))?;
+    match client.fetch_account(old).await {
+        Err(e) if e.kind() == ErrorKind::AuthenticationFailed => Ok(()),
+        Err(e) => Err(failure(&e, FailureClass::TwilioUnavailable)),
+        Ok(_) => Err(Failure {
+            class: FailureClass::TwilioRejected,
+            message: "Twilio has no secondary token to promote, yet the old token still works: the new token is not the account's primary (was the secondary deleted outside the operator?)".into(),
+        }),
+    }
+}
+
+/// Abort: delete the unused secondary; already gone is fine.
+pub async fn delete_secondary(
+    client: &TwilioClient,
+    operator: &Credentials,
+) -> Result<(), Failure> {
+    match client.delete_secondary_auth_token(operator).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(failure(&e, FailureClass::AuthenticationFailed)),
+    }
+}
