@@ -35,5 +35,5 @@ mod statefulset;
 mod status_patch;
 mod types;
 
-pub use simulator::WorkloadSimulator;
+pub use simulator::{PodsView, WorkloadSimulator};
 pub use types::{CountSample, PodPhase, SimPod, SimulatorOptions, WorkloadKind, WorkloadRef};

@@ -241,6 +241,25 @@ impl WorkloadSimulator {
 
     /// Pods of every workload.
     pub fn all_pods(&self) -> Vec<SimPod> {
+        self.clone_handle().all_pods()
+    }
+
+    /// A cheap handle that reads the pods from another task.
+    pub fn clone_handle(&self) -> PodsView {
+        PodsView {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// Read access to the simulated pods, cloneable into background tasks.
+#[derive(Clone)]
+pub struct PodsView {
+    inner: Arc<Inner>,
+}
+
+impl PodsView {
+    pub fn all_pods(&self) -> Vec<SimPod> {
         let st = self.inner.lock();
         let mut pods: Vec<SimPod> = st
             .workloads
@@ -250,7 +269,9 @@ impl WorkloadSimulator {
         sort_pods(&mut pods);
         pods
     }
+}
 
+impl WorkloadSimulator {
     /// Pods (of any workload) that hold `value` in an env var or mounted file ([`SimPod::holds`]).
     pub fn pods_holding(&self, value: &str) -> Vec<SimPod> {
         self.all_pods()

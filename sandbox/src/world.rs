@@ -1,0 +1,110 @@
+//! The whole sandbox in one value: API server, workload simulator and Twilio emulator, plus
+//! consumer traffic (every ready simulated pod calling Twilio with the credentials its env holds).
+
+use crate::kube::ApiServer;
+use crate::twilio::TwilioSandbox;
+use crate::workloads::{SimulatorOptions, WorkloadSimulator};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Sandbox {
+    pub api: ApiServer,
+    pub workloads: WorkloadSimulator,
+    pub twilio: TwilioSandbox,
+    client: ::kube::Client,
+}
+
+impl Sandbox {
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(SimulatorOptions::default()).await
+    }
+
+    pub async fn start_with(opts: SimulatorOptions) -> anyhow::Result<Self> {
+        let api = ApiServer::start().await?;
+        let client = api.client().await;
+        let workloads = WorkloadSimulator::start(client.clone(), opts).await?;
+        let twilio = TwilioSandbox::start().await?;
+        Ok(Self {
+            api,
+            workloads,
+            twilio,
+            client,
+        })
+    }
+
+    pub fn client(&self) -> ::kube::Client {
+        self.client.clone()
+    }
+
+    pub fn kubeconfig_yaml(&self) -> String {
+        self.api.kubeconfig_yaml()
+    }
+
+    /// Starts consumer traffic: every `every`, each ready pod calls
+    /// `GET /2010-04-01/Accounts/{sid}.json` with `sid_env`/`token_env` from its env snapshot.
+    pub fn start_traffic(&self, sid_env: &str, token_env: &str, every: Duration) -> Traffic {
+        let counts = Arc::new(TrafficCounts::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let sim = self.workloads.clone_handle();
+        let base = self.twilio.base_url();
+        let (sid_env, token_env) = (sid_env.to_owned(), token_env.to_owned());
+        let (c, s) = (counts.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            while !s.load(Ordering::Relaxed) {
+                for pod in sim.all_pods().into_iter().filter(|p| p.ready) {
+                    let (Some(sid), Some(token)) = (pod.env.get(&sid_env), pod.env.get(&token_env))
+                    else {
+                        continue;
+                    };
+                    let res = http
+                        .get(format!("{base}/2010-04-01/Accounts/{sid}.json"))
+                        .basic_auth(sid, Some(token))
+                        .header("User-Agent", format!("sim-pod/{}", pod.name))
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status().is_success() => c.ok.fetch_add(1, Ordering::Relaxed),
+                        _ => c.refused.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        Traffic { counts, stop, task }
+    }
+}
+
+#[derive(Default)]
+pub struct TrafficCounts {
+    pub ok: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+/// Consumer traffic in the background; [`Traffic::stop`] returns (served, refused).
+pub struct Traffic {
+    counts: Arc<TrafficCounts>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    pub fn served(&self) -> u64 {
+        self.counts.ok.load(Ordering::Relaxed)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.counts.refused.load(Ordering::Relaxed)
+    }
+
+    pub async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let counts = self.counts.clone();
+        let _ = self.task.await;
+        (
+            counts.ok.load(Ordering::Relaxed),
+            counts.refused.load(Ordering::Relaxed),
+        )
+    }
+}

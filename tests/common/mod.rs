@@ -1,0 +1,192 @@
+//! A world for end-to-end tests: the sandbox, a namespace with an admin credential Secret, a
+//! consumer Secret, a Deployment reading it, and the real controller in a task.
+#![allow(dead_code)]
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::CustomResourceExt;
+use sandbox::Sandbox;
+use std::time::Duration;
+use token_rotator::api::{TokenRotation, TokenRotationStatus};
+use token_rotator::controller::{self, failpoints::Failpoints, Config};
+use token_rotator::twilio::{RetryPolicy, TwilioConfig};
+
+pub const NS: &str = "shop";
+
+pub struct World {
+    pub sb: Sandbox,
+    pub sid: String,
+    pub old_token: String,
+    pub client: kube::Client,
+}
+
+pub async fn world(replicas: i32) -> World {
+    let sb = Sandbox::start().await.expect("sandbox");
+    let client = sb.client();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &TokenRotation::crd())
+        .await
+        .expect("install CRD");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let (sid, token) = sb.twilio.create_account();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    for (name, data) in [
+        ("twilio-admin", serde_json::json!({"authToken": token})),
+        (
+            "twilio-creds",
+            serde_json::json!({"TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token}),
+        ),
+    ] {
+        let s: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": NS}, "stringData": data
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "api", "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "api"}},
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{
+                    "name": "app", "image": "shop/api:1",
+                    "env": [
+                        {"name": "TWILIO_ACCOUNT_SID", "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "TWILIO_ACCOUNT_SID"}}},
+                        {"name": "TWILIO_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "TWILIO_AUTH_TOKEN"}}}
+                    ]
+                }]}
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    sb.workloads
+        .wait_for_pods(
+            sandbox::workloads::WorkloadKind::Deployment,
+            NS,
+            "api",
+            Duration::from_secs(20),
+            |pods| pods.len() == replicas as usize && pods.iter().all(|p| p.ready),
+        )
+        .await
+        .expect("pods ready");
+    World {
+        sid,
+        old_token: token,
+        client,
+        sb,
+    }
+}
+
+pub fn config(world: &World, failpoints: Failpoints) -> Config {
+    Config {
+        twilio: TwilioConfig {
+            base_url: Some(world.sb.twilio.base_url().parse().unwrap()),
+            request_timeout: Duration::from_secs(5),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(50),
+            },
+            ..TwilioConfig::default()
+        },
+        namespace: None,
+        instance: Some("test".into()),
+        failpoints,
+    }
+}
+
+pub fn start_controller(world: &World, failpoints: Failpoints) -> tokio::task::JoinHandle<()> {
+    let client = world.client.clone();
+    let cfg = config(world, failpoints);
+    tokio::spawn(async move {
+        if let Err(e) = controller::run(client, cfg).await {
+            panic!("controller stopped: {e}");
+        }
+    })
+}
+
+pub fn rotation(world: &World, name: &str, annotations: serde_json::Value) -> TokenRotation {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "tokenrotator.io/v1alpha1",
+        "kind": "TokenRotation",
+        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
+        "spec": {
+            "twilio": {"accountSid": world.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+            "authToken": {},
+            "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID", "tokenKey": "TWILIO_AUTH_TOKEN",
+                         "previousTokenKey": "TWILIO_PREVIOUS_AUTH_TOKEN"}],
+            "rolloutTimeout": "2m",
+            "propagationDelay": "1s",
+            "overlap": "1s"
+        }
+    }))
+    .unwrap()
+}
+
+pub async fn create(world: &World, tr: &TokenRotation) {
+    Api::<TokenRotation>::namespaced(world.client.clone(), NS)
+        .create(&PostParams::default(), tr)
+        .await
+        .expect("create TokenRotation");
+}
+
+/// Polls the resource's status until `pred` holds.
+pub async fn wait_status(
+    world: &World,
+    name: &str,
+    timeout: Duration,
+    pred: impl Fn(&TokenRotationStatus) -> bool,
+) -> TokenRotationStatus {
+    let api: Api<TokenRotation> = Api::namespaced(world.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let tr = api.get(name).await.unwrap();
+        let st = tr.status.clone().unwrap_or_default();
+        if pred(&st) {
+            return st;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting on {name}; status: {st:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn secret_value(world: &World, name: &str, key: &str) -> Option<String> {
+    let s = Api::<Secret>::namespaced(world.client.clone(), NS)
+        .get_opt(name)
+        .await
+        .unwrap()?;
+    s.data
+        .and_then(|d| d.get(key).map(|b| String::from_utf8(b.0.clone()).unwrap()))
+}
+
+/// Authenticates directly with the emulator: true if the token is accepted.
+pub async fn token_works(world: &World, token: &str) -> bool {
+    reqwest::Client::new()
+        .get(format!(
+            "{}/2010-04-01/Accounts/{}.json",
+            world.sb.twilio.base_url(),
+            world.sid
+        ))
+        .basic_auth(&world.sid, Some(token))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success()
+}
