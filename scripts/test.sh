@@ -56,6 +56,8 @@ step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "CRDs up to date" check_crds
 # Unit, integration and doc tests of both crates; --no-fail-fast so every failing test binary reports.
 step "cargo test" cargo test --workspace --no-fail-fast
+# The demo checks its own summary (a completed rotation, zero refused requests) and exits 1 otherwise.
+step "demo rotation" cargo run -q --example demo
 
 section "summary"
 if ((${#failed[@]})); then
