@@ -1,0 +1,407 @@
+//! End to end: what goes wrong, and that nothing is lost when it does. Each case checks the
+//! documented condition and Event, that nothing was promoted too early, that consumers were
+//! never refused, and that no token reached a log line.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use sandbox::twilio::{Endpoint, Fault};
+use sandbox::workloads::WorkloadKind;
+use std::io::Write;
+use std::sync::{Mutex, Once};
+use std::time::Duration;
+use token_rotator::api::{Phase, TokenRotation, TokenRotationStatus};
+use token_rotator::controller::failpoints::Failpoints;
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static INIT: Once = Once::new();
+
+struct Sink;
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line of every test in this binary (debug level for the operator).
+fn capture_logs() {
+    INIT.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter("token_rotator=trace,kube=debug,info")
+            .with_writer(|| Sink)
+            .with_ansi(false)
+            .init();
+    });
+}
+
+fn assert_no_token_in_logs(tokens: &[&str]) {
+    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).to_string();
+    assert!(
+        logs.contains("performing step"),
+        "the controller's logs were captured"
+    );
+    for t in tokens {
+        assert!(!t.is_empty());
+        assert!(!logs.contains(t), "a token appeared in a log line");
+    }
+}
+
+fn degraded(s: &TokenRotationStatus) -> Option<(String, String)> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+async fn event_reasons(w: &World) -> Vec<String> {
+    Api::<Event>::namespaced(w.client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+async fn annotate(w: &World, name: &str, key: &str, value: &str) {
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {key: value}}})),
+        )
+        .await
+        .unwrap();
+}
+
+fn with_spec(
+    mut tr: TokenRotation,
+    f: impl FnOnce(&mut token_rotator::api::TokenRotationSpec),
+) -> TokenRotation {
+    f(&mut tr.spec);
+    tr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_timeout_holds_then_abort_restores_the_old_token() {
+    capture_logs();
+    let w = world(2).await;
+    w.sb.workloads
+        .fail_new_pods(WorkloadKind::Deployment, NS, "api", true);
+    let traffic = w.sb.start_traffic(
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        Duration::from_millis(20),
+    );
+    let ctl = start_controller(&w, Failpoints::default());
+    let tr = with_spec(
+        rotation(
+            &w,
+            "twilio",
+            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
+        ),
+        |s| s.rollout_timeout = "2s".into(),
+    );
+    create(&w, &tr).await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "RolloutTimeout")
+    })
+    .await;
+    assert_eq!(st.phase, Some(Phase::RollingOut), "held, not promoted");
+    let new =
+        w.sb.twilio
+            .secondary_token(&w.sid)
+            .expect("the new token is still a secondary");
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+    assert!(token_works(&w, &w.old_token).await && token_works(&w, &new).await);
+    assert!(event_reasons(&w).await.iter().any(|r| r == "RotationHeld"));
+
+    // Abort: the old token returns to the Secret, the workload rolls back onto it, then the new
+    // token is deleted.
+    w.sb.workloads
+        .fail_new_pods(WorkloadKind::Deployment, NS, "api", false);
+    annotate(&w, "twilio", "tokenrotator.io/abort", "yes").await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::Aborted)
+    })
+    .await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(st
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "RotationAborted"));
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+    assert!(
+        w.sb.twilio.secondary_token(&w.sid).is_none(),
+        "the new token was deleted"
+    );
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some(w.old_token.as_str())
+    );
+    assert_eq!(
+        secret_value(&w, "twilio-admin", "authToken")
+            .await
+            .as_deref(),
+        Some(w.old_token.as_str())
+    );
+    let pods = w.sb.workloads.pods(WorkloadKind::Deployment, NS, "api");
+    assert!(pods
+        .iter()
+        .all(|p| p.env.get("TWILIO_AUTH_TOKEN") == Some(&w.old_token)));
+    let reasons = event_reasons(&w).await;
+    for r in ["RotationAborting", "SecretsRestored", "RotationAborted"] {
+        assert!(reasons.iter().any(|x| x == r), "missing Event {r}");
+    }
+    assert!(served > 0);
+    assert_eq!(
+        refused, 0,
+        "no consumer was refused during hold and rollback"
+    );
+    assert_no_token_in_logs(&[&w.old_token, &new]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_deployment_holds_without_promotion() {
+    capture_logs();
+    let w = world(2).await;
+    Api::<Deployment>::namespaced(w.client.clone(), NS)
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"paused": true}})),
+        )
+        .await
+        .unwrap();
+    let ctl = start_controller(&w, Failpoints::default());
+    create(
+        &w,
+        &rotation(
+            &w,
+            "twilio",
+            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
+        ),
+    )
+    .await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "WorkloadPaused")
+    })
+    .await;
+    ctl.abort();
+    let (_, msg) = degraded(&st).unwrap();
+    assert!(msg.contains("Deployment api"), "{msg}");
+    assert_eq!(st.phase, Some(Phase::RollingOut));
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+    assert!(event_reasons(&w)
+        .await
+        .iter()
+        .any(|r| r == "WorkloadPaused"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_secret_then_wrong_credential_then_fixed() {
+    capture_logs();
+    let w = world(1).await;
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
+    secrets
+        .delete("twilio-admin", &DeleteParams::default())
+        .await
+        .unwrap();
+    let ctl = start_controller(&w, Failpoints::default());
+    create(
+        &w,
+        &rotation(
+            &w,
+            "twilio",
+            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
+        ),
+    )
+    .await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "CredentialsSecretNotFound")
+    })
+    .await;
+    assert!(degraded(&st).unwrap().1.contains("twilio-admin"));
+    assert_eq!(st.phase, Some(Phase::Staging));
+
+    // A wrong token: Twilio refuses it; nothing is created.
+    let wrong = "0123456789abcdef0123456789abcdef";
+    let s: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "twilio-admin", "namespace": NS}, "stringData": {"authToken": wrong}
+    }))
+    .unwrap();
+    secrets.create(&Default::default(), &s).await.unwrap();
+    // Any change to the resource wakes the controller instead of its 30 s retry.
+    annotate(&w, "twilio", "example.com/touched", "1").await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "AuthenticationFailed")
+    })
+    .await;
+    assert!(degraded(&st).unwrap().1.contains("credentialsSecretRef"));
+    assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+    let reasons = event_reasons(&w).await;
+    assert!(reasons.iter().any(|r| r == "CredentialsSecretNotFound"));
+    assert!(reasons.iter().any(|r| r == "AuthenticationFailed"));
+    ctl.abort();
+    assert_no_token_in_logs(&[&w.old_token, wrong]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_schedule_is_reported_and_rotate_now_still_works() {
+    capture_logs();
+    let w = world(1).await;
+    let ctl = start_controller(&w, Failpoints::default());
+    create(
+        &w,
+        &rotation(
+            &w,
+            "twilio",
+            serde_json::json!({"tokenrotator.io/schedule": "every sunday"}),
+        ),
+    )
+    .await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "InvalidSchedule")
+    })
+    .await;
+    assert!(degraded(&st).unwrap().1.contains("every sunday"));
+    assert!(event_reasons(&w)
+        .await
+        .iter()
+        .any(|r| r == "InvalidSchedule"));
+    annotate(&w, "twilio", "tokenrotator.io/rotate-now", "now").await;
+    wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    ctl.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_5xx_storm_and_429s_degrade_then_recover() {
+    capture_logs();
+    let w = world(1).await;
+    let traffic = w.sb.start_traffic(
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        Duration::from_millis(20),
+    );
+    // Stage starts with an idempotent DELETE (clearing any unknown secondary): a 5xx storm there
+    // is retried by the client, then reported.
+    w.sb.twilio
+        .set_fault(Endpoint::SecondaryDelete, Fault::server_error(503, 12));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(
+        &w,
+        &rotation(
+            &w,
+            "twilio",
+            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
+        ),
+    )
+    .await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "TwilioUnavailable")
+    })
+    .await;
+    assert!(
+        w.sb.twilio.secondary_token(&w.sid).is_none(),
+        "nothing created during the storm"
+    );
+    // Then 429s on promotion: retried with backoff, reported while they last.
+    w.sb.twilio.clear_faults();
+    w.sb.twilio
+        .set_fault(Endpoint::Promote, Fault::too_many_requests(6));
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let (_, refused) = traffic.stop().await;
+    ctl.abort();
+    assert_eq!(st.phase, Some(Phase::Ready));
+    let reasons = event_reasons(&w).await;
+    assert!(reasons.iter().any(|r| r == "TwilioUnavailable"));
+    assert!(reasons.iter().any(|r| r == "TwilioRateLimited"));
+    assert_eq!(refused, 0);
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_no_token_in_logs(&[&w.old_token, &new]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rotations_on_one_account_serialize() {
+    capture_logs();
+    let w = world(1).await;
+    let ctl = start_controller(&w, Failpoints::default());
+    let a = rotation(
+        &w,
+        "first",
+        serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
+    );
+    let b = with_spec(
+        rotation(
+            &w,
+            "second",
+            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
+        ),
+        |s| {
+            s.secrets[0].name = "other-creds".into();
+            s.secrets[0].previous_token_key = None;
+        },
+    );
+    create(&w, &a).await;
+    create(&w, &b).await;
+    // Sample both statuses: never two rotations in flight at once.
+    let api: Api<TokenRotation> = Api::namespaced(w.client.clone(), NS);
+    let mut saw_waiting = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        // One LIST is one snapshot: both statuses as of the same resourceVersion.
+        let items = api.list(&ListParams::default()).await.unwrap().items;
+        let status_of = |n: &str| {
+            items
+                .iter()
+                .find(|t| t.metadata.name.as_deref() == Some(n))
+                .and_then(|t| t.status.clone())
+                .unwrap_or_default()
+        };
+        let (sa, sb) = (status_of("first"), status_of("second"));
+        assert!(
+            !(sa.rotation.is_some() && sb.rotation.is_some()),
+            "two rotations in flight on one account: {:?} / {:?}",
+            sa.phase,
+            sb.phase
+        );
+        saw_waiting |= [&sa, &sb]
+            .iter()
+            .any(|s| s.conditions.iter().any(|c| c.reason == "WaitingForAccount"));
+        if sa.rotations == 1 && sb.rotations == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both rotations should finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ctl.abort();
+    assert!(saw_waiting, "one waited with WaitingForAccount");
+    assert!(event_reasons(&w)
+        .await
+        .iter()
+        .any(|r| r == "WaitingForAccount"));
+}
