@@ -195,3 +195,75 @@ async fn survives_a_crash_at_every_step() {
         assert_eq!(refused, 0, "{point}: refused consumer requests");
     }
 }
+
+/// A scheduled run that was missed while the operator was down (the last rotation was three
+/// days ago on a daily schedule) runs once at start, and the next run is a day later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_scheduled_rotation_runs_once_on_start() {
+    use chrono::{Duration as CD, Utc};
+    use kube::api::{Patch, PatchParams};
+    use token_rotator::api::TokenRotation;
+    let w = world(2).await;
+    let traffic = w.sb.start_traffic(
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        Duration::from_millis(20),
+    );
+    create(
+        &w,
+        &rotation(
+            &w,
+            "twilio",
+            serde_json::json!({"tokenrotator.io/schedule": "@every 24h"}),
+        ),
+    )
+    .await;
+    let last = (Utc::now() - CD::days(3))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .patch_status(
+            "twilio",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"status": {"lastRotationTime": last, "rotations": 4}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let ctl = start_controller(&w, Failpoints::default());
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 5).await;
+    // Give a second run the chance to (wrongly) start.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st2 = wait_status(&w, "twilio", Duration::from_secs(5), |_| true).await;
+    let (_, refused) = traffic.stop().await;
+    ctl.abort();
+    assert_eq!(
+        st2.rotations, 5,
+        "the missed runs are run once, not replayed"
+    );
+    assert_eq!(st2.phase, Some(Phase::Ready));
+    let last = token_rotator::time::from_k8s(st.last_rotation_time.as_ref().unwrap());
+    let next = token_rotator::time::from_k8s(st.next_rotation_time.as_ref().unwrap());
+    assert!(
+        last > Utc::now() - CD::minutes(1),
+        "lastRotationTime is this rotation"
+    );
+    assert!(
+        next >= last + CD::hours(24) && next <= last + CD::hours(24) + CD::minutes(5),
+        "{last} -> {next}"
+    );
+    let notes: Vec<String> = Api::<Event>::namespaced(w.client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("RotationStarted"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("schedule"), "{notes:?}");
+    assert_eq!(refused, 0);
+    assert_ne!(w.sb.twilio.primary_token(&w.sid).unwrap(), w.old_token);
+}
