@@ -22,11 +22,7 @@ async fn main() -> ExitCode {
         "namespace {NS}: Secret twilio-creds, Deployment api (3 pods on the current token), account {}",
         w.sid
     );
-    let traffic = w.sb.start_traffic(
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        Duration::from_millis(50),
-    );
+    let traffic = consumer_traffic(&w, Duration::from_millis(50));
     let ctl = start_controller(&w, Failpoints::default());
     create(
         &w,

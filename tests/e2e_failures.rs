@@ -97,11 +97,7 @@ async fn rollout_timeout_holds_then_abort_restores_the_old_token() {
     let w = world(2).await;
     w.sb.workloads
         .fail_new_pods(WorkloadKind::Deployment, NS, "api", true);
-    let traffic = w.sb.start_traffic(
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        Duration::from_millis(20),
-    );
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
     let tr = with_spec(
         rotation(
@@ -299,11 +295,7 @@ async fn invalid_schedule_is_reported_and_rotate_now_still_works() {
 async fn twilio_5xx_storm_and_429s_degrade_then_recover() {
     capture_logs();
     let w = world(1).await;
-    let traffic = w.sb.start_traffic(
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        Duration::from_millis(20),
-    );
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
     // Stage starts with an idempotent DELETE (clearing any unknown secondary): a 5xx storm there
     // is retried by the client, then reported.
     w.sb.twilio

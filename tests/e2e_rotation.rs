@@ -13,11 +13,7 @@ use token_rotator::controller::failpoints::Failpoints;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_rotation_completes_with_zero_refused_consumer_requests() {
     let w = world(3).await;
-    let traffic = w.sb.start_traffic(
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        Duration::from_millis(20),
-    );
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
     create(
         &w,
@@ -113,11 +109,7 @@ async fn manual_rotation_completes_with_zero_refused_consumer_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn naive_promote_before_rollout_breaks_consumers() {
     let w = world(2).await;
-    let traffic = w.sb.start_traffic(
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        Duration::from_millis(20),
-    );
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let twilio =
         token_rotator::twilio::TwilioClient::new(config(&w, Failpoints::default()).twilio).unwrap();
@@ -150,11 +142,7 @@ async fn survives_a_crash_at_every_step() {
     }
     for point in points {
         let w = world(2).await;
-        let traffic = w.sb.start_traffic(
-            "TWILIO_ACCOUNT_SID",
-            "TWILIO_AUTH_TOKEN",
-            Duration::from_millis(20),
-        );
+        let traffic = consumer_traffic(&w, Duration::from_millis(20));
         let (fp, mut hits) = Failpoints::new();
         fp.arm(&point);
         let first = start_controller(&w, fp);
@@ -204,11 +192,7 @@ async fn missed_scheduled_rotation_runs_once_on_start() {
     use kube::api::{Patch, PatchParams};
     use token_rotator::api::TokenRotation;
     let w = world(2).await;
-    let traffic = w.sb.start_traffic(
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        Duration::from_millis(20),
-    );
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
     create(
         &w,
         &rotation(

@@ -91,6 +91,13 @@ pub async fn world(replicas: i32) -> World {
     }
 }
 
+/// Every ready pod calls Twilio every `every` with the account SID and token its env holds.
+pub fn consumer_traffic(world: &World, every: Duration) -> sandbox::Traffic {
+    world
+        .sb
+        .start_traffic("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", every)
+}
+
 pub fn config(world: &World, failpoints: Failpoints) -> Config {
     Config {
         twilio: TwilioConfig {
