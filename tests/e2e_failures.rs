@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use sandbox::twilio::{Endpoint, Fault};
 use sandbox::workloads::WorkloadKind;
@@ -61,17 +60,6 @@ fn degraded(s: &TokenRotationStatus) -> Option<(String, String)> {
         .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
-async fn event_reasons(w: &World) -> Vec<String> {
-    Api::<Event>::namespaced(w.client.clone(), NS)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect()
-}
-
 async fn annotate(w: &World, name: &str, key: &str, value: &str) {
     Api::<TokenRotation>::namespaced(w.client.clone(), NS)
         .patch(
@@ -122,7 +110,7 @@ async fn rollout_timeout_holds_then_abort_restores_the_old_token() {
         Some(w.old_token.as_str())
     );
     assert!(token_works(&w, &w.old_token).await && token_works(&w, &new).await);
-    assert!(event_reasons(&w).await.iter().any(|r| r == "RotationHeld"));
+    wait_events(&w, &["RotationHeld"]).await;
 
     // Abort: the old token returns to the Secret, the workload rolls back onto it, then the new
     // token is deleted.
@@ -163,10 +151,11 @@ async fn rollout_timeout_holds_then_abort_restores_the_old_token() {
     assert!(pods
         .iter()
         .all(|p| p.env.get("TWILIO_AUTH_TOKEN") == Some(&w.old_token)));
-    let reasons = event_reasons(&w).await;
-    for r in ["RotationAborting", "SecretsRestored", "RotationAborted"] {
-        assert!(reasons.iter().any(|x| x == r), "missing Event {r}");
-    }
+    wait_events(
+        &w,
+        &["RotationAborting", "SecretsRestored", "RotationAborted"],
+    )
+    .await;
     assert!(served > 0);
     assert_eq!(
         refused, 0,
@@ -209,10 +198,7 @@ async fn paused_deployment_holds_without_promotion() {
         w.sb.twilio.primary_token(&w.sid).as_deref(),
         Some(w.old_token.as_str())
     );
-    assert!(event_reasons(&w)
-        .await
-        .iter()
-        .any(|r| r == "WorkloadPaused"));
+    wait_events(&w, &["WorkloadPaused"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,9 +242,7 @@ async fn missing_credentials_secret_then_wrong_credential_then_fixed() {
     .await;
     assert!(degraded(&st).unwrap().1.contains("credentialsSecretRef"));
     assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
-    let reasons = event_reasons(&w).await;
-    assert!(reasons.iter().any(|r| r == "CredentialsSecretNotFound"));
-    assert!(reasons.iter().any(|r| r == "AuthenticationFailed"));
+    wait_events(&w, &["CredentialsSecretNotFound", "AuthenticationFailed"]).await;
     ctl.abort();
     assert_no_token_in_logs(&[&w.old_token, wrong]);
 }
@@ -282,10 +266,7 @@ async fn invalid_schedule_is_reported_and_rotate_now_still_works() {
     })
     .await;
     assert!(degraded(&st).unwrap().1.contains("every sunday"));
-    assert!(event_reasons(&w)
-        .await
-        .iter()
-        .any(|r| r == "InvalidSchedule"));
+    wait_events(&w, &["InvalidSchedule"]).await;
     annotate(&w, "twilio", "tokenrotator.io/rotate-now", "now").await;
     wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
     ctl.abort();
@@ -326,9 +307,7 @@ async fn twilio_5xx_storm_and_429s_degrade_then_recover() {
     let (_, refused) = traffic.stop().await;
     ctl.abort();
     assert_eq!(st.phase, Some(Phase::Ready));
-    let reasons = event_reasons(&w).await;
-    assert!(reasons.iter().any(|r| r == "TwilioUnavailable"));
-    assert!(reasons.iter().any(|r| r == "TwilioRateLimited"));
+    wait_events(&w, &["TwilioUnavailable", "TwilioRateLimited"]).await;
     assert_eq!(refused, 0);
     let new = w.sb.twilio.primary_token(&w.sid).unwrap();
     assert_no_token_in_logs(&[&w.old_token, &new]);
@@ -392,8 +371,5 @@ async fn two_rotations_on_one_account_serialize() {
     }
     ctl.abort();
     assert!(saw_waiting, "one waited with WaitingForAccount");
-    assert!(event_reasons(&w)
-        .await
-        .iter()
-        .any(|r| r == "WaitingForAccount"));
+    wait_events(&w, &["WaitingForAccount"]).await;
 }

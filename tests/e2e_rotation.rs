@@ -4,8 +4,7 @@
 mod common;
 
 use common::*;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use std::time::Duration;
 use token_rotator::api::Phase;
 use token_rotator::controller::failpoints::Failpoints;
@@ -73,31 +72,21 @@ async fn manual_rotation_completes_with_zero_refused_consumer_requests() {
     assert_eq!(refused, 0, "no consumer request was refused");
 
     // Events tell the story, and none of them carries a token.
-    let events = Api::<Event>::namespaced(w.client.clone(), NS)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    let reasons: Vec<String> = events
-        .items
-        .iter()
-        .filter_map(|e| e.reason.clone())
-        .collect();
-    for r in [
-        "RotationStarted",
-        "SecondaryTokenCreated",
-        "SecretsUpdated",
-        "WorkloadsRestarted",
-        "RolloutComplete",
-        "TokenVerified",
-        "TokenPromoted",
-        "RotationSucceeded",
-    ] {
-        assert!(
-            reasons.iter().any(|x| x == r),
-            "missing Event {r}: {reasons:?}"
-        );
-    }
-    let dump = serde_json::to_string(&events.items).unwrap() + &serde_json::to_string(&st).unwrap();
+    let events = wait_events(
+        &w,
+        &[
+            "RotationStarted",
+            "SecondaryTokenCreated",
+            "SecretsUpdated",
+            "WorkloadsRestarted",
+            "RolloutComplete",
+            "TokenVerified",
+            "TokenPromoted",
+            "RotationSucceeded",
+        ],
+    )
+    .await;
+    let dump = serde_json::to_string(&events).unwrap() + &serde_json::to_string(&st).unwrap();
     assert!(
         !dump.contains(&new) && !dump.contains(&w.old_token),
         "a token leaked into Events or status"
@@ -237,11 +226,8 @@ async fn missed_scheduled_rotation_runs_once_on_start() {
         next >= last + CD::hours(24) && next <= last + CD::hours(24) + CD::minutes(5),
         "{last} -> {next}"
     );
-    let notes: Vec<String> = Api::<Event>::namespaced(w.client.clone(), NS)
-        .list(&ListParams::default())
+    let notes: Vec<String> = wait_events(&w, &["RotationStarted", "RotationSucceeded"])
         .await
-        .unwrap()
-        .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("RotationStarted"))
         .filter_map(|e| e.note)

@@ -4,8 +4,9 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::CustomResourceExt;
 use sandbox::Sandbox;
 use std::time::Duration;
@@ -196,4 +197,26 @@ pub async fn token_works(world: &World, token: &str) -> bool {
         .unwrap()
         .status()
         .is_success()
+}
+
+/// Waits until Events with all of `reasons` exist in the namespace (they are sent right after
+/// the status write that a test waits on), and returns every Event.
+pub async fn wait_events(world: &World, reasons: &[&str]) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(world.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = api.list(&ListParams::default()).await.unwrap().items;
+        let missing: Vec<&&str> = reasons
+            .iter()
+            .filter(|r| !events.iter().any(|e| e.reason.as_deref() == Some(**r)))
+            .collect();
+        if missing.is_empty() {
+            return events;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let seen: Vec<_> = events.iter().filter_map(|e| e.reason.clone()).collect();
+            panic!("missing Events {missing:?}; seen {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
