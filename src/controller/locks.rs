@@ -36,6 +36,12 @@ impl AccountLocks {
         map.get(account).cloned()
     }
 
+    /// Releases every account `holder` has (the resource is gone).
+    pub fn release_holder(&self, holder: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, h| h != holder);
+    }
+
     pub fn release(&self, account: &str, holder: &str) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.get(account).map(String::as_str) == Some(holder) {
@@ -63,5 +69,8 @@ mod tests {
         assert_eq!(l.holder(&a).as_deref(), Some("ns/one"));
         l.release(&a, "ns/one");
         assert!(l.try_acquire(&a, "ns/two").is_ok());
+        l.release_holder("ns/two");
+        assert_eq!(l.holder(&a), None);
+        assert_eq!(l.holder(&account_key("AC00", Some("ie1"))), None);
     }
 }

@@ -62,10 +62,12 @@ async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Re
     let api: Api<TokenRotation> = Api::namespaced(ctx.client.clone(), &ns);
     // Read fresh rather than from the cache: the cache can lag our own last status write, and
     // acting on a stale phase could repeat a step that must not be repeated.
+    let me = format!("{ns}/{name}");
     let Some(tr) = api.get_opt(&name).await? else {
+        // Deleted: free its account for the other rotations waiting on it.
+        ctx.locks.release_holder(&me);
         return Ok(Requeue::await_change());
     };
-    let me = format!("{ns}/{name}");
     let lock_key = account_key(
         &tr.spec.twilio.account_sid,
         tr.spec.twilio.region.as_deref(),
