@@ -60,6 +60,19 @@ fn degraded(s: &TokenRotationStatus) -> Option<(String, String)> {
         .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
+/// Waits until `name` is Degraded with `reason`.
+async fn wait_degraded(
+    w: &World,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+) -> TokenRotationStatus {
+    wait_status(w, name, timeout, |s| {
+        degraded(s).is_some_and(|(r, _)| r == reason)
+    })
+    .await
+}
+
 async fn annotate(w: &World, name: &str, key: &str, value: &str) {
     Api::<TokenRotation>::namespaced(w.client.clone(), NS)
         .patch(
@@ -87,19 +100,11 @@ async fn rollout_timeout_holds_then_abort_restores_the_old_token() {
         .fail_new_pods(WorkloadKind::Deployment, NS, "api", true);
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
-    let tr = with_spec(
-        rotation(
-            &w,
-            "twilio",
-            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
-        ),
-        |s| s.rollout_timeout = "2s".into(),
-    );
+    let tr = with_spec(manual_rotation(&w, "twilio"), |s| {
+        s.rollout_timeout = "2s".into()
+    });
     create(&w, &tr).await;
-    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        degraded(s).is_some_and(|(r, _)| r == "RolloutTimeout")
-    })
-    .await;
+    let st = wait_degraded(&w, "twilio", "RolloutTimeout", Duration::from_secs(30)).await;
     assert_eq!(st.phase, Some(Phase::RollingOut), "held, not promoted");
     let new =
         w.sb.twilio
@@ -177,19 +182,8 @@ async fn paused_deployment_holds_without_promotion() {
         .await
         .unwrap();
     let ctl = start_controller(&w, Failpoints::default());
-    create(
-        &w,
-        &rotation(
-            &w,
-            "twilio",
-            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
-        ),
-    )
-    .await;
-    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        degraded(s).is_some_and(|(r, _)| r == "WorkloadPaused")
-    })
-    .await;
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait_degraded(&w, "twilio", "WorkloadPaused", Duration::from_secs(30)).await;
     ctl.abort();
     let (_, msg) = degraded(&st).unwrap();
     assert!(msg.contains("Deployment api"), "{msg}");
@@ -211,18 +205,13 @@ async fn missing_credentials_secret_then_wrong_credential_then_fixed() {
         .await
         .unwrap();
     let ctl = start_controller(&w, Failpoints::default());
-    create(
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait_degraded(
         &w,
-        &rotation(
-            &w,
-            "twilio",
-            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
-        ),
+        "twilio",
+        "CredentialsSecretNotFound",
+        Duration::from_secs(30),
     )
-    .await;
-    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        degraded(s).is_some_and(|(r, _)| r == "CredentialsSecretNotFound")
-    })
     .await;
     assert!(degraded(&st).unwrap().1.contains("twilio-admin"));
     assert_eq!(st.phase, Some(Phase::Staging));
@@ -236,9 +225,12 @@ async fn missing_credentials_secret_then_wrong_credential_then_fixed() {
     secrets.create(&Default::default(), &s).await.unwrap();
     // Any change to the resource wakes the controller instead of its 30 s retry.
     annotate(&w, "twilio", "example.com/touched", "1").await;
-    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| {
-        degraded(s).is_some_and(|(r, _)| r == "AuthenticationFailed")
-    })
+    let st = wait_degraded(
+        &w,
+        "twilio",
+        "AuthenticationFailed",
+        Duration::from_secs(60),
+    )
     .await;
     assert!(degraded(&st).unwrap().1.contains("credentialsSecretRef"));
     assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
@@ -261,10 +253,7 @@ async fn invalid_schedule_is_reported_and_rotate_now_still_works() {
         ),
     )
     .await;
-    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        degraded(s).is_some_and(|(r, _)| r == "InvalidSchedule")
-    })
-    .await;
+    let st = wait_degraded(&w, "twilio", "InvalidSchedule", Duration::from_secs(30)).await;
     assert!(degraded(&st).unwrap().1.contains("every sunday"));
     wait_events(&w, &["InvalidSchedule"]).await;
     annotate(&w, "twilio", "tokenrotator.io/rotate-now", "now").await;
@@ -282,19 +271,8 @@ async fn twilio_5xx_storm_and_429s_degrade_then_recover() {
     w.sb.twilio
         .set_fault(Endpoint::SecondaryDelete, Fault::server_error(503, 12));
     let ctl = start_controller(&w, Failpoints::default());
-    create(
-        &w,
-        &rotation(
-            &w,
-            "twilio",
-            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
-        ),
-    )
-    .await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        degraded(s).is_some_and(|(r, _)| r == "TwilioUnavailable")
-    })
-    .await;
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_degraded(&w, "twilio", "TwilioUnavailable", Duration::from_secs(30)).await;
     assert!(
         w.sb.twilio.secondary_token(&w.sid).is_none(),
         "nothing created during the storm"
@@ -318,22 +296,11 @@ async fn two_rotations_on_one_account_serialize() {
     capture_logs();
     let w = world(1).await;
     let ctl = start_controller(&w, Failpoints::default());
-    let a = rotation(
-        &w,
-        "first",
-        serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
-    );
-    let b = with_spec(
-        rotation(
-            &w,
-            "second",
-            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
-        ),
-        |s| {
-            s.secrets[0].name = "other-creds".into();
-            s.secrets[0].previous_token_key = None;
-        },
-    );
+    let a = manual_rotation(&w, "first");
+    let b = with_spec(manual_rotation(&w, "second"), |s| {
+        s.secrets[0].name = "other-creds".into();
+        s.secrets[0].previous_token_key = None;
+    });
     create(&w, &a).await;
     create(&w, &b).await;
     // Sample both statuses: never two rotations in flight at once.

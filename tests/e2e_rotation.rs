@@ -14,15 +14,7 @@ async fn manual_rotation_completes_with_zero_refused_consumer_requests() {
     let w = world(3).await;
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
-    create(
-        &w,
-        &rotation(
-            &w,
-            "twilio",
-            serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
-        ),
-    )
-    .await;
+    create(&w, &manual_rotation(&w, "twilio")).await;
 
     let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
@@ -135,15 +127,7 @@ async fn survives_a_crash_at_every_step() {
         let (fp, mut hits) = Failpoints::new();
         fp.arm(&point);
         let first = start_controller(&w, fp);
-        create(
-            &w,
-            &rotation(
-                &w,
-                "twilio",
-                serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
-            ),
-        )
-        .await;
+        create(&w, &manual_rotation(&w, "twilio")).await;
         let hit = tokio::time::timeout(Duration::from_secs(30), hits.recv())
             .await
             .unwrap_or_else(|_| panic!("failpoint {point} never reached"));

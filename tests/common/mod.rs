@@ -145,6 +145,15 @@ pub fn rotation(world: &World, name: &str, annotations: serde_json::Value) -> To
     .unwrap()
 }
 
+/// A rotation asked for at once with the `rotate-now` annotation.
+pub fn manual_rotation(world: &World, name: &str) -> TokenRotation {
+    rotation(
+        world,
+        name,
+        serde_json::json!({"tokenrotator.io/rotate-now": "1"}),
+    )
+}
+
 pub async fn create(world: &World, tr: &TokenRotation) {
     Api::<TokenRotation>::namespaced(world.client.clone(), NS)
         .create(&PostParams::default(), tr)
