@@ -51,6 +51,7 @@ impl Sandbox {
         let (sid_env, token_env) = (sid_env.to_owned(), token_env.to_owned());
         let (c, s) = (counts.clone(), stop.clone());
         let task = tokio::spawn(async move {
+            crate::kube::ensure_crypto_provider();
             let http = reqwest::Client::new();
             while !s.load(Ordering::Relaxed) {
                 for pod in sim.all_pods().into_iter().filter(|p| p.ready) {

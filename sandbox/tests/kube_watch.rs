@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 /// Reads newline-delimited watch events until `n` arrived, the stream ended, or `wait` passed.
 async fn watch_lines(base: &str, path: &str, n: usize, wait: Duration) -> (Vec<Value>, bool) {
     sandbox::kube::ensure_crypto_provider();
+    sandbox::kube::ensure_crypto_provider();
     let mut resp = reqwest::Client::new()
         .get(format!("{base}{path}"))
         .send()

@@ -20,7 +20,7 @@ use crate::kube::negotiate::{self, Format};
 use crate::kube::openapi;
 use crate::kube::patch::PatchType;
 use crate::kube::registry::ResourceDef;
-use crate::kube::server::Shared;
+use crate::kube::server::{AuditRecord, Shared};
 use crate::kube::table::{self, Include, Printer};
 use crate::kube::watch;
 
@@ -95,6 +95,10 @@ async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response {
     };
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
+    let user = header_str(&parts.headers, header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("system:anonymous")
+        .to_string();
     let resp = match dispatch(
         &sh,
         &parts.method,
@@ -109,6 +113,17 @@ async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response {
         Err(e) => error_response(&e),
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "kube api request");
+    if matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        sh.record_write(AuditRecord {
+            user,
+            method: method.to_string(),
+            path,
+            status: resp.status().as_u16(),
+        });
+    }
     resp
 }
 

@@ -44,9 +44,29 @@ pub struct Shared {
     pub ctrl: Notify,
     pub opts: ApiServerOptions,
     pub addr: Mutex<SocketAddr>,
+    /// Every write request, in arrival order (see [`AuditRecord`]).
+    pub audit: Mutex<Vec<AuditRecord>>,
+}
+
+/// One write request (POST, PUT, PATCH, DELETE) as the server saw it: who sent it (the bearer
+/// token of the request, "system:anonymous" without one), what, and the response status. Lets
+/// tests prove which client wrote, e.g. that only the elected leader of several replicas acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub user: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
 }
 
 impl Shared {
+    pub fn record_write(&self, record: AuditRecord) {
+        match self.audit.lock() {
+            Ok(mut g) => g.push(record),
+            Err(p) => p.into_inner().push(record),
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, State> {
         match self.state.lock() {
             Ok(g) => g,
@@ -140,6 +160,7 @@ impl ApiServer {
             ctrl: Notify::new(),
             opts,
             addr: Mutex::new(addr),
+            audit: Mutex::new(Vec::new()),
         });
         let app = crate::kube::http::router(shared.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -196,6 +217,21 @@ impl ApiServer {
 
     pub fn kubeconfig_yaml(&self) -> String {
         kubeconfig_yaml_for(&self.url())
+    }
+
+    /// Kubeconfig whose user sends `Authorization: Bearer <user>`, so that the
+    /// [`ApiServer::audit_log`] tells this client's writes apart (no authentication is enforced).
+    pub fn kubeconfig_yaml_as(&self, user: &str) -> String {
+        kubeconfig_yaml_for(&self.url())
+            .replace("  user: {}", &format!("  user:\n    token: {user}"))
+    }
+
+    /// Every write request so far, oldest first.
+    pub fn audit_log(&self) -> Vec<AuditRecord> {
+        match self.shared.audit.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// A kube Client talking to this server.

@@ -24,7 +24,10 @@ impl Raw {
         sandbox::kube::ensure_crypto_provider();
         Raw {
             base: base.to_string(),
-            http: reqwest::Client::new(),
+            http: {
+                sandbox::kube::ensure_crypto_provider();
+                reqwest::Client::new()
+            },
         }
     }
 

@@ -41,6 +41,7 @@ impl Resp {
 }
 
 pub fn http() -> reqwest::Client {
+    sandbox::kube::ensure_crypto_provider();
     reqwest::Client::builder()
         .user_agent("twilio-emu-tests/1")
         .build()
