@@ -1,12 +1,22 @@
-//! The `token-rotator` binary.
+//! The `token-rotator` binary: the controller (`run`), the CRDs (`crd`) and a small CLI
+//! (`rotate`, `abort`, `status`) that works against any kubeconfig.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::CustomResourceExt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use token_rotator::api::TokenRotation;
+use token_rotator::cli;
 use token_rotator::controller::{self, Config};
+use token_rotator::leader::{self, LeaseConfig};
+use token_rotator::metrics::Metrics;
+use token_rotator::server::{self, Health};
 use token_rotator::telemetry::{self, LogFormat};
 use token_rotator::twilio::TwilioConfig;
+
+type BoxError = Box<dyn std::error::Error>;
 
 #[derive(Parser)]
 #[command(
@@ -15,23 +25,62 @@ use token_rotator::twilio::TwilioConfig;
     about = "Rotates Twilio credentials in Kubernetes Secrets with zero downtime"
 )]
 struct Cli {
+    #[command(flatten)]
+    kube: KubeArgs,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct KubeArgs {
+    /// Kubeconfig file (default: in-cluster config, else $KUBECONFIG or ~/.kube/config).
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long, global = true)]
+    context: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the controller against the cluster (in-cluster config, else KUBECONFIG).
+    /// Run the controller.
     Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
+    /// Start a rotation now (sets the tokenrotator.io/rotate-now annotation).
+    Rotate(TargetArgs),
+    /// Abort the rotation in flight and roll back onto the old token (before promotion only).
+    Abort(TargetArgs),
+    /// Show TokenRotations: phase, workload rollout progress, last and next rotation.
+    Status(StatusArgs),
 }
 
-#[derive(clap::Args)]
-struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "TOKEN_ROTATOR_NAMESPACE")]
+#[derive(Args)]
+struct TargetArgs {
+    /// TokenRotation name.
+    name: String,
+    /// Namespace (default: the kubeconfig context's namespace).
+    #[arg(short, long)]
     namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// One TokenRotation (default: all in the namespace).
+    name: Option<String>,
+    /// Namespace (default: the kubeconfig context's namespace).
+    #[arg(short, long, conflicts_with = "all_namespaces")]
+    namespace: Option<String>,
+    /// List across all namespaces.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Watch only these namespaces (repeat or comma-separate; default: all namespaces).
+    #[arg(long, env = "TOKEN_ROTATOR_NAMESPACES", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Send every Twilio request to this base URL (an emulator or a proxy).
     #[arg(long, env = "TOKEN_ROTATOR_TWILIO_BASE_URL")]
     twilio_base_url: Option<url::Url>,
@@ -43,39 +92,197 @@ struct RunArgs {
         env = "TOKEN_ROTATOR_LOG_FORMAT"
     )]
     log_format: LogFormat,
-    /// Event reporting instance (defaults to the pod name from POD_NAME).
+    /// This replica's name, for Events and the leader lease (default: $POD_NAME).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "TOKEN_ROTATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Elect a leader on a Lease so that only one replica acts.
+    #[arg(long, env = "TOKEN_ROTATOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "TOKEN_ROTATOR_LEASE_NAME",
+        default_value = "token-rotator"
+    )]
+    lease_name: String,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else the kubeconfig namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a leader lease outlives its last renewal: how long a standby waits after a crash.
+    #[arg(
+        long,
+        env = "TOKEN_ROTATOR_LEASE_DURATION_SECONDS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(2..=3600)
+    )]
+    lease_duration_seconds: u64,
 }
 
-/// All CRDs, as a multi-document YAML stream.
-fn crds_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&TokenRotation::crd())
+async fn kube_client(args: &KubeArgs) -> Result<kube::Client, BoxError> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }
 
-async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn run(kube: KubeArgs, args: RunArgs) -> Result<(), BoxError> {
     telemetry::init(args.log_format);
-    let client = kube::Client::try_default().await?;
+    let client = kube_client(&kube).await?;
+    let metrics = Metrics::new();
+    let health = Health::default();
+    let (addr, http) = server::serve(args.http_addr, metrics.clone(), health.clone()).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(async move {
+        if let Err(e) = http.await {
+            tracing::error!(error = %e, "HTTP endpoint failed");
+        }
+    });
+
+    let namespaces: Vec<String> = args
+        .namespace
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect();
+    let instance = args
+        .instance
+        .unwrap_or_else(|| format!("token-rotator-{}", uuid::Uuid::new_v4().simple()));
     let config = Config {
         twilio: TwilioConfig {
             base_url: args.twilio_base_url,
             ..TwilioConfig::default()
         },
-        namespace: args.namespace,
-        instance: args.instance,
+        namespaces,
+        instance: Some(instance.clone()),
+        metrics: metrics.clone(),
         ..Config::default()
     };
-    tracing::info!(namespace = ?config.namespace, "starting token-rotator controller");
-    controller::run(client, config).await?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
+    health.set_ready(true);
+    tracing::info!(namespaces = ?config.namespaces, %instance, "starting token-rotator");
+
+    if !args.leader_elect {
+        metrics.set_leader(true);
+        tokio::select! {
+            r = controller::run(client, config) => r?,
+            () = shutdown_signal() => {},
+        }
+        return Ok(());
+    }
+    let lease = LeaseConfig {
+        name: args.lease_name,
+        namespace: args
+            .lease_namespace
+            .unwrap_or_else(|| client.default_namespace().to_owned()),
+        identity: instance,
+        duration_seconds: args.lease_duration_seconds,
+    };
+    leader::run_as_leader(
+        client.clone(),
+        lease,
+        metrics,
+        shutdown_signal(),
+        move || controller::run(client, config),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The namespace a CLI command addresses: the flag, else the kubeconfig context's.
+fn namespace_or_default(client: &kube::Client, ns: Option<String>) -> String {
+    ns.unwrap_or_else(|| client.default_namespace().to_owned())
+}
+
+async fn rotate(kube: KubeArgs, target: TargetArgs) -> Result<(), BoxError> {
+    let client = kube_client(&kube).await?;
+    let ns = namespace_or_default(&client, target.namespace);
+    let value = cli::rotate(client, &ns, &target.name).await?;
+    println!(
+        "tokenrotation {ns}/{} rotation requested (rotate-now={value}); follow it with `token-rotator status {} -n {ns}`",
+        target.name, target.name
+    );
+    Ok(())
+}
+
+async fn abort(kube: KubeArgs, target: TargetArgs) -> Result<(), BoxError> {
+    let client = kube_client(&kube).await?;
+    let ns = namespace_or_default(&client, target.namespace);
+    let value = cli::abort(client, &ns, &target.name).await?;
+    println!(
+        "tokenrotation {ns}/{} abort requested (abort={value}); the old token is restored and the new one deleted",
+        target.name
+    );
+    Ok(())
+}
+
+async fn status(kube: KubeArgs, args: StatusArgs) -> Result<(), BoxError> {
+    let client = kube_client(&kube).await?;
+    let ns = (!args.all_namespaces).then(|| namespace_or_default(&client, args.namespace));
+    let items = cli::list(client, ns.as_deref(), args.name.as_deref()).await?;
+    if items.is_empty() {
+        match &ns {
+            Some(ns) => eprintln!("No TokenRotations found in {ns} namespace."),
+            None => eprintln!("No TokenRotations found."),
+        }
+        return Ok(());
+    }
+    print!(
+        "{}",
+        cli::status_table(&items, chrono::Utc::now(), args.all_namespaces)
+    );
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Crd => crds_yaml().map(|y| print!("{y}")).map_err(Into::into),
-        Command::Run(args) => run(args).await,
+    let Cli { kube, command } = Cli::parse();
+    token_rotator::tls::install_crypto_provider();
+    let result = match command {
+        Command::Crd => serde_yaml::to_string(&TokenRotation::crd())
+            .map(|y| print!("{y}"))
+            .map_err(Into::into),
+        Command::Run(args) => run(kube, args).await,
+        Command::Rotate(t) => rotate(kube, t).await,
+        Command::Abort(t) => abort(kube, t).await,
+        Command::Status(s) => status(kube, s).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ mod reconcile;
 pub mod secrets;
 
 use crate::api::{TokenRotation, STAGING_LABEL};
+use crate::metrics::Metrics;
 use crate::twilio::{TwilioClient, TwilioConfig, TwilioError};
 use failpoints::Failpoints;
 use futures::StreamExt;
@@ -15,7 +16,7 @@ use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use locks::AccountLocks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,22 +42,38 @@ pub enum Error {
     CrdMissing(kube::Error),
 }
 
+impl Error {
+    /// CamelCase reason for the `reconcile_errors_total` metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "Conflict",
+            Error::Kube(_) => "KubernetesApiError",
+            Error::MissingNamespace(_) => "MissingNamespace",
+            Error::Encode(_) => "EncodeError",
+            Error::TwilioConfig(_) => "TwilioConfigError",
+            Error::CrdMissing(_) => "CrdMissing",
+        }
+    }
+}
+
 /// Operator-wide settings.
 #[derive(Clone, Default)]
 pub struct Config {
     pub twilio: TwilioConfig,
-    /// Watch one namespace only; all namespaces when unset.
-    pub namespace: Option<String>,
+    /// Watch only these namespaces; all namespaces when empty.
+    pub namespaces: Vec<String>,
     /// Reporting instance for Events (the pod name).
     pub instance: Option<String>,
     pub failpoints: Failpoints,
+    pub metrics: Metrics,
 }
 
 pub struct Context {
     pub client: Client,
     pub config: Config,
     pub recorder: Recorder,
-    pub store: Store<TokenRotation>,
+    /// The TokenRotation caches of every watched namespace (one when watching all).
+    pub stores: Vec<Store<TokenRotation>>,
     pub locks: AccountLocks,
     /// One HTTP client per (region, edge), built on first use.
     twilio_clients: Mutex<HashMap<RegionEdge, TwilioClient>>,
@@ -79,48 +96,89 @@ impl Context {
         let mut cfg = self.config.twilio.clone();
         cfg.region = key.0.clone().or(cfg.region);
         cfg.edge = key.1.clone().or(cfg.edge);
-        let client = TwilioClient::new(cfg)?;
+        let client = TwilioClient::with_observer(cfg, self.config.metrics.twilio_observer())?;
         clients.insert(key, client.clone());
         Ok(client)
     }
 }
 
-/// Runs the controller until the stream ends (a shutdown signal, or the task is dropped).
+/// Runs the controller until the stream ends (a shutdown signal, or the task is dropped): one
+/// kube-rs Controller per watched namespace (or one for all), sharing the account locks so two
+/// rotations of one Twilio account never run at once even across namespaces.
 pub async fn run(client: Client, config: Config) -> Result<(), Error> {
-    let trs: Api<TokenRotation> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
     };
-    trs.list(&kube::api::ListParams::default().limit(1))
-        .await
-        .map_err(Error::CrdMissing)?;
-    let secrets: Api<Secret> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    let api = |ns: &Option<String>| -> (Api<TokenRotation>, Api<Secret>) {
+        match ns {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        }
     };
-    let controller = Controller::new(trs, watcher::Config::default());
+    let mut controllers = Vec::new();
+    for scope in &scopes {
+        let (trs, secrets) = api(scope);
+        trs.list(&kube::api::ListParams::default().limit(1))
+            .await
+            .map_err(Error::CrdMissing)?;
+        let controller = Controller::new(trs, watcher::Config::default())
+            // Staging Secrets carry an owner reference: their changes wake their TokenRotation.
+            .owns(secrets, watcher::Config::default().labels(STAGING_LABEL));
+        controllers.push(controller);
+    }
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: config.instance.clone(),
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        store: controller.store(),
+        stores: controllers.iter().map(|c| c.store()).collect(),
         client,
         config,
         locks: AccountLocks::default(),
         twilio_clients: Mutex::new(HashMap::new()),
     });
-    controller
-        // Staging Secrets carry an owner reference: their changes wake their TokenRotation.
-        .owns(secrets, watcher::Config::default().labels(STAGING_LABEL))
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
-            }
-        })
-        .await;
+    let runs = controllers.into_iter().map(|controller| {
+        controller
+            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .for_each(|res| async move {
+                match res {
+                    Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
+                    Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+                }
+            })
+    });
+    tokio::select! {
+        _ = futures::future::join_all(runs) => {},
+        () = prune_deleted(&ctx) => {},
+    }
     Ok(())
+}
+
+/// Drops the metric series of deleted TokenRotations. A deletion triggers no reconcile (no
+/// finalizer: nothing needs cleaning up that owner references do not), so the caches tell.
+async fn prune_deleted(ctx: &Context) {
+    for store in &ctx.stores {
+        if store.wait_until_ready().await.is_err() {
+            return;
+        }
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let live: std::collections::HashSet<(String, String)> = ctx
+            .stores
+            .iter()
+            .flat_map(|s| s.state())
+            .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
+            .collect();
+        ctx.config
+            .metrics
+            .retain(|ns, name| live.contains(&(ns.to_owned(), name.to_owned())));
+    }
 }

@@ -33,7 +33,12 @@ pub async fn reconcile(obj: Arc<TokenRotation>, ctx: Arc<Context>) -> Result<Req
     reconcile_one(ctx, ns, name).instrument(span).await
 }
 
-pub fn error_policy(obj: Arc<TokenRotation>, err: &Error, _ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(obj: Arc<TokenRotation>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    ctx.config.metrics.reconcile_error(
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+        err.reason(),
+    );
     let conflict = matches!(err, Error::Kube(kube::Error::Api(s)) if s.code == 409);
     if conflict {
         tracing::debug!(resource = %obj.name_any(), "status write raced a change; retrying");
@@ -66,6 +71,7 @@ async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Re
     let Some(tr) = api.get_opt(&name).await? else {
         // Deleted: free its account for the other rotations waiting on it.
         ctx.locks.release_holder(&me);
+        ctx.config.metrics.forget(&ns, &name);
         return Ok(Requeue::await_change());
     };
     let lock_key = account_key(
@@ -107,11 +113,18 @@ async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Re
         Ok(()) => decision,
         Err(failure) => {
             tracing::warn!(action = step, reason = failure.class.reason(), message = %failure.message, "step failed");
+            ctx.config
+                .metrics
+                .reconcile_error(&ns, &name, failure.class.reason());
             rotation::on_failure(&obs, &action, &failure)
         }
     };
     let idle = status.rotation.is_none();
-    write_status(&api, &tr, status).await?;
+    let old_status = tr.status.clone().unwrap_or_default();
+    write_status(&api, &tr, status.clone()).await?;
+    let metrics = &ctx.config.metrics;
+    metrics.reconciled(&ns, &name);
+    metrics.status_written(&ns, &name, &old_status, &status, Utc::now());
     ctx.config.failpoints.hit(&format!("status:{step}")).await;
     if idle {
         ctx.locks.release(&lock_key, &me);
@@ -200,9 +213,9 @@ fn account_holder(tr: &TokenRotation, ctx: &Context) -> Option<String> {
     if let Some(h) = ctx.locks.holder(&key).filter(|h| *h != me) {
         return Some(h);
     }
-    ctx.store
-        .state()
+    ctx.stores
         .iter()
+        .flat_map(|s| s.state())
         .filter(|o| o.uid() != tr.uid())
         .filter(|o| account_key(&o.spec.twilio.account_sid, o.spec.twilio.region.as_deref()) == key)
         .find(|o| o.status.as_ref().is_some_and(|s| s.rotation.is_some()))

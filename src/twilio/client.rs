@@ -102,6 +102,7 @@ impl TwilioClient {
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Result<Self, TwilioError> {
         config.validate()?;
+        crate::tls::install_crypto_provider();
         let bases = [
             config.base_url_for(Product::ALL[0])?,
             config.base_url_for(Product::ALL[1])?,

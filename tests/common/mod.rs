@@ -111,9 +111,10 @@ pub fn config(world: &World, failpoints: Failpoints) -> Config {
             },
             ..TwilioConfig::default()
         },
-        namespace: None,
+        namespaces: vec![],
         instance: Some("test".into()),
         failpoints,
+        metrics: Default::default(),
     }
 }
 
@@ -194,6 +195,7 @@ pub async fn secret_value(world: &World, name: &str, key: &str) -> Option<String
 
 /// Authenticates directly with the emulator: true if the token is accepted.
 pub async fn token_works(world: &World, token: &str) -> bool {
+    sandbox::kube::ensure_crypto_provider();
     reqwest::Client::new()
         .get(format!(
             "{}/2010-04-01/Accounts/{}.json",

@@ -1,0 +1,229 @@
+//! The `rotate`, `abort` and `status` subcommands: thin Kubernetes calls around pure checks and a
+//! pure table renderer. They only set the annotations the controller already honours, so anything
+//! that can patch a TokenRotation (kubectl, a GitOps tool) can do the same.
+
+use crate::api::{Phase, TokenRotation, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION};
+use crate::time::from_k8s;
+use chrono::{DateTime, Utc};
+use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+
+/// Field manager of the CLI's annotation patches (distinct from the controller's).
+pub const CLI_FIELD_MANAGER: &str = "token-rotator-cli";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("tokenrotation {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    #[error("tokenrotation {0} is suspended (spec.suspend: true): set it to false to rotate")]
+    Suspended(String),
+    #[error(
+        "tokenrotation {name} is already rotating (rotation {id}, phase {phase}); wait for it to finish, or abort it"
+    )]
+    InFlight {
+        name: String,
+        id: String,
+        phase: String,
+    },
+    #[error("tokenrotation {0} has no rotation in flight: nothing to abort")]
+    NothingToAbort(String),
+    #[error(
+        "tokenrotation {name} is past promotion (phase {phase}): the old token no longer works, so there is nothing to roll back to; the rotation will complete"
+    )]
+    PastPromotion { name: String, phase: String },
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Whether `rotate` may start a rotation now.
+pub fn check_rotate(tr: &TokenRotation) -> Result<(), CliError> {
+    let name = tr.name_any();
+    if tr.spec.suspend {
+        return Err(CliError::Suspended(name));
+    }
+    let status = tr.status.clone().unwrap_or_default();
+    match status.rotation {
+        Some(r) => Err(CliError::InFlight {
+            name,
+            id: r.id,
+            phase: phase_str(status.phase).to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether `abort` can still roll the rotation back (only before promotion).
+pub fn check_abort(tr: &TokenRotation) -> Result<(), CliError> {
+    let name = tr.name_any();
+    let status = tr.status.clone().unwrap_or_default();
+    let Some(rotation) = status.rotation else {
+        return Err(CliError::NothingToAbort(name));
+    };
+    let promoted = rotation.promoted_time.is_some()
+        || matches!(status.phase, Some(Phase::Promoting | Phase::Retiring));
+    if promoted {
+        return Err(CliError::PastPromotion {
+            name,
+            phase: phase_str(status.phase).to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn phase_str(p: Option<Phase>) -> &'static str {
+    p.map(|p| p.as_str()).unwrap_or("Pending")
+}
+
+async fn get(api: &Api<TokenRotation>, ns: &str, name: &str) -> Result<TokenRotation, CliError> {
+    api.get_opt(name).await?.ok_or_else(|| CliError::NotFound {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+async fn annotate(
+    api: &Api<TokenRotation>,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), CliError> {
+    let patch = serde_json::json!({ "metadata": { "annotations": { key: value } } });
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(CLI_FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Requests a rotation now; returns the annotation value written (unique per request).
+pub async fn rotate(client: kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
+    let api: Api<TokenRotation> = Api::namespaced(client, ns);
+    check_rotate(&get(&api, ns, name).await?)?;
+    let value = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    annotate(&api, name, ROTATE_NOW_ANNOTATION, &value).await?;
+    Ok(value)
+}
+
+/// Requests an abort of the rotation in flight; returns the annotation value written.
+pub async fn abort(client: kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
+    let api: Api<TokenRotation> = Api::namespaced(client, ns);
+    check_abort(&get(&api, ns, name).await?)?;
+    let value = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    annotate(&api, name, ABORT_ANNOTATION, &value).await?;
+    Ok(value)
+}
+
+/// Lists TokenRotations (one, a namespace, or all) for [`status_table`].
+pub async fn list(
+    client: kube::Client,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> Result<Vec<TokenRotation>, CliError> {
+    let api: Api<TokenRotation> = match ns {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    match name {
+        Some(name) => Ok(vec![get(&api, ns.unwrap_or_default(), name).await?]),
+        None => {
+            let mut items = api.list(&Default::default()).await?.items;
+            items.sort_by_key(|t| (t.namespace(), t.name_any()));
+            Ok(items)
+        }
+    }
+}
+
+/// `5s`, `3m`, `2h`, `4d`, like kubectl's ages (largest unit only).
+pub fn short_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds().abs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// A `kubectl get`-style table: phase, workload rollout progress, last and next rotation.
+pub fn status_table(items: &[TokenRotation], now: DateTime<Utc>, with_namespace: bool) -> String {
+    let mut rows: Vec<Vec<String>> = vec![];
+    let mut header = vec![
+        "NAME",
+        "PHASE",
+        "WORKLOADS",
+        "LAST ROTATION",
+        "NEXT ROTATION",
+        "MESSAGE",
+    ];
+    if with_namespace {
+        header.insert(0, "NAMESPACE");
+    }
+    rows.push(header.into_iter().map(str::to_owned).collect());
+    for tr in items {
+        let status = tr.status.clone().unwrap_or_default();
+        let workloads = match &status.rotation {
+            Some(r) if !r.workloads.is_empty() => {
+                let done = r.workloads.iter().filter(|w| w.done).count();
+                format!("{done}/{}", r.workloads.len())
+            }
+            _ => "-".into(),
+        };
+        let last = status
+            .last_rotation_time
+            .as_ref()
+            .map(|t| format!("{} ago", short_duration(now - from_k8s(t))))
+            .unwrap_or_else(|| "never".into());
+        let next = if tr.spec.suspend {
+            "suspended".into()
+        } else {
+            match status.next_rotation_time.as_ref().map(from_k8s) {
+                Some(t) if t > now => format!("in {}", short_duration(t - now)),
+                Some(_) => "due".into(),
+                None => "-".into(),
+            }
+        };
+        let mut row = vec![
+            tr.name_any(),
+            phase_str(status.phase).to_owned(),
+            workloads,
+            last,
+            next,
+            status.message.unwrap_or_default(),
+        ];
+        if with_namespace {
+            row.insert(0, tr.namespace().unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    render(&rows)
+}
+
+/// Left-aligned columns separated by three spaces, like kubectl; the last column is not padded.
+fn render(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map(Vec::len).unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == cols {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,491 @@
+//! The built `token-rotator` binary, run as separate processes against the sandbox through a
+//! kubeconfig (nothing in-process): leader election between two replicas with a crash of the
+//! leader mid-rotation, `/metrics` moving through a rotation, and the `rotate`/`status`/`abort`
+//! commands.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use token_rotator::api::{Phase, TokenRotation};
+
+const BIN: &str = env!("CARGO_BIN_EXE_token-rotator");
+
+/// A running `token-rotator run` process, killed on drop; its output goes to `log`.
+struct Replica {
+    name: String,
+    child: tokio::process::Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Replica {
+    fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.port)
+    }
+
+    async fn scrape(&self) -> String {
+        http_get(&self.metrics_url()).await.1
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn http_get(url: &str) -> (u16, String) {
+    sandbox::kube::ensure_crypto_provider();
+    match reqwest::get(url).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// A kubeconfig file whose bearer token is `user`, so the API server's audit log shows who wrote.
+fn kubeconfig(w: &World, dir: &Path, user: &str) -> PathBuf {
+    let path = dir.join(format!("{user}.kubeconfig"));
+    std::fs::write(&path, w.sb.api.kubeconfig_yaml_as(user)).unwrap();
+    path
+}
+
+fn start_replica(w: &World, dir: &Path, name: &str, extra: &[&str]) -> Replica {
+    let port = free_port();
+    let log = dir.join(format!("{name}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let err = out.try_clone().unwrap();
+    let child = tokio::process::Command::new(BIN)
+        .arg("--kubeconfig")
+        .arg(kubeconfig(w, dir, name))
+        .args(["run", "--instance", name, "--lease-namespace", "default"])
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(["--twilio-base-url", &w.sb.twilio.base_url()])
+        .args(extra)
+        .env("RUST_LOG", "info,token_rotator=debug")
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start token-rotator");
+    Replica {
+        name: name.into(),
+        child,
+        port,
+        log,
+    }
+}
+
+async fn wait_ready(r: &Replica) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = format!("http://127.0.0.1:{}/readyz", r.port);
+    while http_get(&url).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "{} never became ready:\n{}",
+            r.name,
+            r.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn lease_holder(w: &World) -> Option<String> {
+    Api::<Lease>::namespaced(w.client.clone(), "default")
+        .get_opt("token-rotator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+/// The value of the first sample of `name` whose line contains every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|p| l.contains(p)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Replicas that wrote anything but the leader election itself (the test's own client and the
+/// workload simulator write too, anonymously).
+fn acting_writers(w: &World, range: std::ops::Range<usize>) -> BTreeSet<String> {
+    w.sb.api.audit_log()[range]
+        .iter()
+        .filter(|r| r.user.starts_with("replica-") && !r.path.contains("/leases"))
+        .map(|r| r.user.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_only_the_leader_acts_and_the_standby_finishes_after_a_crash() {
+    let w = world(3).await;
+    let dir = tempdir();
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let lease = ["--lease-duration-seconds", "3"];
+    let mut a = start_replica(&w, &dir, "replica-a", &lease);
+    wait_ready(&a).await;
+    // a holds the lease before b starts, so the roles are known.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lease_holder(&w).await.as_deref() != Some("replica-a") {
+        assert!(Instant::now() < deadline, "no leader:\n{}", a.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = start_replica(&w, &dir, "replica-b", &lease);
+    wait_ready(&b).await;
+    let start = w.sb.api.audit_log().len();
+    assert_eq!(
+        sample(&a.scrape().await, "token_rotator_leader", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&b.scrape().await, "token_rotator_leader", &[]),
+        Some(0.0)
+    );
+
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(60), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    // The leader has acted (staged and distributed); then it crashes without releasing the lease.
+    let leader_metrics = a.scrape().await;
+    a.child.kill().await.unwrap();
+    let killed_at = w.sb.api.audit_log().len();
+    let before = acting_writers(&w, start..killed_at);
+    assert_eq!(
+        before,
+        BTreeSet::from(["replica-a".to_string()]),
+        "only the leader wrote while it led"
+    );
+    assert_eq!(
+        sample(
+            &leader_metrics,
+            "token_rotator_phase",
+            &[r#"name="twilio""#, r#"phase="RollingOut""#]
+        ),
+        Some(1.0)
+    );
+
+    let st = wait_status(&w, "twilio", Duration::from_secs(90), |s| s.rotations == 1).await;
+    let (served, refused) = traffic.stop().await;
+    assert_eq!(st.phase, Some(Phase::Ready), "{}", b.output());
+    assert_eq!(lease_holder(&w).await.as_deref(), Some("replica-b"));
+    let after = acting_writers(&w, killed_at..w.sb.api.audit_log().len());
+    assert_eq!(
+        after,
+        BTreeSet::from(["replica-b".to_string()]),
+        "the standby took over and nobody else wrote"
+    );
+    assert!(
+        w.sb.twilio.secondary_token(&w.sid).is_none(),
+        "no secondary left"
+    );
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_ne!(new, w.old_token);
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some(new.as_str())
+    );
+    assert!(served > 0);
+    assert_eq!(
+        refused, 0,
+        "no consumer request refused across the hand-over"
+    );
+    let text = b.scrape().await;
+    assert_eq!(sample(&text, "token_rotator_leader", &[]), Some(1.0));
+    for (replica, out) in [(&a, a.output()), (&b, b.output())] {
+        assert!(
+            !out.contains(&new) && !out.contains(&w.old_token),
+            "{} logged a token",
+            replica.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_through_a_rotation() {
+    let w = world(2).await;
+    let dir = tempdir();
+    let r = start_replica(&w, &dir, "solo", &["--leader-elect", "false"]);
+    wait_ready(&r).await;
+    let tr = rotation(
+        &w,
+        "twilio",
+        serde_json::json!({"tokenrotator.io/schedule": "@every 24h"}),
+    );
+    create(&w, &tr).await;
+    // Scheduled for the first time: Ready, no rotation yet, next run a day ahead.
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.next_rotation_time.is_some()
+    })
+    .await;
+    assert_eq!(st.rotations, 0);
+    let text = r.scrape().await;
+    let next = sample(
+        &text,
+        "token_rotator_next_rotation_timestamp_seconds",
+        &[r#"name="twilio""#],
+    )
+    .expect("next rotation timestamp");
+    let day_ahead = (chrono::Utc::now() + chrono::Duration::hours(24)).timestamp() as f64;
+    assert!(
+        (next - day_ahead).abs() < 600.0,
+        "next {next} vs {day_ahead}"
+    );
+    assert_eq!(sample(&text, "token_rotator_token_age_seconds", &[]), None);
+    assert_eq!(
+        sample(
+            &text,
+            "token_rotator_rotations_total",
+            &[r#"result="Succeeded""#]
+        ),
+        None
+    );
+
+    // Rotate with the CLI, scraping all along: the phase gauge walks the whole rotation.
+    let kc = kubeconfig(&w, &dir, "cli");
+    let out = cli(&kc, &["rotate", "twilio", "-n", NS]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seen = Vec::<String>::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = r.scrape().await;
+        let phase = [
+            "Staging",
+            "Distributing",
+            "RollingOut",
+            "Verifying",
+            "Promoting",
+            "Retiring",
+            "Ready",
+        ]
+        .into_iter()
+        .find(|p| sample(&text, "token_rotator_phase", &[&format!(r#"phase="{p}""#)]) == Some(1.0));
+        if let Some(p) = phase {
+            if seen.last().map(String::as_str) != Some(p) {
+                seen.push(p.to_owned());
+            }
+        }
+        if sample(
+            &text,
+            "token_rotator_rotations_total",
+            &[r#"result="Succeeded""#],
+        ) == Some(1.0)
+        {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rotation did not finish; seen {seen:?}\n{}",
+            r.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(seen.contains(&"RollingOut".to_string()), "{seen:?}");
+    assert!(seen.contains(&"Retiring".to_string()), "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("Ready"), "{seen:?}");
+    let age = sample(
+        &text,
+        "token_rotator_token_age_seconds",
+        &[r#"name="twilio""#],
+    )
+    .expect("token age after the rotation");
+    assert!((0.0..60.0).contains(&age), "age {age}");
+    for phase in ["Staging", "RollingOut", "Retiring"] {
+        let n = sample(
+            &text,
+            "token_rotator_phase_duration_seconds_count",
+            &[&format!(r#"phase="{phase}""#)],
+        );
+        assert_eq!(n, Some(1.0), "one {phase} observed");
+    }
+    let rollout = sample(
+        &text,
+        "token_rotator_phase_duration_seconds_sum",
+        &[r#"phase="RollingOut""#],
+    )
+    .unwrap();
+    assert!(rollout > 0.0, "rollout took time");
+    for endpoint in [
+        "create_secondary_auth_token",
+        "promote_secondary_auth_token",
+    ] {
+        let n = sample(
+            &text,
+            "token_rotator_twilio_requests_total",
+            &[&format!(r#"endpoint="{endpoint}""#), r#"outcome="success""#],
+        );
+        assert_eq!(n, Some(1.0), "{endpoint}");
+    }
+    assert!(
+        sample(
+            &text,
+            "token_rotator_reconciles_total",
+            &[r#"name="twilio""#]
+        )
+        .unwrap()
+            > 5.0
+    );
+
+    // The status table shows the finished rotation and the next run.
+    let out = cli(&kc, &["status", "-n", NS]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("twilio"))
+        .expect(&table);
+    assert!(
+        row.contains("Ready") && row.contains("s ago") && row.contains(" in 2"),
+        "{table}"
+    );
+
+    // Nothing in flight: abort is refused with a reason, and rotate twice starts one rotation.
+    let out = cli(&kc, &["abort", "twilio", "-n", NS]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to abort"));
+    // A deleted TokenRotation's series vanish.
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .delete("twilio", &Default::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sample(
+        &r.scrape().await,
+        "token_rotator_phase",
+        &[r#"name="twilio""#],
+    )
+    .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "series of a deleted resource stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_rotate_and_abort_drive_the_controller() {
+    let w = world(2).await;
+    let dir = tempdir();
+    let kc = kubeconfig(&w, &dir, "cli");
+    // Make the rollout hang so there is time to abort: new pods never become ready.
+    w.sb.workloads.fail_new_pods(
+        sandbox::workloads::WorkloadKind::Deployment,
+        NS,
+        "api",
+        true,
+    );
+    let r = start_replica(&w, &dir, "solo", &["--leader-elect", "false"]);
+    wait_ready(&r).await;
+    create(&w, &rotation(&w, "twilio", serde_json::json!({}))).await;
+    let out = cli(&kc, &["status", "twilio", "-n", NS]).await;
+    assert!(out.status.success());
+    let out = cli(&kc, &["rotate", "twilio", "-n", NS]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    // A second rotate while one is in flight is refused, naming the phase.
+    let out = cli(&kc, &["rotate", "twilio", "-n", NS]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already rotating"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&kc, &["status", "-A"]).await;
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = table.lines().find(|l| l.contains("twilio")).expect(&table);
+    assert!(
+        row.starts_with(NS) && row.contains("RollingOut") && row.contains("0/1"),
+        "{table}"
+    );
+
+    let out = cli(&kc, &["abort", "twilio", "-n", NS]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.sb.workloads.fail_new_pods(
+        sandbox::workloads::WorkloadKind::Deployment,
+        NS,
+        "api",
+        false,
+    );
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| {
+        s.phase == Some(Phase::Aborted)
+    })
+    .await;
+    assert_eq!(st.rotations, 0);
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+    assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+    // Both CLI writes carry the CLI's field manager, not the controller's.
+    let managers: Vec<String> = Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .get("twilio")
+        .await
+        .unwrap()
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(
+        managers.iter().any(|m| m == "token-rotator-cli"),
+        "{managers:?}"
+    );
+}
+
+async fn cli(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BIN)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .await
+        .expect("run token-rotator")
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "token-rotator-bin-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
