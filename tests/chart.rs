@@ -874,6 +874,7 @@ fn checkov_finds_nothing_unjustified() {
     let common = [
         "podDisruptionBudget.enabled=true",
         "metrics.serviceMonitor.enabled=true",
+        "metrics.prometheusRule.enabled=true",
         "replicaCount=2",
     ];
     // checkov takes seconds to start: scan both modes at once.
@@ -964,4 +965,74 @@ fn checkov_finds_nothing_unjustified() {
             );
         }
     }
+}
+
+/// Every metric an example alert uses is one the operator exports (names taken from the real
+/// encoder after touching every metric), so a renamed metric cannot silently break the alerts.
+#[test]
+fn example_alerts_use_exported_metrics() {
+    use token_rotator::api::{Phase, TokenRotationStatus};
+    let objs = render_objects(&["metrics.prometheusRule.enabled=true"]);
+    let rule = of_kind(&objs, "PrometheusRule");
+    assert_eq!(rule.len(), 1);
+    let rules = rule[0]["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let alerts: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert_eq!(
+        alerts,
+        [
+            "TwilioTokenRotationOverdue",
+            "TwilioTokenRotationHeld",
+            "TokenRotatorNoLeader",
+            "TokenRotatorReconcileErrors"
+        ]
+    );
+
+    let m = token_rotator::metrics::Metrics::new();
+    let now = chrono::Utc::now();
+    let status = TokenRotationStatus {
+        phase: Some(Phase::Ready),
+        last_rotation_time: Some(token_rotator::time::to_k8s(now)),
+        next_rotation_time: Some(token_rotator::time::to_k8s(now)),
+        ..Default::default()
+    };
+    m.observe("ns", "tr", &status);
+    m.reconcile_error("ns", "tr", "X");
+    m.set_leader(true);
+    let exported: BTreeSet<String> = m
+        .encode()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect();
+    for r in rules {
+        let expr = r["expr"].as_str().unwrap();
+        let used = metric_names(expr);
+        assert!(!used.is_empty(), "{expr}");
+        for name in used {
+            assert!(
+                exported.contains(&name),
+                "alert uses {name}, not exported: {exported:?}"
+            );
+        }
+    }
+    // The overdue threshold comes from values.
+    let objs = render_objects(&[
+        "metrics.prometheusRule.enabled=true",
+        "metrics.prometheusRule.overdueSeconds=7200",
+    ]);
+    let expr = of_kind(&objs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"][0]["expr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(expr.ends_with("> 7200"), "{expr}");
+}
+
+/// The `token_rotator_*` identifiers in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("token_rotator_"))
+        .map(str::to_owned)
+        .collect()
 }
