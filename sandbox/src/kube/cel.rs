@@ -132,7 +132,12 @@ impl CelRules {
             let error = errs
                 .iter()
                 .find(|(r, _)| *r == rule)
-                .map(|(_, e)| e.clone());
+                .map(|(_, e)| e.clone())
+                .or_else(|| {
+                    reserved_selector(&rule).map(|w| {
+                        format!("Syntax error: reserved identifier: {w} (a field named {w} is `__{w}__` in CEL)")
+                    })
+                });
             if let Some(e) = &error {
                 tracing::error!(crd, version, path, rule, error = %e, "CEL rule failed to compile; writes of this resource are rejected");
                 eprintln!("sandbox kube: CEL rule of {crd}/{version} at {path:?} failed to compile: {rule:?}: {e}");
@@ -193,6 +198,61 @@ impl CelRules {
                 FieldError::new(kind, path, value, msg)
             })
             .collect()
+    }
+}
+
+/// CEL's reserved words. The apiserver fails to compile `self.namespace`: a field whose name is
+/// reserved is exposed as `__namespace__`. The cel crate parses such selectors, so check here.
+const CEL_RESERVED: [&str; 21] = [
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
+
+/// The first reserved word used as a field selector (`x.namespace`), if any.
+fn reserved_selector(rule: &str) -> Option<&'static str> {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    let re = RE
+        .get_or_init(|| regex::Regex::new(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)").expect("static regex"));
+    re.captures_iter(rule)
+        .filter_map(|c| c.get(1))
+        .find_map(|m| CEL_RESERVED.iter().find(|w| **w == m.as_str()).copied())
+}
+
+#[cfg(test)]
+mod reserved_tests {
+    use super::reserved_selector;
+
+    #[test]
+    fn reserved_words_as_selectors_are_found() {
+        assert_eq!(reserved_selector("!has(self.namespace)"), Some("namespace"));
+        assert_eq!(
+            reserved_selector("self.spec.package == 'x'"),
+            Some("package")
+        );
+        assert_eq!(reserved_selector("!has(self.__namespace__)"), None);
+        assert_eq!(
+            reserved_selector("self.name in ['a', 'b'] && self.x > 1.5"),
+            None
+        );
     }
 }
 
