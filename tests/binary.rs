@@ -401,7 +401,27 @@ async fn cli_rotate_and_abort_drive_the_controller() {
         "api",
         true,
     );
-    let r = start_replica(&w, &dir, "solo", &["--leader-elect", "false"]);
+    // Scoped to the test namespace (and one that does not exist): a TokenRotation elsewhere is
+    // never touched.
+    let outside: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "outside"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(w.client.clone())
+        .create(&Default::default(), &outside)
+        .await
+        .unwrap();
+    let mut stray = manual_rotation(&w, "stray");
+    stray.metadata.namespace = Some("outside".into());
+    Api::<TokenRotation>::namespaced(w.client.clone(), "outside")
+        .create(&Default::default(), &stray)
+        .await
+        .unwrap();
+    let scope = format!("{NS},not-there");
+    let r = start_replica(
+        &w,
+        &dir,
+        "solo",
+        &["--leader-elect", "false", "--namespace", &scope],
+    );
     wait_ready(&r).await;
     create(&w, &rotation(&w, "twilio", serde_json::json!({}))).await;
     let out = cli(&kc, &["status", "twilio", "-n", NS]).await;
@@ -454,6 +474,14 @@ async fn cli_rotate_and_abort_drive_the_controller() {
         Some(w.old_token.as_str())
     );
     assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+    let stray = Api::<TokenRotation>::namespaced(w.client.clone(), "outside")
+        .get("stray")
+        .await
+        .unwrap();
+    assert!(
+        stray.status.is_none(),
+        "a namespace outside --namespace was reconciled"
+    );
     // Both CLI writes carry the CLI's field manager, not the controller's.
     let managers: Vec<String> = Api::<TokenRotation>::namespaced(w.client.clone(), NS)
         .get("twilio")
