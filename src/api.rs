@@ -179,12 +179,15 @@ pub struct AuthTokenSpec {
 /// field manager `token-rotator`); other keys and other managers' fields are left alone.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("!has(self.namespace)")
+// `namespace` is a CEL reserved word: Kubernetes exposes the field as `__namespace__`.
+#[x_kube(validation = kube::core::Rule::new("!has(self.__namespace__)")
     .message("a namespaced TokenRotation writes only Secrets in its own namespace: remove secrets[].namespace"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.previousTokenKey) || self.previousTokenKey != self.tokenKey")
     .message("previousTokenKey must differ from tokenKey"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.accountSidKey) || (self.accountSidKey != self.tokenKey && (!has(self.previousTokenKey) || self.accountSidKey != self.previousTokenKey))")
     .message("accountSidKey must differ from tokenKey and previousTokenKey"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.webhookTokensKey) || (self.webhookTokensKey != self.tokenKey && (!has(self.previousTokenKey) || self.webhookTokensKey != self.previousTokenKey) && (!has(self.accountSidKey) || self.webhookTokensKey != self.accountSidKey))")
+    .message("webhookTokensKey must differ from tokenKey, previousTokenKey and accountSidKey"))]
 pub struct TargetSecret {
     /// Secret name (same namespace only). Created if missing.
     #[schemars(
@@ -207,6 +210,16 @@ pub struct TargetSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub previous_token_key: Option<String>,
+    /// Key that receives every Auth Token a webhook validator must accept, comma-separated, the
+    /// token Twilio currently signs with first (Twilio signs `X-Twilio-Signature` with the
+    /// account's primary Auth Token only): from distribution until promotion the old token then
+    /// the new one; from promotion until retirement the new token then the old one (requests
+    /// signed just before promotion may still arrive); after retirement the new token alone;
+    /// after an abort the old token alone. Accept a request whose signature matches any listed
+    /// token. The operator writes it from the first rotation's distribution on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub webhook_tokens_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -459,6 +472,8 @@ mod tests {
             "credentialsSecretRef",
             "previousTokenKey",
             "accountSidKey",
+            "webhookTokensKey",
+            "webhookTokensKey must differ from tokenKey",
             "rolloutTimeout",
             "propagationDelay",
             "overlap",

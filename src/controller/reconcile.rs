@@ -422,6 +422,20 @@ async fn execute(
                 &Credentials::auth_token(sid, s.token.clone()),
                 &Credentials::auth_token(sid, s.previous.clone()),
             )
+            .await?;
+            // Twilio now signs webhooks with the new token: list it first. Both tokens were in
+            // the webhook key since distribution, so validators never missed the signer; if
+            // this write fails the step is repeated, which confirms the promotion and writes
+            // again.
+            distribute(
+                ctx,
+                tr,
+                ns,
+                Distribution::Promoted {
+                    new: &s.token,
+                    old: &s.previous,
+                },
+            )
             .await
         }
         Action::Retire => {

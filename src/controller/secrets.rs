@@ -17,8 +17,16 @@ const STAGING_PREVIOUS: &str = "previousToken";
 /// What the target Secrets should hold at a given point of the rotation.
 #[derive(Debug, Clone, Copy)]
 pub enum Distribution<'a> {
-    /// During the rotation: the new token, and the previous one under `previousTokenKey`.
+    /// From distribution until promotion: the new token, and the previous one under
+    /// `previousTokenKey`; webhook validators accept the old token (Twilio still signs with it)
+    /// then the new one.
     New {
+        new: &'a SecretString,
+        old: &'a SecretString,
+    },
+    /// From promotion until retirement: as [`Distribution::New`], but the new token now signs,
+    /// so it comes first for webhook validators; the old one stays for requests signed before.
+    Promoted {
         new: &'a SecretString,
         old: &'a SecretString,
     },
@@ -28,17 +36,52 @@ pub enum Distribution<'a> {
     Restore { old: &'a SecretString },
 }
 
+impl<'a> Distribution<'a> {
+    /// The token consumers call the API with.
+    fn current(&self) -> &'a SecretString {
+        match *self {
+            Self::New { new, .. } | Self::Promoted { new, .. } | Self::Final { new } => new,
+            Self::Restore { old } => old,
+        }
+    }
+
+    /// The token kept under `previousTokenKey`, if any.
+    fn previous(&self) -> Option<&'a SecretString> {
+        match *self {
+            Self::New { old, .. } | Self::Promoted { old, .. } => Some(old),
+            Self::Final { .. } | Self::Restore { .. } => None,
+        }
+    }
+
+    /// Every token a webhook validator must accept, the one Twilio signs with (the primary)
+    /// first.
+    fn webhook_tokens(&self) -> SecretString {
+        let tokens: Vec<&SecretString> = match *self {
+            Self::New { new, old } => vec![old, new],
+            Self::Promoted { new, old } => vec![new, old],
+            Self::Final { new } => vec![new],
+            Self::Restore { old } => vec![old],
+        };
+        // Built in place so no unzeroized copy of a token is left behind by a reallocation.
+        let len = tokens.iter().map(|t| t.expose().len() + 1).sum();
+        let mut out = String::with_capacity(len);
+        for (i, t) in tokens.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(t.expose());
+        }
+        SecretString::new(out)
+    }
+}
+
 /// Desired data per Secret name (targets and the operator's credentials Secret), merged so each
 /// Secret gets one apply (a second apply by the same manager would drop the first one's keys).
 pub fn desired(
     spec: &TokenRotationSpec,
     d: Distribution<'_>,
 ) -> BTreeMap<String, BTreeMap<String, SecretString>> {
-    let (current, previous) = match d {
-        Distribution::New { new, old } => (new, Some(old)),
-        Distribution::Final { new } => (new, None),
-        Distribution::Restore { old } => (old, None),
-    };
+    let (current, previous) = (d.current(), d.previous());
     let mut out: BTreeMap<String, BTreeMap<String, SecretString>> = BTreeMap::new();
     for t in &spec.secrets {
         let data = out.entry(t.name.clone()).or_default();
@@ -51,6 +94,9 @@ pub fn desired(
                 k.clone(),
                 SecretString::new(spec.twilio.account_sid.clone()),
             );
+        }
+        if let Some(k) = &t.webhook_tokens_key {
+            data.insert(k.clone(), d.webhook_tokens());
         }
     }
     let creds = &spec.twilio.credentials_secret_ref;
@@ -199,7 +245,8 @@ mod tests {
                        "credentialsSecretRef": {"name": "admin", "key": "authToken"}},
             "authToken": {},
             "secrets": [
-                {"name": "creds", "tokenKey": "TOKEN", "previousTokenKey": "PREV", "accountSidKey": "SID"},
+                {"name": "creds", "tokenKey": "TOKEN", "previousTokenKey": "PREV", "accountSidKey": "SID",
+                 "webhookTokensKey": "WEBHOOK"},
                 {"name": "admin", "tokenKey": "consumerToken"}
             ]
         }))
@@ -238,5 +285,75 @@ mod tests {
         assert!(!r["creds"].contains_key("PREV"));
         assert_eq!(r["creds"]["TOKEN"].expose(), "old");
         assert_eq!(r["admin"]["authToken"].expose(), "old");
+    }
+
+    /// The webhook key at each step: the primary (the token Twilio signs with) first, and the
+    /// primary is always in the list.
+    #[test]
+    fn webhook_key_lists_the_signing_token_first_at_every_step() {
+        let (new, old) = (SecretString::new("new"), SecretString::new("old"));
+        let webhook = |d| desired(&spec(), d)["creds"]["WEBHOOK"].expose().to_owned();
+        // Before promotion Twilio still signs with the old token.
+        assert_eq!(
+            webhook(Distribution::New {
+                new: &new,
+                old: &old
+            }),
+            "old,new"
+        );
+        // After promotion the new token signs; the old one stays for requests in flight.
+        assert_eq!(
+            webhook(Distribution::Promoted {
+                new: &new,
+                old: &old
+            }),
+            "new,old"
+        );
+        assert_eq!(webhook(Distribution::Final { new: &new }), "new");
+        assert_eq!(webhook(Distribution::Restore { old: &old }), "old");
+    }
+
+    #[test]
+    fn promoted_keeps_token_and_previous_keys_as_before_promotion() {
+        let (new, old) = (SecretString::new("new"), SecretString::new("old"));
+        let before = desired(
+            &spec(),
+            Distribution::New {
+                new: &new,
+                old: &old,
+            },
+        );
+        let after = desired(
+            &spec(),
+            Distribution::Promoted {
+                new: &new,
+                old: &old,
+            },
+        );
+        let without_webhook = |m: &BTreeMap<String, BTreeMap<String, SecretString>>| {
+            let mut m = m.clone();
+            m.get_mut("creds").unwrap().remove("WEBHOOK");
+            m
+        };
+        assert_eq!(without_webhook(&before), without_webhook(&after));
+        assert_eq!(after["creds"]["TOKEN"].expose(), "new");
+        assert_eq!(after["creds"]["PREV"].expose(), "old");
+    }
+
+    #[test]
+    fn webhook_key_only_where_configured() {
+        let (new, old) = (SecretString::new("new"), SecretString::new("old"));
+        let d = desired(
+            &spec(),
+            Distribution::New {
+                new: &new,
+                old: &old,
+            },
+        );
+        assert!(!d["admin"].contains_key("WEBHOOK"));
+        assert_eq!(
+            d["creds"].keys().collect::<Vec<_>>(),
+            ["PREV", "SID", "TOKEN", "WEBHOOK"]
+        );
     }
 }

@@ -67,7 +67,8 @@ pub enum Action {
     },
     /// Authenticate with the new token.
     Verify,
-    /// Promote the secondary; a repeat after a crash confirms the promotion instead.
+    /// Promote the secondary (a repeat after a crash confirms the promotion instead), then
+    /// re-apply the target Secrets with the new token first in the webhook key.
     Promote,
     /// Remove the previous-token keys and delete the staging Secret.
     Retire,

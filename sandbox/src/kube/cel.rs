@@ -237,25 +237,6 @@ fn reserved_selector(rule: &str) -> Option<&'static str> {
         .find_map(|m| CEL_RESERVED.iter().find(|w| **w == m.as_str()).copied())
 }
 
-#[cfg(test)]
-mod reserved_tests {
-    use super::reserved_selector;
-
-    #[test]
-    fn reserved_words_as_selectors_are_found() {
-        assert_eq!(reserved_selector("!has(self.namespace)"), Some("namespace"));
-        assert_eq!(
-            reserved_selector("self.spec.package == 'x'"),
-            Some("package")
-        );
-        assert_eq!(reserved_selector("!has(self.__namespace__)"), None);
-        assert_eq!(
-            reserved_selector("self.name in ['a', 'b'] && self.x > 1.5"),
-            None
-        );
-    }
-}
-
 fn validator() -> &'static Mutex<Validator> {
     static V: OnceLock<Mutex<Validator>> = OnceLock::new();
     V.get_or_init(|| Mutex::new(Validator::new()))
@@ -285,5 +266,24 @@ fn value_type_at(obj: &Value, path: &str) -> &'static str {
         Some(Value::Number(n)) if n.is_f64() => "number",
         Some(Value::Number(_)) => "integer",
         Some(Value::Null) => "null",
+    }
+}
+
+#[cfg(test)]
+mod reserved_tests {
+    use super::reserved_selector;
+
+    #[test]
+    fn reserved_words_as_selectors_are_found() {
+        assert_eq!(reserved_selector("!has(self.namespace)"), Some("namespace"));
+        assert_eq!(
+            reserved_selector("self.spec.package == 'x'"),
+            Some("package")
+        );
+        assert_eq!(reserved_selector("!has(self.__namespace__)"), None);
+        assert_eq!(
+            reserved_selector("self.name in ['a', 'b'] && self.x > 1.5"),
+            None
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! Stateful Twilio emulator: Auth Tokens (accounts v1), API keys (2010 and IAM v1) and
 //! accounts, with fault injection, per-credential stats and a request log.
 //!
+//! [`TwilioSandbox::sign_webhook`] signs webhook requests the way Twilio does, with whichever
+//! token is primary at that moment.
+//!
 //! All products share one port. Paths may carry a leading Twilio host segment that selects
 //! product and region (`/api.dublin.ie1.twilio.com/2010-04-01/...`); without one, us1. A `Host`
 //! header naming a `*.twilio.com` host works the same. Region-only hosts other than us1
@@ -33,6 +36,7 @@ mod model;
 mod pagination;
 mod route;
 mod server;
+mod signature;
 mod state;
 
 use std::net::SocketAddr;
@@ -47,6 +51,8 @@ pub use model::{
     AccountSeed, CredentialStats, Endpoint, Fault, KeyInfo, KeyKind, RequestRecord, Stats,
     Switches, TwilioConfig,
 };
+
+pub use signature::webhook_signature;
 
 use entry::Shared;
 use state::State;
@@ -143,6 +149,20 @@ impl TwilioSandbox {
             .accounts
             .get(sid)
             .and_then(|a| a.secondary().map(|t| t.value.clone()))
+    }
+
+    /// `X-Twilio-Signature` for a webhook request to `url` with form `params`, signed as Twilio
+    /// does with the account's primary Auth Token at this moment (a secondary never signs).
+    /// `None` if the account is unknown.
+    pub fn sign_webhook(
+        &self,
+        account_sid: &str,
+        url: &str,
+        params: &[(&str, &str)],
+    ) -> Option<String> {
+        let st = self.lock();
+        let primary = &st.accounts.get(account_sid)?.primary().value;
+        Some(webhook_signature(primary, url, params))
     }
 
     /// Live (not deleted) keys of an account, in creation order.
