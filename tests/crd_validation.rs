@@ -1,0 +1,132 @@
+//! The generated CRD rejects bad TokenRotations up front, with a message that says what to fix:
+//! applied with the real kubectl to the sandbox API server, which enforces the CRD's OpenAPI
+//! schema and CEL rules.
+
+use sandbox::kube::ApiServer;
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+const SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+async fn kubectl(kubeconfig: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = Command::new(sandbox::tools::kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn manifest(name: &str, spec: serde_json::Value) -> String {
+    serde_json::to_string(&serde_json::json!({
+        "apiVersion": "tokenrotator.io/v1alpha1",
+        "kind": "TokenRotation",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec
+    }))
+    .unwrap()
+}
+
+fn valid_spec() -> serde_json::Value {
+    serde_json::json!({
+        "twilio": {"accountSid": SID, "credentialsSecretRef": {"name": "admin", "key": "authToken"}},
+        "authToken": {},
+        "secrets": [{"name": "creds", "tokenKey": "TWILIO_AUTH_TOKEN",
+                     "previousTokenKey": "TWILIO_PREVIOUS_AUTH_TOKEN", "accountSidKey": "TWILIO_ACCOUNT_SID"}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
+    let api = ApiServer::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("tr-crd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(&kc, api.kubeconfig_yaml()).unwrap();
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/tokenrotations.tokenrotator.io.yaml"
+    ))
+    .unwrap();
+    let (ok, out) = kubectl(&kc, &["apply", "-f", "-"], &crd).await;
+    assert!(ok, "{out}");
+
+    let (ok, out) = kubectl(&kc, &["apply", "-f", "-"], &manifest("good", valid_spec())).await;
+    assert!(ok, "a valid TokenRotation is accepted: {out}");
+
+    let mut cases: Vec<(&str, serde_json::Value, &str)> = vec![];
+    let mut s = valid_spec();
+    s["secrets"][0]["previousTokenKey"] = "TWILIO_AUTH_TOKEN".into();
+    cases.push((
+        "previous key equals token key",
+        s,
+        "previousTokenKey must differ from tokenKey",
+    ));
+    let mut s = valid_spec();
+    s["twilio"]["accountSid"] = "SK0123".into();
+    cases.push(("bad account SID", s, "spec.twilio.accountSid"));
+    let mut s = valid_spec();
+    s.as_object_mut().unwrap().remove("authToken");
+    cases.push(("no credential kind", s, "spec.authToken must be set"));
+    let mut s = valid_spec();
+    s["secrets"] =
+        serde_json::json!([{"name": "a", "tokenKey": "T"}, {"name": "a", "tokenKey": "U"}]);
+    cases.push(("duplicate secret", s, "secret names must be unique"));
+    let mut s = valid_spec();
+    s["rolloutTimeout"] = "0s".into();
+    cases.push((
+        "zero rollout timeout",
+        s,
+        "rolloutTimeout must be at least 1s",
+    ));
+    let mut s = valid_spec();
+    s["propagationDelay"] = "soon".into();
+    cases.push(("unparsable duration", s, "spec.propagationDelay"));
+
+    let mut s = valid_spec();
+    s["secrets"][0]["namespace"] = "other-team".into();
+    cases.push((
+        "secret in another namespace",
+        s,
+        "a namespaced TokenRotation writes only Secrets in its own namespace",
+    ));
+    for (i, (what, spec, message)) in cases.into_iter().enumerate() {
+        let (ok, out) = kubectl(
+            &kc,
+            &["apply", "-f", "-"],
+            &manifest(&format!("bad-{i}"), spec),
+        )
+        .await;
+        assert!(!ok, "{what}: accepted:\n{out}");
+        assert!(out.contains("is invalid"), "{what}: {out}");
+        assert!(
+            out.contains(message),
+            "{what}: expected {message:?} in:\n{out}"
+        );
+    }
+    let (_, out) = kubectl(&kc, &["get", "tokenrotations", "-o", "name"], "").await;
+    assert_eq!(
+        out.trim(),
+        "tokenrotation.tokenrotator.io/good",
+        "nothing bad was stored"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
