@@ -31,6 +31,8 @@ pub enum CliError {
         "tokenrotation {name} is past promotion (phase {phase}): the old token no longer works, so there is nothing to roll back to; the rotation will complete"
     )]
     PastPromotion { name: String, phase: String },
+    #[error("tokenrotation {0} changed while it was being checked: run the command again")]
+    Changed(String),
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -81,41 +83,42 @@ async fn get(api: &Api<TokenRotation>, ns: &str, name: &str) -> Result<TokenRota
     })
 }
 
-async fn annotate(
-    api: &Api<TokenRotation>,
+/// Checks the resource, then sets `key` to a fresh timestamp (any new value is one request).
+/// The patch carries the resourceVersion that was checked, so if the rotation moved on in
+/// between the API server refuses it (409) instead of acting on a stale check.
+async fn request(
+    client: kube::Client,
+    ns: &str,
     name: &str,
+    check: fn(&TokenRotation) -> Result<(), CliError>,
     key: &str,
-    value: &str,
-) -> Result<(), CliError> {
-    let patch = serde_json::json!({ "metadata": { "annotations": { key: value } } });
-    api.patch(
-        name,
-        &PatchParams {
-            field_manager: Some(CLI_FIELD_MANAGER.into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+) -> Result<String, CliError> {
+    let api: Api<TokenRotation> = Api::namespaced(client, ns);
+    let tr = get(&api, ns, name).await?;
+    check(&tr)?;
+    let value = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": tr.resource_version(), "annotations": {key: &value}}
+    });
+    let params = PatchParams {
+        field_manager: Some(CLI_FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.patch(name, &params, &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(value),
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(CliError::Changed(name.to_owned())),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// Requests a rotation now; returns the annotation value written (unique per request).
+/// Requests a rotation now; returns the annotation value written.
 pub async fn rotate(client: kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
-    let api: Api<TokenRotation> = Api::namespaced(client, ns);
-    check_rotate(&get(&api, ns, name).await?)?;
-    let value = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    annotate(&api, name, ROTATE_NOW_ANNOTATION, &value).await?;
-    Ok(value)
+    request(client, ns, name, check_rotate, ROTATE_NOW_ANNOTATION).await
 }
 
 /// Requests an abort of the rotation in flight; returns the annotation value written.
 pub async fn abort(client: kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
-    let api: Api<TokenRotation> = Api::namespaced(client, ns);
-    check_abort(&get(&api, ns, name).await?)?;
-    let value = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    annotate(&api, name, ABORT_ANNOTATION, &value).await?;
-    Ok(value)
+    request(client, ns, name, check_abort, ABORT_ANNOTATION).await
 }
 
 /// Lists TokenRotations (one, a namespace, or all) for [`status_table`].
