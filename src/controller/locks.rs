@@ -42,6 +42,12 @@ impl AccountLocks {
         map.retain(|_, h| h != holder);
     }
 
+    /// Releases the accounts of every holder for which `live` is false (deleted resources).
+    pub fn retain_holders(&self, live: impl Fn(&str) -> bool) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, h| live(h));
+    }
+
     pub fn release(&self, account: &str, holder: &str) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.get(account).map(String::as_str) == Some(holder) {
@@ -71,6 +77,9 @@ mod tests {
         assert!(l.try_acquire(&a, "ns/two").is_ok());
         l.release_holder("ns/two");
         assert_eq!(l.holder(&a), None);
+        assert!(l.try_acquire(&a, "ns/three").is_ok());
+        l.retain_holders(|h| h == "ns/two");
+        assert_eq!(l.holder(&a), None, "ns/three is gone: its lock is released");
         assert_eq!(l.holder(&account_key("AC00", Some("ie1"))), None);
     }
 }

@@ -160,8 +160,9 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// Drops the metric series of deleted TokenRotations. A deletion triggers no reconcile (no
-/// finalizer: nothing needs cleaning up that owner references do not), so the caches tell.
+/// Forgets deleted TokenRotations: their metric series and any account lock they held. A
+/// deletion triggers no reconcile (no finalizer: owner references clean up the staging Secret),
+/// so the caches tell.
 async fn prune_deleted(ctx: &Context) {
     for store in &ctx.stores {
         if store.wait_until_ready().await.is_err() {
@@ -180,5 +181,10 @@ async fn prune_deleted(ctx: &Context) {
         ctx.config
             .metrics
             .retain(|ns, name| live.contains(&(ns.to_owned(), name.to_owned())));
+        ctx.locks.retain_holders(|holder| {
+            holder
+                .split_once('/')
+                .is_some_and(|(ns, name)| live.contains(&(ns.to_owned(), name.to_owned())))
+        });
     }
 }
