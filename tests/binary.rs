@@ -180,6 +180,20 @@ async fn two_replicas_only_the_leader_acts_and_the_standby_finishes_after_a_cras
         Some(1.0)
     );
 
+    // Figures, not assertions: how long the standby took to lead (lease 3 s).
+    let killed = Instant::now();
+    while lease_holder(&w).await.as_deref() != Some("replica-b") {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no take-over:\n{}",
+            b.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "standby took the lease {:?} after the leader was killed",
+        killed.elapsed()
+    );
     let st = wait_status(&w, "twilio", Duration::from_secs(90), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
     assert_eq!(st.phase, Some(Phase::Ready), "{}", b.output());
