@@ -72,7 +72,7 @@ struct StatusArgs {
     #[arg(short, long, conflicts_with = "all_namespaces")]
     namespace: Option<String>,
     /// List across all namespaces.
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, conflicts_with = "name")]
     all_namespaces: bool,
 }
 
