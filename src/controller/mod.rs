@@ -11,10 +11,11 @@ use crate::metrics::Metrics;
 use crate::twilio::{TwilioClient, TwilioConfig, TwilioError};
 use failpoints::Failpoints;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use locks::AccountLocks;
@@ -111,24 +112,38 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    let api = |ns: &Option<String>| -> (Api<TokenRotation>, Api<Secret>) {
-        match ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        }
-    };
     let mut controllers = Vec::new();
     for scope in &scopes {
-        let (trs, secrets) = api(scope);
+        let trs: Api<TokenRotation> = scoped_api(&client, scope);
         trs.list(&kube::api::ListParams::default().limit(1))
             .await
             .map_err(Error::CrdMissing)?;
-        let controller = Controller::new(trs, watcher::Config::default())
+        let controller = Controller::new(trs, watcher::Config::default());
+        let store = controller.store();
+        let wc = watcher::Config::default;
+        let controller = controller
             // Staging Secrets carry an owner reference: their changes wake their TokenRotation.
-            .owns(secrets, watcher::Config::default().labels(STAGING_LABEL));
+            .owns(
+                scoped_api::<Secret>(&client, scope),
+                wc().labels(STAGING_LABEL),
+            )
+            // Workload changes (rollout progress) wake the rotations waiting in that namespace
+            // at once, instead of at the next poll. Not cached: events are mapped and dropped.
+            .watches(
+                scoped_api::<Deployment>(&client, scope),
+                wc(),
+                rotations_in_flight_beside(store.clone()),
+            )
+            .watches(
+                scoped_api::<StatefulSet>(&client, scope),
+                wc(),
+                rotations_in_flight_beside(store.clone()),
+            )
+            .watches(
+                scoped_api::<DaemonSet>(&client, scope),
+                wc(),
+                rotations_in_flight_beside(store),
+            );
         controllers.push(controller);
     }
     let reporter = Reporter {
@@ -160,6 +175,33 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     Ok(())
 }
 
+fn scoped_api<K>(client: &Client, scope: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Maps a workload to the TokenRotations in its namespace that have a rotation in flight (only
+/// those wait on rollouts; idle ones ignore workload churn).
+fn rotations_in_flight_beside<W: ResourceExt>(
+    store: Store<TokenRotation>,
+) -> impl Fn(W) -> Vec<ObjectRef<TokenRotation>> + Send + Sync + 'static {
+    move |workload| {
+        let ns = workload.namespace();
+        store
+            .state()
+            .iter()
+            .filter(|tr| tr.namespace() == ns)
+            .filter(|tr| tr.status.as_ref().is_some_and(|s| s.rotation.is_some()))
+            .map(|tr| ObjectRef::from_obj(tr.as_ref()))
+            .collect()
+    }
+}
+
 /// Forgets deleted TokenRotations: their metric series and any account lock they held. A
 /// deletion triggers no reconcile (no finalizer: owner references clean up the staging Secret),
 /// so the caches tell.
@@ -186,5 +228,50 @@ async fn prune_deleted(ctx: &Context) {
                 .split_once('/')
                 .is_some_and(|(ns, name)| live.contains(&(ns.to_owned(), name.to_owned())))
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector;
+
+    fn tr(ns: &str, name: &str, in_flight: bool) -> TokenRotation {
+        let mut status = serde_json::json!({"phase": "Ready"});
+        if in_flight {
+            status = serde_json::json!({"phase": "RollingOut", "rotation": {
+                "id": "r", "trigger": "Manual", "startTime": "2026-11-23T10:00:00Z",
+                "phaseStartTime": "2026-11-23T10:00:00Z", "stagingSecret": "s"}});
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "tokenrotator.io/v1alpha1", "kind": "TokenRotation",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"twilio": {"accountSid": format!("AC{}", "0".repeat(32)),
+                                "credentialsSecretRef": {"name": "a", "key": "k"}},
+                     "authToken": {}, "secrets": [{"name": "c", "tokenKey": "T"}]},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn workload_events_wake_only_in_flight_rotations_of_their_namespace() {
+        let (store, mut writer) = reflector::store::<TokenRotation>();
+        for obj in [
+            tr("shop", "rotating", true),
+            tr("shop", "idle", false),
+            tr("billing", "rotating-elsewhere", true),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(obj));
+        }
+        let map = rotations_in_flight_beside::<Deployment>(store);
+        let mut d = Deployment::default();
+        d.metadata.namespace = Some("shop".into());
+        d.metadata.name = Some("api".into());
+        let woken: Vec<String> = map(d).into_iter().map(|r| r.name).collect();
+        assert_eq!(woken, ["rotating"]);
+        let mut other = Deployment::default();
+        other.metadata.namespace = Some("quiet".into());
+        assert!(map(other).is_empty());
     }
 }
