@@ -120,11 +120,10 @@ async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Re
         }
     };
     let idle = status.rotation.is_none();
-    let old_status = tr.status.clone().unwrap_or_default();
-    write_status(&api, &tr, status.clone()).await?;
+    write_status(&api, &tr, &status).await?;
     let metrics = &ctx.config.metrics;
     metrics.reconciled(&ns, &name);
-    metrics.status_written(&ns, &name, &old_status, &status, Utc::now());
+    metrics.status_written(&ns, &name, &obs.status, &status, Utc::now());
     ctx.config.failpoints.hit(&format!("status:{step}")).await;
     if idle {
         ctx.locks.release(&lock_key, &me);
@@ -225,13 +224,13 @@ fn account_holder(tr: &TokenRotation, ctx: &Context) -> Option<String> {
 async fn write_status(
     api: &Api<TokenRotation>,
     tr: &TokenRotation,
-    status: crate::api::TokenRotationStatus,
+    status: &crate::api::TokenRotationStatus,
 ) -> Result<(), Error> {
-    if tr.status.as_ref() == Some(&status) {
+    if tr.status.as_ref() == Some(status) {
         return Ok(());
     }
     let mut updated = tr.clone();
-    updated.status = Some(status);
+    updated.status = Some(status.clone());
     // A replace carrying the resourceVersion we decided on: if anything changed meanwhile the
     // write fails with 409 and the next round decides again on fresh state.
     api.replace_status(&tr.name_any(), &PostParams::default(), &updated)
