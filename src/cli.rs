@@ -83,22 +83,45 @@ async fn get(api: &Api<TokenRotation>, ns: &str, name: &str) -> Result<TokenRota
     })
 }
 
-/// Checks the resource, then sets `key` to a fresh timestamp (any new value is one request).
-/// The patch carries the resourceVersion that was checked, so if the rotation moved on in
-/// between the API server refuses it (409) instead of acting on a stale check.
-async fn request(
+/// What `rotate` and `abort` ask of the controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Rotate,
+    Abort,
+}
+
+impl Request {
+    fn annotation(self) -> &'static str {
+        match self {
+            Request::Rotate => ROTATE_NOW_ANNOTATION,
+            Request::Abort => ABORT_ANNOTATION,
+        }
+    }
+
+    fn check(self, tr: &TokenRotation) -> Result<(), CliError> {
+        match self {
+            Request::Rotate => check_rotate(tr),
+            Request::Abort => check_abort(tr),
+        }
+    }
+}
+
+/// Checks the resource, then sets the request's annotation to a fresh timestamp (any new value
+/// is one request); returns the value written. The patch carries the resourceVersion that was
+/// checked, so if the rotation moved on in between the API server refuses it (409) instead of
+/// acting on a stale check.
+pub async fn request(
     client: kube::Client,
     ns: &str,
     name: &str,
-    check: fn(&TokenRotation) -> Result<(), CliError>,
-    key: &str,
+    request: Request,
 ) -> Result<String, CliError> {
     let api: Api<TokenRotation> = Api::namespaced(client, ns);
     let tr = get(&api, ns, name).await?;
-    check(&tr)?;
+    request.check(&tr)?;
     let value = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let patch = serde_json::json!({
-        "metadata": {"resourceVersion": tr.resource_version(), "annotations": {key: &value}}
+        "metadata": {"resourceVersion": tr.resource_version(), "annotations": {request.annotation(): &value}}
     });
     let params = PatchParams {
         field_manager: Some(CLI_FIELD_MANAGER.into()),
@@ -109,16 +132,6 @@ async fn request(
         Err(kube::Error::Api(e)) if e.code == 409 => Err(CliError::Changed(name.to_owned())),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Requests a rotation now; returns the annotation value written.
-pub async fn rotate(client: kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
-    request(client, ns, name, check_rotate, ROTATE_NOW_ANNOTATION).await
-}
-
-/// Requests an abort of the rotation in flight; returns the annotation value written.
-pub async fn abort(client: kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
-    request(client, ns, name, check_abort, ABORT_ANNOTATION).await
 }
 
 /// Lists TokenRotations (one, a namespace, or all) for [`status_table`].

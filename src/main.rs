@@ -231,25 +231,24 @@ fn namespace_or_default(client: &kube::Client, ns: Option<String>) -> String {
     ns.unwrap_or_else(|| client.default_namespace().to_owned())
 }
 
-async fn rotate(kube: KubeArgs, target: TargetArgs) -> Result<(), BoxError> {
+/// `rotate` and `abort`: one annotation request, then what happens next.
+async fn request(
+    kube: KubeArgs,
+    target: TargetArgs,
+    request: cli::Request,
+) -> Result<(), BoxError> {
     let client = kube_client(&kube).await?;
     let ns = namespace_or_default(&client, target.namespace);
-    let value = cli::rotate(client, &ns, &target.name).await?;
-    println!(
-        "tokenrotation {ns}/{} rotation requested (rotate-now={value}); follow it with `token-rotator status {} -n {ns}`",
-        target.name, target.name
-    );
-    Ok(())
-}
-
-async fn abort(kube: KubeArgs, target: TargetArgs) -> Result<(), BoxError> {
-    let client = kube_client(&kube).await?;
-    let ns = namespace_or_default(&client, target.namespace);
-    let value = cli::abort(client, &ns, &target.name).await?;
-    println!(
-        "tokenrotation {ns}/{} abort requested (abort={value}); the old token is restored and the new one deleted",
-        target.name
-    );
+    let name = target.name;
+    let value = cli::request(client, &ns, &name, request).await?;
+    match request {
+        cli::Request::Rotate => println!(
+            "tokenrotation {ns}/{name} rotation requested (rotate-now={value}); follow it with `token-rotator status {name} -n {ns}`"
+        ),
+        cli::Request::Abort => println!(
+            "tokenrotation {ns}/{name} abort requested (abort={value}); the old token is restored and the new one deleted"
+        ),
+    }
     Ok(())
 }
 
@@ -280,8 +279,8 @@ async fn main() -> ExitCode {
             .map(|y| print!("{y}"))
             .map_err(Into::into),
         Command::Run(args) => run(kube, args).await,
-        Command::Rotate(t) => rotate(kube, t).await,
-        Command::Abort(t) => abort(kube, t).await,
+        Command::Rotate(t) => request(kube, t, cli::Request::Rotate).await,
+        Command::Abort(t) => request(kube, t, cli::Request::Abort).await,
         Command::Status(s) => status(kube, s).await,
     };
     match result {
