@@ -95,10 +95,6 @@ async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response {
     };
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
-    let user = header_str(&parts.headers, header::AUTHORIZATION)
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("system:anonymous")
-        .to_string();
     let resp = match dispatch(
         &sh,
         &parts.method,
@@ -117,6 +113,11 @@ async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response {
         method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) {
+        // Only writes are audited: reads do not pay for the header lookup.
+        let user = header_str(&parts.headers, header::AUTHORIZATION)
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("system:anonymous")
+            .to_string();
         sh.record_write(AuditRecord {
             user,
             method: method.to_string(),
