@@ -24,15 +24,7 @@ async fn main() -> ExitCode {
     );
     let traffic = consumer_traffic(&w, Duration::from_millis(50));
     let ctl = start_controller(&w, Failpoints::default());
-    create(
-        &w,
-        &rotation(
-            &w,
-            "twilio",
-            serde_json::json!({"tokenrotator.io/rotate-now": "demo"}),
-        ),
-    )
-    .await;
+    create(&w, &manual_rotation(&w, "twilio")).await;
     println!("TokenRotation shop/twilio created with tokenrotator.io/rotate-now; the controller takes over\n");
 
     let api: kube::Api<token_rotator::api::TokenRotation> =
