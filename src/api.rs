@@ -75,16 +75,29 @@ pub const FIELD_MANAGER: &str = "token-rotator";
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = kube::core::Rule::new("has(self.authToken)")
-    .message("spec.authToken must be set: it selects Auth Token rotation (API key rotation is not available yet)")
-    .field_path(".authToken"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.authToken) != has(self.apiKey)")
+    .message("set exactly one of spec.authToken (rotate the account's Auth Token) and spec.apiKey (rotate an API key)"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.apiKey) || !has(self.twilio.credentialsSecretRef.keySidKey)")
+    .message("Auth Token rotation authenticates with the account's Auth Token: remove spec.twilio.credentialsSecretRef.keySidKey")
+    .field_path(".twilio.credentialsSecretRef"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.apiKey) ? self.secrets.all(s, has(s.keySidKey)) : self.secrets.all(s, !has(s.keySidKey))")
+    .message("with spec.apiKey every secret needs keySidKey (consumers need the key SID with its secret); keySidKey is only for spec.apiKey")
+    .field_path(".secrets"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.apiKey) || self.secrets.all(s, !has(s.previousTokenKey) && !has(s.webhookTokensKey))")
+    .message("with spec.apiKey, previousTokenKey and webhookTokensKey do not apply (the previous key stays valid until it is deleted, and API keys cannot validate webhook signatures)")
+    .field_path(".secrets"))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRotationSpec {
     /// The Twilio account whose credential is rotated, and how the operator authenticates.
     pub twilio: TwilioSpec,
-    /// Rotate the account's Auth Token (primary/secondary promotion).
+    /// Rotate the account's Auth Token (primary/secondary promotion). One of `authToken` and
+    /// `apiKey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<AuthTokenSpec>,
+    /// Rotate an API key: create a new key, distribute it, roll out, verify, then delete the
+    /// previous key (or keep the last `retainPrevious`). One of `authToken` and `apiKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeySpec>,
     /// The Secrets consumers read, in this TokenRotation's namespace.
     #[x_kube(validation = kube::core::Rule::new("self.all(s, self.exists_one(t, t.name == s.name))")
         .message("secret names must be unique"))]
@@ -144,24 +157,31 @@ pub struct TwilioSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,30}$"))]
     pub edge: Option<String>,
-    /// The Secret and key holding the credential the operator authenticates with: the current
-    /// Auth Token of this account (for a subaccount, the subaccount's own). The operator updates it
-    /// to the new token before promotion so it never locks itself out.
-    pub credentials_secret_ref: SecretKeyRef,
+    /// The Secret holding the credential the operator authenticates with. For Auth Token
+    /// rotation: the current Auth Token of this account (for a subaccount, the subaccount's
+    /// own); the operator updates it to the new token before promotion so it never locks itself
+    /// out. For API key rotation: the Auth Token, or a Main API key (set `keySidKey`); Twilio
+    /// lets no Standard or restricted key manage keys. The operator never changes it then.
+    pub credentials_secret_ref: CredentialsRef,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SecretKeyRef {
+pub struct CredentialsRef {
     /// Name of a Secret in this TokenRotation's namespace.
     #[schemars(
         length(min = 1, max = 253),
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// Key within the Secret's data.
+    /// Key holding the Auth Token, or the Main key's secret when `keySidKey` is set.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
+    /// Key of the same Secret holding a Main API key's SID (`SK...`): the operator then
+    /// authenticates with that key instead of the Auth Token. API key rotation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key_sid_key: Option<String>,
 }
 
 /// Auth Token rotation: create the secondary token, distribute it, wait for every consumer,
@@ -175,6 +195,43 @@ pub struct AuthTokenSpec {
     pub suppress_email_notification: Option<bool>,
 }
 
+/// API key rotation. A key with a `policy` (given here, or carried by the key being rotated) is
+/// a restricted key made through IAM v1 with that policy; otherwise a standard key is made
+/// through the 2010 API.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySpec {
+    /// Start of every key's friendly name. The rest names this resource and the rotation ID,
+    /// so a key created by a rotation that crashed before storing it can be found and deleted.
+    #[serde(default = "default_key_name_prefix")]
+    #[schemars(
+        length(min = 1, max = 20),
+        regex(pattern = r"^[a-zA-Z0-9][-_.a-zA-Z0-9]*$")
+    )]
+    pub friendly_name_prefix: String,
+    /// How many previous keys stay valid after a rotation (newest first); older ones are
+    /// deleted. 0 deletes the previous key once the rotation completes.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10))]
+    pub retain_previous: i32,
+    /// IAM policy for a restricted key, e.g. `{"allow": ["/twilio/messaging/messages/read"]}`.
+    /// When unset, a restricted key being rotated keeps its own policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub policy: Option<serde_json::Value>,
+}
+
+fn default_key_name_prefix() -> String {
+    "token-rotator".into()
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
 /// A Secret consumers read. The operator owns only the keys named here (server-side apply,
 /// field manager `token-rotator`); other keys and other managers' fields are left alone.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -186,6 +243,8 @@ pub struct AuthTokenSpec {
     .message("previousTokenKey must differ from tokenKey"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.accountSidKey) || (self.accountSidKey != self.tokenKey && (!has(self.previousTokenKey) || self.accountSidKey != self.previousTokenKey))")
     .message("accountSidKey must differ from tokenKey and previousTokenKey"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.keySidKey) || (self.keySidKey != self.tokenKey && (!has(self.accountSidKey) || self.keySidKey != self.accountSidKey))")
+    .message("keySidKey must differ from tokenKey and accountSidKey"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.webhookTokensKey) || (self.webhookTokensKey != self.tokenKey && (!has(self.previousTokenKey) || self.webhookTokensKey != self.previousTokenKey) && (!has(self.accountSidKey) || self.webhookTokensKey != self.accountSidKey))")
     .message("webhookTokensKey must differ from tokenKey, previousTokenKey and accountSidKey"))]
 pub struct TargetSecret {
@@ -203,9 +262,14 @@ pub struct TargetSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub account_sid_key: Option<String>,
-    /// Key that receives the token.
+    /// Key that receives the token (with `spec.apiKey`: the key's secret).
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub token_key: String,
+    /// Key that receives the API key SID (`SK...`). Required with `spec.apiKey`, not allowed
+    /// otherwise. The first Secret's SID and secret are the key being rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key_sid_key: Option<String>,
     /// Key that keeps the previous token during the rotation and for `overlap` after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
@@ -324,6 +388,20 @@ pub struct TokenRotationStatus {
     /// Result of the last finished rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<RotationResult>,
+    /// API key rotation: which keys are in use (SIDs only; they are not secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyStatus {
+    /// The key the target Secrets hold since the last completed rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_key_sid: Option<String>,
+    /// Previous keys kept valid (`retainPrevious`), newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained_key_sids: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
@@ -400,9 +478,16 @@ pub struct RotationStatus {
     /// Set once the secondary token exists and is stored in the staging Secret.
     #[serde(default)]
     pub staged: bool,
-    /// When the new token was promoted to primary.
+    /// When the new token was promoted to primary (for an API key: when it became current).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_time: Option<Time>,
+    /// API key rotation: the new key's SID, recorded once it is distributed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sid: Option<String>,
+    /// API key rotation: the SID of the key being replaced (none on a first rotation that
+    /// creates the first key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_sid: Option<String>,
     /// Per-workload rollout progress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadProgress>,
@@ -467,7 +552,11 @@ mod tests {
         let json = serde_json::to_string(&crd).unwrap();
         for needle in [
             "x-kubernetes-validations",
-            "has(self.authToken)",
+            "has(self.authToken) != has(self.apiKey)",
+            "keySidKey",
+            "retainPrevious",
+            "friendlyNamePrefix",
+            "x-kubernetes-preserve-unknown-fields",
             "^AC[0-9a-fA-F]{32}$",
             "credentialsSecretRef",
             "previousTokenKey",

@@ -34,6 +34,23 @@ impl SecretString {
     }
 }
 
+/// A credential as consumers hold it: an Auth Token, or an API key's SID and secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credential {
+    /// `SK...` for an API key; `None` for an Auth Token.
+    pub key_sid: Option<String>,
+    pub secret: SecretString,
+}
+
+impl Credential {
+    pub fn auth_token(token: SecretString) -> Self {
+        Self {
+            key_sid: None,
+            secret: token,
+        }
+    }
+}
+
 impl From<String> for SecretString {
     fn from(s: String) -> Self {
         Self(s)

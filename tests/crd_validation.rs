@@ -54,6 +54,16 @@ fn valid_spec() -> serde_json::Value {
     })
 }
 
+/// An API key rotation managed with a Main key, with a restricted-key policy.
+fn key_spec() -> serde_json::Value {
+    serde_json::json!({
+        "twilio": {"accountSid": SID, "credentialsSecretRef": {"name": "admin", "key": "secret", "keySidKey": "sid"}},
+        "apiKey": {"retainPrevious": 2, "policy": {"allow": ["/twilio/messaging/messages/read"]}},
+        "secrets": [{"name": "creds", "tokenKey": "TWILIO_API_SECRET", "keySidKey": "TWILIO_API_KEY",
+                     "accountSidKey": "TWILIO_ACCOUNT_SID"}]
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
     let api = ApiServer::start().await.unwrap();
@@ -71,6 +81,13 @@ async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
 
     let (ok, out) = kubectl(&kc, &["apply", "-f", "-"], &manifest("good", valid_spec())).await;
     assert!(ok, "a valid TokenRotation is accepted: {out}");
+    let (ok, out) = kubectl(
+        &kc,
+        &["apply", "-f", "-"],
+        &manifest("good-key", key_spec()),
+    )
+    .await;
+    assert!(ok, "a valid API key TokenRotation is accepted: {out}");
 
     let mut cases: Vec<(&str, serde_json::Value, &str)> = vec![];
     let mut s = valid_spec();
@@ -85,7 +102,48 @@ async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
     cases.push(("bad account SID", s, "spec.twilio.accountSid"));
     let mut s = valid_spec();
     s.as_object_mut().unwrap().remove("authToken");
-    cases.push(("no credential kind", s, "spec.authToken must be set"));
+    cases.push(("no credential kind", s, "set exactly one of spec.authToken"));
+    let mut s = key_spec();
+    s["authToken"] = serde_json::json!({});
+    cases.push((
+        "both credential kinds",
+        s,
+        "set exactly one of spec.authToken",
+    ));
+    let mut s = key_spec();
+    s["secrets"][0].as_object_mut().unwrap().remove("keySidKey");
+    cases.push((
+        "API key without a key SID key",
+        s,
+        "with spec.apiKey every secret needs keySidKey",
+    ));
+    let mut s = valid_spec();
+    s["secrets"][0]["keySidKey"] = "TWILIO_API_KEY".into();
+    cases.push((
+        "key SID key on an Auth Token rotation",
+        s,
+        "keySidKey is only for spec.apiKey",
+    ));
+    let mut s = key_spec();
+    s["secrets"][0]["webhookTokensKey"] = "WEBHOOK".into();
+    cases.push((
+        "webhook tokens with an API key",
+        s,
+        "API keys cannot validate webhook signatures",
+    ));
+    let mut s = valid_spec();
+    s["twilio"]["credentialsSecretRef"]["keySidKey"] = "sid".into();
+    cases.push((
+        "Main key credentials for an Auth Token rotation",
+        s,
+        "remove spec.twilio.credentialsSecretRef.keySidKey",
+    ));
+    let mut s = key_spec();
+    s["apiKey"]["retainPrevious"] = 11.into();
+    cases.push(("too many retained keys", s, "spec.apiKey.retainPrevious"));
+    let mut s = key_spec();
+    s["apiKey"]["policy"] = "read everything".into();
+    cases.push(("policy that is not an object", s, "spec.apiKey.policy"));
     let mut s = valid_spec();
     s["secrets"] =
         serde_json::json!([{"name": "a", "tokenKey": "T"}, {"name": "a", "tokenKey": "U"}]);
@@ -125,7 +183,7 @@ async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
     let (_, out) = kubectl(&kc, &["get", "tokenrotations", "-o", "name"], "").await;
     assert_eq!(
         out.trim(),
-        "tokenrotation.tokenrotator.io/good",
+        "tokenrotation.tokenrotator.io/good\ntokenrotation.tokenrotator.io/good-key",
         "nothing bad was stored"
     );
     let _ = std::fs::remove_dir_all(&dir);

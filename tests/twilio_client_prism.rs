@@ -311,6 +311,8 @@ async fn api_v2010_account_and_key_operations_conform() {
         let account = ok("fetch_account", client.fetch_account(&creds).await);
         assert_eq!(account.sid, ACCOUNT);
         assert_eq!(account.auth_token.as_ref().unwrap().expose(), "auth_token");
+        // The API key rotation's verification read.
+        ok("fetch_balance", client.fetch_balance(&creds).await);
     }
     let creds = auth_token_creds();
 
@@ -340,6 +342,7 @@ async fn api_v2010_account_and_key_operations_conform() {
     let log = prism.log();
     for op in [
         "get /2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.json",
+        "get /2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Balance.json",
         "post /2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Keys.json",
         "get /2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Keys.json",
         "delete /2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Keys/SKaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.json",

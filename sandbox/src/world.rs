@@ -44,24 +44,52 @@ impl Sandbox {
     /// Starts consumer traffic: every `every`, each ready pod calls
     /// `GET /2010-04-01/Accounts/{sid}.json` with `sid_env`/`token_env` from its env snapshot.
     pub fn start_traffic(&self, sid_env: &str, token_env: &str, every: Duration) -> Traffic {
+        self.traffic(
+            TrafficAuth::AuthToken {
+                sid_env: sid_env.to_owned(),
+                token_env: token_env.to_owned(),
+            },
+            every,
+        )
+    }
+
+    /// Starts consumer traffic with an API key: every `every`, each ready pod calls
+    /// `GET /2010-04-01/Accounts/{sid}/Balance.json` (readable by every key kind) as
+    /// `key_env:secret_env`, with the account from `sid_env`.
+    pub fn start_key_traffic(
+        &self,
+        sid_env: &str,
+        key_env: &str,
+        secret_env: &str,
+        every: Duration,
+    ) -> Traffic {
+        self.traffic(
+            TrafficAuth::ApiKey {
+                sid_env: sid_env.to_owned(),
+                key_env: key_env.to_owned(),
+                secret_env: secret_env.to_owned(),
+            },
+            every,
+        )
+    }
+
+    fn traffic(&self, auth: TrafficAuth, every: Duration) -> Traffic {
         let counts = Arc::new(TrafficCounts::default());
         let stop = Arc::new(AtomicBool::new(false));
         let sim = self.workloads.clone_handle();
         let base = self.twilio.base_url();
-        let (sid_env, token_env) = (sid_env.to_owned(), token_env.to_owned());
         let (c, s) = (counts.clone(), stop.clone());
         let task = tokio::spawn(async move {
             crate::kube::ensure_crypto_provider();
             let http = reqwest::Client::new();
             while !s.load(Ordering::Relaxed) {
                 for pod in sim.all_pods().into_iter().filter(|p| p.ready) {
-                    let (Some(sid), Some(token)) = (pod.env.get(&sid_env), pod.env.get(&token_env))
-                    else {
+                    let Some((url, user, password)) = auth.request(&base, &pod.env) else {
                         continue;
                     };
                     let res = http
-                        .get(format!("{base}/2010-04-01/Accounts/{sid}.json"))
-                        .basic_auth(sid, Some(token))
+                        .get(url)
+                        .basic_auth(user, Some(password))
                         .header("User-Agent", format!("sim-pod/{}", pod.name))
                         .send()
                         .await;
@@ -74,6 +102,52 @@ impl Sandbox {
             }
         });
         Traffic { counts, stop, task }
+    }
+}
+
+/// Which env variables a simulated consumer authenticates with.
+enum TrafficAuth {
+    AuthToken {
+        sid_env: String,
+        token_env: String,
+    },
+    ApiKey {
+        sid_env: String,
+        key_env: String,
+        secret_env: String,
+    },
+}
+
+impl TrafficAuth {
+    /// URL, user and password of one consumer call; `None` when the pod lacks the variables.
+    fn request(
+        &self,
+        base: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Option<(String, String, String)> {
+        match self {
+            Self::AuthToken { sid_env, token_env } => {
+                let (sid, token) = (env.get(sid_env)?, env.get(token_env)?);
+                Some((
+                    format!("{base}/2010-04-01/Accounts/{sid}.json"),
+                    sid.clone(),
+                    token.clone(),
+                ))
+            }
+            Self::ApiKey {
+                sid_env,
+                key_env,
+                secret_env,
+            } => {
+                let (sid, key, secret) =
+                    (env.get(sid_env)?, env.get(key_env)?, env.get(secret_env)?);
+                Some((
+                    format!("{base}/2010-04-01/Accounts/{sid}/Balance.json"),
+                    key.clone(),
+                    secret.clone(),
+                ))
+            }
+        }
     }
 }
 

@@ -1,14 +1,14 @@
 //! One reconcile: read fresh, observe, decide, act once, write status, send Events.
 
 use super::locks::account_key;
-use super::secrets::{self, Distribution, Staged};
+use super::secrets::{self, Credential, Distribution, Staged};
 use super::{Context, Error};
 use crate::api::{
     AbortStep, Phase, TokenRotation, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION, SCHEDULE_ANNOTATION,
 };
-use crate::providers::auth_token;
+use crate::providers::{api_key, auth_token};
 use crate::rotation::{
-    self, Action, Decision, Failure, FailureClass, Observation, Plan, RolloutView,
+    self, Action, Decision, Failure, FailureClass, Observation, Plan, RolloutView, StagedKeys,
 };
 use crate::secret::SecretString;
 use crate::time::from_k8s;
@@ -57,7 +57,7 @@ fn action_name(a: &Action) -> &'static str {
         Action::Restart { .. } => "Restart",
         Action::Verify => "Verify",
         Action::Promote => "Promote",
-        Action::Retire => "Retire",
+        Action::Retire { .. } => "Retire",
         Action::RestoreSecrets => "RestoreSecrets",
         Action::DeleteSecondary => "DeleteSecondary",
     }
@@ -143,12 +143,22 @@ async fn observe(tr: &TokenRotation, ctx: &Context, ns: &str) -> Result<Observat
         &tr.spec,
         annotations.get(SCHEDULE_ANNOTATION).map(String::as_str),
     );
-    let staged_for = match &status.rotation {
-        Some(r) => secrets::read_staging(&ctx.client, ns, &r.staging_secret)
-            .await?
-            .map(|s| s.rotation_id),
+    let staging = match &status.rotation {
+        Some(r) => secrets::read_staging(&ctx.client, ns, &r.staging_secret).await?,
         None => None,
     };
+    let staged_keys = staging.as_ref().and_then(|s| {
+        let current = status
+            .rotation
+            .as_ref()
+            .is_some_and(|r| r.id == s.rotation_id);
+        let new = s.new.key_sid.clone().filter(|_| current)?;
+        Some(StagedKeys {
+            new,
+            previous: s.previous.as_ref().and_then(|p| p.key_sid.clone()),
+        })
+    });
+    let staged_for = staging.map(|s| s.rotation_id);
     let stamp = match (status.phase, status.rotation.as_ref()) {
         (Some(Phase::RollingOut), Some(r)) => Some(r.id.clone()),
         (Some(Phase::Aborting), Some(r)) if r.abort_step == Some(AbortStep::RollBack) => {
@@ -177,6 +187,7 @@ async fn observe(tr: &TokenRotation, ctx: &Context, ns: &str) -> Result<Observat
         status,
         account_holder: account_holder(tr, ctx),
         staged_for,
+        staged_keys,
         rollout,
     })
 }
@@ -283,16 +294,92 @@ async fn operator_token(
     ns: &str,
 ) -> Result<SecretString, Failure> {
     let r = &tr.spec.twilio.credentials_secret_ref;
-    match secrets::read_key(&ctx.client, ns, &r.name, &r.key).await {
+    read_required(ctx, ns, &r.name, &r.key).await
+}
+
+async fn read_required(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<SecretString, Failure> {
+    match secrets::read_key(&ctx.client, ns, name, key).await {
         Ok(Some(v)) if !v.is_empty() => Ok(v),
         Ok(_) => Err(Failure {
             class: FailureClass::CredentialsMissing,
-            message: format!(
-                "Secret {ns}/{} does not exist or has no key {:?}",
-                r.name, r.key
-            ),
+            message: format!("Secret {ns}/{name} does not exist or has no key {key:?}"),
         }),
         Err(e) => Err(kube_failure("reading the credentials Secret", e)),
+    }
+}
+
+/// The credential the operator manages API keys with: the Auth Token, or a Main key when
+/// `keySidKey` names its SID.
+async fn operator_credentials(
+    ctx: &Context,
+    tr: &TokenRotation,
+    ns: &str,
+) -> Result<Credentials, Failure> {
+    let sid = tr.spec.twilio.account_sid.as_str();
+    let r = &tr.spec.twilio.credentials_secret_ref;
+    let secret = read_required(ctx, ns, &r.name, &r.key).await?;
+    match &r.key_sid_key {
+        None => Ok(Credentials::auth_token(sid, secret)),
+        Some(k) => {
+            let key_sid = read_required(ctx, ns, &r.name, k).await?;
+            Ok(Credentials::api_key(sid, key_sid.expose(), secret))
+        }
+    }
+}
+
+/// The API key the target Secrets hold now (the first Secret's), if any: the key a rotation
+/// replaces.
+async fn current_key(
+    ctx: &Context,
+    tr: &TokenRotation,
+    ns: &str,
+) -> Result<Option<Credential>, Failure> {
+    let Some(t) = tr.spec.secrets.first() else {
+        return Ok(None);
+    };
+    let Some(sid_key) = &t.key_sid_key else {
+        return Ok(None);
+    };
+    let failed = |e| kube_failure("reading the current API key", e);
+    let sid = secrets::read_key(&ctx.client, ns, &t.name, sid_key)
+        .await
+        .map_err(failed)?;
+    let secret = secrets::read_key(&ctx.client, ns, &t.name, &t.token_key)
+        .await
+        .map_err(failed)?;
+    Ok(match (sid, secret) {
+        (Some(sid), Some(secret)) if sid.expose().starts_with("SK") && !secret.is_empty() => {
+            Some(Credential {
+                key_sid: Some(sid.expose().to_owned()),
+                secret,
+            })
+        }
+        _ => None,
+    })
+}
+
+/// The friendly name of the key this rotation creates.
+fn key_name(tr: &TokenRotation, ns: &str, obs: &Observation) -> String {
+    let prefix = tr
+        .spec
+        .api_key
+        .as_ref()
+        .map(|k| k.friendly_name_prefix.as_str())
+        .unwrap_or("token-rotator");
+    let id = obs.status.rotation.as_ref().map(|r| r.id.as_str());
+    api_key::friendly_name(prefix, ns, &tr.name_any(), &obs.uid, id.unwrap_or_default())
+}
+
+fn key_credentials(tr: &TokenRotation, c: &Credential) -> Credentials {
+    let sid = tr.spec.twilio.account_sid.as_str();
+    match &c.key_sid {
+        Some(k) => Credentials::api_key(sid, k.as_str(), c.secret.clone()),
+        None => Credentials::auth_token(sid, c.secret.clone()),
     }
 }
 
@@ -338,51 +425,28 @@ async fn execute(
     action: &Action,
 ) -> Result<(), Failure> {
     let sid = tr.spec.twilio.account_sid.as_str();
+    let keys = tr.spec.api_key.is_some();
     match action {
         Action::None => Ok(()),
         Action::Stage => {
-            let old = operator_token(ctx, tr, ns).await?;
-            let twilio = twilio_client(ctx, tr)?;
-            let new =
-                auth_token::create_secondary(&twilio, &Credentials::auth_token(sid, old.clone()))
-                    .await?;
-            ctx.config.failpoints.hit("stage:created").await;
-            let id = obs
-                .status
-                .rotation
-                .as_ref()
-                .map(|r| r.id.clone())
-                .unwrap_or_default();
-            let name = obs
-                .status
-                .rotation
-                .as_ref()
-                .map(|r| r.staging_secret.clone())
-                .unwrap_or_default();
-            let staged = Staged {
-                rotation_id: id,
-                token: new,
-                previous: old,
-            };
-            // The token exists only in this process now: insist on storing it.
-            let mut delay = Duration::from_millis(100);
-            for attempt in 1..=6 {
-                match secrets::write_staging(&ctx.client, tr, &name, &staged).await {
-                    Ok(()) => return Ok(()),
-                    Err(e) if attempt < 6 => {
-                        tracing::warn!(attempt, error = %e, "storing the new token failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                    Err(e) => {
-                        return Err(kube_failure(
-                            "storing the new token in the staging Secret",
-                            e,
-                        ))
-                    }
+            let staged = if keys {
+                stage_api_key(ctx, tr, ns, obs).await?
+            } else {
+                let old = operator_token(ctx, tr, ns).await?;
+                let twilio = twilio_client(ctx, tr)?;
+                let new = auth_token::create_secondary(
+                    &twilio,
+                    &Credentials::auth_token(sid, old.clone()),
+                )
+                .await?;
+                Staged {
+                    rotation_id: String::new(),
+                    new: Credential::auth_token(new),
+                    previous: Some(Credential::auth_token(old)),
                 }
-            }
-            Ok(())
+            };
+            ctx.config.failpoints.hit("stage:created").await;
+            store_staged(ctx, tr, obs, staged).await
         }
         Action::Distribute => {
             let s = staged(ctx, obs, ns).await?;
@@ -391,8 +455,8 @@ async fn execute(
                 tr,
                 ns,
                 Distribution::New {
-                    new: &s.token,
-                    old: &s.previous,
+                    new: &s.new,
+                    old: s.previous.as_ref(),
                 },
             )
             .await
@@ -411,15 +475,28 @@ async fn execute(
         Action::Verify => {
             let s = staged(ctx, obs, ns).await?;
             let twilio = twilio_client(ctx, tr)?;
-            auth_token::verify(&twilio, &Credentials::auth_token(sid, s.token.clone())).await
+            let new = key_credentials(tr, &s.new);
+            if keys {
+                api_key::verify(&twilio, &new).await
+            } else {
+                auth_token::verify(&twilio, &new).await
+            }
         }
+        // An API key has nothing to promote: the new key is current once consumers run it.
+        Action::Promote if keys => Ok(()),
         Action::Promote => {
             let s = staged(ctx, obs, ns).await?;
+            let Some(old) = &s.previous else {
+                return Err(Failure {
+                    class: FailureClass::StagingLost,
+                    message: "the staging Secret lacks the previous Auth Token".into(),
+                });
+            };
             let twilio = twilio_client(ctx, tr)?;
             auth_token::promote(
                 &twilio,
-                &Credentials::auth_token(sid, s.token.clone()),
-                &Credentials::auth_token(sid, s.previous.clone()),
+                &key_credentials(tr, &s.new),
+                &key_credentials(tr, old),
             )
             .await?;
             // Twilio now signs webhooks with the new token: list it first. Both tokens were in
@@ -431,38 +508,120 @@ async fn execute(
                 tr,
                 ns,
                 Distribution::Promoted {
-                    new: &s.token,
-                    old: &s.previous,
+                    new: &s.new,
+                    old: Some(old),
                 },
             )
             .await
         }
-        Action::Retire => {
-            // The credentials Secret holds the new token since distribution; the staging
-            // Secret may already be gone if a previous attempt got this far.
-            let new = operator_token(ctx, tr, ns).await?;
-            distribute(ctx, tr, ns, Distribution::Final { new: &new }).await?;
-            if let Some(r) = &obs.status.rotation {
-                secrets::delete(&ctx.client, ns, &r.staging_secret)
-                    .await
-                    .map_err(|e| kube_failure("deleting the staging Secret", e))?;
+        Action::Retire { delete_keys } => {
+            if keys {
+                // The Secrets already hold the new key alone; the staging Secret goes last, so
+                // a repeat after a crash deletes the same keys again (already gone is fine).
+                let op = operator_credentials(ctx, tr, ns).await?;
+                let twilio = twilio_client(ctx, tr)?;
+                for k in delete_keys {
+                    api_key::delete(&twilio, &op, k).await?;
+                }
+            } else {
+                // The credentials Secret holds the new token since distribution; the staging
+                // Secret may already be gone if a previous attempt got this far.
+                let new = Credential::auth_token(operator_token(ctx, tr, ns).await?);
+                distribute(ctx, tr, ns, Distribution::Final { new: &new }).await?;
             }
-            Ok(())
+            delete_staging(ctx, obs, ns).await
         }
         Action::RestoreSecrets => {
             let s = staged(ctx, obs, ns).await?;
-            distribute(ctx, tr, ns, Distribution::Restore { old: &s.previous }).await
+            distribute(
+                ctx,
+                tr,
+                ns,
+                Distribution::Restore {
+                    old: s.previous.as_ref(),
+                },
+            )
+            .await
         }
         Action::DeleteSecondary => {
-            let op = operator_token(ctx, tr, ns).await?;
             let twilio = twilio_client(ctx, tr)?;
-            auth_token::delete_secondary(&twilio, &Credentials::auth_token(sid, op)).await?;
-            if let Some(r) = &obs.status.rotation {
-                secrets::delete(&ctx.client, ns, &r.staging_secret)
-                    .await
-                    .map_err(|e| kube_failure("deleting the staging Secret", e))?;
+            if keys {
+                let op = operator_credentials(ctx, tr, ns).await?;
+                api_key::delete_named(&twilio, &op, &key_name(tr, ns, obs)).await?;
+            } else {
+                let op = operator_token(ctx, tr, ns).await?;
+                auth_token::delete_secondary(&twilio, &Credentials::auth_token(sid, op)).await?;
             }
-            Ok(())
+            delete_staging(ctx, obs, ns).await
         }
     }
+}
+
+/// Stage for an API key: the key the Secrets hold now is the one replaced; a restricted key's
+/// successor gets the spec's policy, or else the policy of the key it replaces.
+async fn stage_api_key(
+    ctx: &Context,
+    tr: &TokenRotation,
+    ns: &str,
+    obs: &Observation,
+) -> Result<Staged, Failure> {
+    let op = operator_credentials(ctx, tr, ns).await?;
+    let twilio = twilio_client(ctx, tr)?;
+    let previous = current_key(ctx, tr, ns).await?;
+    let policy = match tr.spec.api_key.as_ref().and_then(|k| k.policy.clone()) {
+        Some(p) => Some(p),
+        None => match previous.as_ref().and_then(|p| p.key_sid.as_deref()) {
+            Some(k) => api_key::policy_of(&twilio, &op, k).await?,
+            None => None,
+        },
+    };
+    let new = api_key::create(&twilio, &op, &key_name(tr, ns, obs), policy.as_ref()).await?;
+    Ok(Staged {
+        rotation_id: String::new(),
+        new,
+        previous,
+    })
+}
+
+/// The new credential exists only in this process now: insist on storing it.
+async fn store_staged(
+    ctx: &Context,
+    tr: &TokenRotation,
+    obs: &Observation,
+    mut staged: Staged,
+) -> Result<(), Failure> {
+    let Some(r) = &obs.status.rotation else {
+        return Err(Failure {
+            class: FailureClass::StagingLost,
+            message: "no rotation in flight".into(),
+        });
+    };
+    staged.rotation_id = r.id.clone();
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=6 {
+        match secrets::write_staging(&ctx.client, tr, &r.staging_secret, &staged).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 6 => {
+                tracing::warn!(attempt, error = %e, "storing the new credential failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                return Err(kube_failure(
+                    "storing the new credential in the staging Secret",
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_staging(ctx: &Context, obs: &Observation, ns: &str) -> Result<(), Failure> {
+    if let Some(r) = &obs.status.rotation {
+        secrets::delete(&ctx.client, ns, &r.staging_secret)
+            .await
+            .map_err(|e| kube_failure("deleting the staging Secret", e))?;
+    }
+    Ok(())
 }

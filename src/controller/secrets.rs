@@ -3,6 +3,7 @@
 //! managers own) are left alone, and a key the operator stops applying is removed.
 
 use crate::api::{TokenRotation, TokenRotationSpec, FIELD_MANAGER, STAGING_LABEL};
+pub use crate::secret::Credential;
 use crate::secret::SecretString;
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
@@ -12,43 +13,46 @@ use std::collections::BTreeMap;
 
 const STAGING_ID: &str = "rotationId";
 const STAGING_TOKEN: &str = "token";
+const STAGING_KEY_SID: &str = "keySid";
 const STAGING_PREVIOUS: &str = "previousToken";
+const STAGING_PREVIOUS_KEY_SID: &str = "previousKeySid";
 
-/// What the target Secrets should hold at a given point of the rotation.
+/// What the target Secrets should hold at a given point of the rotation. `old` is `None` only
+/// for an API key rotation that creates the first key.
 #[derive(Debug, Clone, Copy)]
 pub enum Distribution<'a> {
-    /// From distribution until promotion: the new token, and the previous one under
+    /// From distribution until promotion: the new credential, and the previous token under
     /// `previousTokenKey`; webhook validators accept the old token (Twilio still signs with it)
     /// then the new one.
     New {
-        new: &'a SecretString,
-        old: &'a SecretString,
+        new: &'a Credential,
+        old: Option<&'a Credential>,
     },
     /// From promotion until retirement: as [`Distribution::New`], but the new token now signs,
     /// so it comes first for webhook validators; the old one stays for requests signed before.
     Promoted {
-        new: &'a SecretString,
-        old: &'a SecretString,
+        new: &'a Credential,
+        old: Option<&'a Credential>,
     },
-    /// After retirement: the new token only.
-    Final { new: &'a SecretString },
-    /// After an abort: the old token only.
-    Restore { old: &'a SecretString },
+    /// After retirement: the new credential only.
+    Final { new: &'a Credential },
+    /// After an abort: the old credential only.
+    Restore { old: Option<&'a Credential> },
 }
 
 impl<'a> Distribution<'a> {
-    /// The token consumers call the API with.
-    fn current(&self) -> &'a SecretString {
+    /// The credential consumers call the API with.
+    fn current(&self) -> Option<&'a Credential> {
         match *self {
-            Self::New { new, .. } | Self::Promoted { new, .. } | Self::Final { new } => new,
+            Self::New { new, .. } | Self::Promoted { new, .. } | Self::Final { new } => Some(new),
             Self::Restore { old } => old,
         }
     }
 
     /// The token kept under `previousTokenKey`, if any.
-    fn previous(&self) -> Option<&'a SecretString> {
+    fn previous(&self) -> Option<&'a Credential> {
         match *self {
-            Self::New { old, .. } | Self::Promoted { old, .. } => Some(old),
+            Self::New { old, .. } | Self::Promoted { old, .. } => old,
             Self::Final { .. } | Self::Restore { .. } => None,
         }
     }
@@ -56,27 +60,28 @@ impl<'a> Distribution<'a> {
     /// Every token a webhook validator must accept, the one Twilio signs with (the primary)
     /// first.
     fn webhook_tokens(&self) -> SecretString {
-        let tokens: Vec<&SecretString> = match *self {
-            Self::New { new, old } => vec![old, new],
-            Self::Promoted { new, old } => vec![new, old],
+        let tokens: Vec<&Credential> = match *self {
+            Self::New { new, old } => old.into_iter().chain([new]).collect(),
+            Self::Promoted { new, old } => [new].into_iter().chain(old).collect(),
             Self::Final { new } => vec![new],
-            Self::Restore { old } => vec![old],
+            Self::Restore { old } => old.into_iter().collect(),
         };
         // Built in place so no unzeroized copy of a token is left behind by a reallocation.
-        let len = tokens.iter().map(|t| t.expose().len() + 1).sum();
+        let len = tokens.iter().map(|t| t.secret.expose().len() + 1).sum();
         let mut out = String::with_capacity(len);
         for (i, t) in tokens.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(t.expose());
+            out.push_str(t.secret.expose());
         }
         SecretString::new(out)
     }
 }
 
-/// Desired data per Secret name (targets and the operator's credentials Secret), merged so each
-/// Secret gets one apply (a second apply by the same manager would drop the first one's keys).
+/// Desired data per Secret name (targets, and for Auth Token rotation the operator's
+/// credentials Secret), merged so each Secret gets one apply (a second apply by the same
+/// manager would drop the first one's keys).
 pub fn desired(
     spec: &TokenRotationSpec,
     d: Distribution<'_>,
@@ -85,9 +90,14 @@ pub fn desired(
     let mut out: BTreeMap<String, BTreeMap<String, SecretString>> = BTreeMap::new();
     for t in &spec.secrets {
         let data = out.entry(t.name.clone()).or_default();
-        data.insert(t.token_key.clone(), current.clone());
+        if let Some(c) = current {
+            data.insert(t.token_key.clone(), c.secret.clone());
+            if let (Some(k), Some(sid)) = (&t.key_sid_key, &c.key_sid) {
+                data.insert(k.clone(), SecretString::new(sid.clone()));
+            }
+        }
         if let (Some(k), Some(prev)) = (&t.previous_token_key, previous) {
-            data.insert(k.clone(), prev.clone());
+            data.insert(k.clone(), prev.secret.clone());
         }
         if let Some(k) = &t.account_sid_key {
             data.insert(
@@ -99,10 +109,16 @@ pub fn desired(
             data.insert(k.clone(), d.webhook_tokens());
         }
     }
-    let creds = &spec.twilio.credentials_secret_ref;
-    out.entry(creds.name.clone())
-        .or_default()
-        .insert(creds.key.clone(), current.clone());
+    // Auth Token rotation: the operator authenticates with the token it rotates. An API key
+    // rotation authenticates with a credential it never changes.
+    if spec.auth_token.is_some() {
+        if let Some(c) = current {
+            let creds = &spec.twilio.credentials_secret_ref;
+            out.entry(creds.name.clone())
+                .or_default()
+                .insert(creds.key.clone(), c.secret.clone());
+        }
+    }
     out
 }
 
@@ -157,8 +173,21 @@ pub async fn read_key(
 /// The staging Secret's content.
 pub struct Staged {
     pub rotation_id: String,
-    pub token: SecretString,
-    pub previous: SecretString,
+    pub new: Credential,
+    /// Always set for an Auth Token; `None` for an API key rotation that creates the first key.
+    pub previous: Option<Credential>,
+}
+
+fn credential(
+    get: &impl Fn(&str) -> Option<SecretString>,
+    secret_key: &str,
+    sid_key: &str,
+) -> Option<Credential> {
+    let secret = get(secret_key).filter(|s| !s.is_empty())?;
+    Some(Credential {
+        key_sid: get(sid_key).map(|s| s.expose().to_owned()),
+        secret,
+    })
 }
 
 pub async fn read_staging(
@@ -177,17 +206,20 @@ pub async fn read_staging(
             .and_then(|d| d.get(k))
             .and_then(|b| SecretString::from_bytes(&b.0))
     };
-    match (get(STAGING_ID), get(STAGING_TOKEN), get(STAGING_PREVIOUS)) {
-        (Some(id), Some(token), Some(previous)) if !token.is_empty() => Ok(Some(Staged {
-            rotation_id: id.expose().to_owned(),
-            token,
-            previous,
-        })),
-        _ => Ok(None),
-    }
+    let (Some(id), Some(new)) = (
+        get(STAGING_ID),
+        credential(&get, STAGING_TOKEN, STAGING_KEY_SID),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Staged {
+        rotation_id: id.expose().to_owned(),
+        new,
+        previous: credential(&get, STAGING_PREVIOUS, STAGING_PREVIOUS_KEY_SID),
+    }))
 }
 
-/// Stores the new token (shown by Twilio only once) with the old one, owned by the
+/// Stores the new credential (shown by Twilio only once) with the old one, owned by the
 /// TokenRotation so that deleting the resource removes it.
 pub async fn write_staging(
     client: &Client,
@@ -202,8 +234,16 @@ pub async fn write_staging(
         STAGING_ID.to_owned(),
         SecretString::new(staged.rotation_id.clone()),
     );
-    data.insert(STAGING_TOKEN.to_owned(), staged.token.clone());
-    data.insert(STAGING_PREVIOUS.to_owned(), staged.previous.clone());
+    let mut put = |secret_key: &str, sid_key: &str, c: &Credential| {
+        data.insert(secret_key.to_owned(), c.secret.clone());
+        if let Some(sid) = &c.key_sid {
+            data.insert(sid_key.to_owned(), SecretString::new(sid.clone()));
+        }
+    };
+    put(STAGING_TOKEN, STAGING_KEY_SID, &staged.new);
+    if let Some(p) = &staged.previous {
+        put(STAGING_PREVIOUS, STAGING_PREVIOUS_KEY_SID, p);
+    }
     let body = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -239,6 +279,62 @@ pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), 
 mod tests {
     use super::*;
 
+    fn tok(s: &str) -> Credential {
+        Credential::auth_token(SecretString::new(s))
+    }
+
+    fn key(sid: &str, secret: &str) -> Credential {
+        Credential {
+            key_sid: Some(sid.into()),
+            secret: SecretString::new(secret),
+        }
+    }
+
+    fn key_spec() -> TokenRotationSpec {
+        serde_json::from_value(serde_json::json!({
+            "twilio": {"accountSid": "AC0123456789abcdef0123456789abcdef",
+                       "credentialsSecretRef": {"name": "admin", "key": "authToken"}},
+            "apiKey": {},
+            "secrets": [
+                {"name": "creds", "tokenKey": "SECRET", "keySidKey": "KEY", "accountSidKey": "SID"},
+            ]
+        }))
+        .unwrap()
+    }
+
+    /// An API key rotation writes SID and secret together and never touches the credential the
+    /// operator manages keys with.
+    #[test]
+    fn api_key_distribution_pairs_sid_and_secret_and_leaves_the_operator_credential() {
+        let (new, old) = (key("SKnew", "new-secret"), key("SKold", "old-secret"));
+        for d in [
+            Distribution::New {
+                new: &new,
+                old: Some(&old),
+            },
+            Distribution::Promoted {
+                new: &new,
+                old: Some(&old),
+            },
+            Distribution::Final { new: &new },
+        ] {
+            let m = desired(&key_spec(), d);
+            assert_eq!(m.len(), 1, "only the target Secret: {:?}", m.keys());
+            assert_eq!(m["creds"]["KEY"].expose(), "SKnew");
+            assert_eq!(m["creds"]["SECRET"].expose(), "new-secret");
+            assert_eq!(
+                m["creds"]["SID"].expose(),
+                "AC0123456789abcdef0123456789abcdef"
+            );
+        }
+        let r = desired(&key_spec(), Distribution::Restore { old: Some(&old) });
+        assert_eq!(r["creds"]["KEY"].expose(), "SKold");
+        assert_eq!(r["creds"]["SECRET"].expose(), "old-secret");
+        // Aborting the rotation that created the first key leaves no key behind.
+        let none = desired(&key_spec(), Distribution::Restore { old: None });
+        assert_eq!(none["creds"].keys().collect::<Vec<_>>(), ["SID"]);
+    }
+
     fn spec() -> TokenRotationSpec {
         serde_json::from_value(serde_json::json!({
             "twilio": {"accountSid": "AC0123456789abcdef0123456789abcdef",
@@ -255,12 +351,12 @@ mod tests {
 
     #[test]
     fn new_distribution_carries_previous_and_updates_the_operator_credential() {
-        let (new, old) = (SecretString::new("new"), SecretString::new("old"));
+        let (new, old) = (tok("new"), tok("old"));
         let d = desired(
             &spec(),
             Distribution::New {
                 new: &new,
-                old: &old,
+                old: Some(&old),
             },
         );
         assert_eq!(d["creds"]["TOKEN"].expose(), "new");
@@ -277,11 +373,11 @@ mod tests {
 
     #[test]
     fn final_and_restore_drop_the_previous_key() {
-        let (new, old) = (SecretString::new("new"), SecretString::new("old"));
+        let (new, old) = (tok("new"), tok("old"));
         let f = desired(&spec(), Distribution::Final { new: &new });
         assert!(!f["creds"].contains_key("PREV"));
         assert_eq!(f["creds"]["TOKEN"].expose(), "new");
-        let r = desired(&spec(), Distribution::Restore { old: &old });
+        let r = desired(&spec(), Distribution::Restore { old: Some(&old) });
         assert!(!r["creds"].contains_key("PREV"));
         assert_eq!(r["creds"]["TOKEN"].expose(), "old");
         assert_eq!(r["admin"]["authToken"].expose(), "old");
@@ -291,13 +387,13 @@ mod tests {
     /// primary is always in the list.
     #[test]
     fn webhook_key_lists_the_signing_token_first_at_every_step() {
-        let (new, old) = (SecretString::new("new"), SecretString::new("old"));
+        let (new, old) = (tok("new"), tok("old"));
         let webhook = |d| desired(&spec(), d)["creds"]["WEBHOOK"].expose().to_owned();
         // Before promotion Twilio still signs with the old token.
         assert_eq!(
             webhook(Distribution::New {
                 new: &new,
-                old: &old
+                old: Some(&old)
             }),
             "old,new"
         );
@@ -305,29 +401,29 @@ mod tests {
         assert_eq!(
             webhook(Distribution::Promoted {
                 new: &new,
-                old: &old
+                old: Some(&old)
             }),
             "new,old"
         );
         assert_eq!(webhook(Distribution::Final { new: &new }), "new");
-        assert_eq!(webhook(Distribution::Restore { old: &old }), "old");
+        assert_eq!(webhook(Distribution::Restore { old: Some(&old) }), "old");
     }
 
     #[test]
     fn promoted_keeps_token_and_previous_keys_as_before_promotion() {
-        let (new, old) = (SecretString::new("new"), SecretString::new("old"));
+        let (new, old) = (tok("new"), tok("old"));
         let before = desired(
             &spec(),
             Distribution::New {
                 new: &new,
-                old: &old,
+                old: Some(&old),
             },
         );
         let after = desired(
             &spec(),
             Distribution::Promoted {
                 new: &new,
-                old: &old,
+                old: Some(&old),
             },
         );
         let without_webhook = |m: &BTreeMap<String, BTreeMap<String, SecretString>>| {
@@ -342,12 +438,12 @@ mod tests {
 
     #[test]
     fn webhook_key_only_where_configured() {
-        let (new, old) = (SecretString::new("new"), SecretString::new("old"));
+        let (new, old) = (tok("new"), tok("old"));
         let d = desired(
             &spec(),
             Distribution::New {
                 new: &new,
-                old: &old,
+                old: Some(&old),
             },
         );
         assert!(!d["admin"].contains_key("WEBHOOK"));

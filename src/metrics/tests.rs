@@ -14,6 +14,8 @@ fn in_flight(phase: Phase, phase_start: DateTime<Utc>) -> TokenRotationStatus {
             staging_secret: "s".into(),
             staged: true,
             promoted_time: None,
+            key_sid: None,
+            previous_key_sid: None,
             workloads: vec![],
             abort_step: None,
             held_reason: None,

@@ -1,11 +1,11 @@
 //! Decisions: from what was observed to the one action to take and the status that follows.
 
 use super::conditions;
-use super::plan::{Plan, PlanError};
+use super::plan::{CredentialKind, Plan, PlanError};
 use crate::api::{
     conditions::{DEGRADED, READY, ROTATING},
-    AbortStep, Phase, RestartPolicy, RotationResult, RotationStatus, TokenRotationStatus, Trigger,
-    WorkloadProgress, WorkloadRef,
+    AbortStep, ApiKeyStatus, Phase, RestartPolicy, RotationResult, RotationStatus,
+    TokenRotationStatus, Trigger, WorkloadProgress, WorkloadRef,
 };
 use crate::schedule;
 use crate::time::{from_k8s, to_k8s};
@@ -37,9 +37,19 @@ pub struct Observation {
     pub account_holder: Option<String>,
     /// The rotation ID whose new token the staging Secret holds, if it exists.
     pub staged_for: Option<String>,
+    /// API key rotation: the key SIDs the staging Secret holds for the current rotation.
+    pub staged_keys: Option<StagedKeys>,
     /// Rollout state of the dependent workloads for the current restart stamp; the controller
     /// fills it in the phases that wait on workloads.
     pub rollout: Option<RolloutView>,
+}
+
+/// The SIDs (not secret) of an API key rotation's new and previous key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedKeys {
+    pub new: String,
+    /// `None` when the rotation creates the first key.
+    pub previous: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,11 +80,12 @@ pub enum Action {
     /// Promote the secondary (a repeat after a crash confirms the promotion instead), then
     /// re-apply the target Secrets with the new token first in the webhook key.
     Promote,
-    /// Remove the previous-token keys and delete the staging Secret.
-    Retire,
+    /// Remove the previous-token keys, delete these API keys (previous keys beyond
+    /// `retainPrevious`) and the staging Secret.
+    Retire { delete_keys: Vec<String> },
     /// Put the old token back into every target Secret and the credentials Secret.
     RestoreSecrets,
-    /// Delete the unused secondary token and the staging Secret.
+    /// Delete the unused secondary token (or the new API key) and the staging Secret.
     DeleteSecondary,
 }
 
@@ -115,6 +126,8 @@ pub enum FailureClass {
     Kubernetes,
     /// Anything else Twilio refused.
     TwilioRejected,
+    /// The operator was given a Standard or restricted API key, which may not manage keys.
+    StandardKeyCredentials,
 }
 
 impl FailureClass {
@@ -129,6 +142,7 @@ impl FailureClass {
             Self::StagingLost => "StagingSecretLost",
             Self::Kubernetes => "KubernetesError",
             Self::TwilioRejected => "TwilioRejected",
+            Self::StandardKeyCredentials => "StandardKeyCredentials",
         }
     }
 }
@@ -332,28 +346,40 @@ pub fn decide(obs: &Observation) -> Decision {
         Some(Phase::RollingOut) => decide_rolling_out(b, plan),
         Some(Phase::Verifying) => {
             // On failure, on_failure keeps Verifying and its clock (the propagation window).
-            b.enter(
-                Phase::Promoting,
-                "the new token works; promoting it to primary",
-            );
+            let (message, note) = match plan.credential {
+                CredentialKind::AuthToken => (
+                    "the new token works; promoting it to primary",
+                    "Twilio accepts the new token",
+                ),
+                CredentialKind::ApiKey => (
+                    "the new API key works; making it current",
+                    "Twilio accepts the new API key",
+                ),
+            };
+            b.enter(Phase::Promoting, message);
             b.healthy();
-            b.event(false, "TokenVerified", "Twilio accepts the new token");
+            b.event(false, "TokenVerified", note);
             b.finish(Action::Verify, Some(Duration::ZERO))
         }
         Some(Phase::Promoting) => {
-            b.enter(
-                Phase::Retiring,
-                "promoted; waiting out propagation and overlap before retiring the previous token",
-            );
+            let (message, reason, note) = match plan.credential {
+                CredentialKind::AuthToken => (
+                    "promoted; waiting out propagation and overlap before retiring the previous token",
+                    "TokenPromoted",
+                    "the new token is now the primary Auth Token; the old token no longer works",
+                ),
+                CredentialKind::ApiKey => (
+                    "the new API key is current; waiting out propagation and overlap before deleting the previous key",
+                    "ApiKeyCurrent",
+                    "every consumer runs the new API key; the previous key stays valid until it is retired",
+                ),
+            };
+            b.enter(Phase::Retiring, message);
             b.healthy();
             if let Some(r) = b.rotation() {
                 r.promoted_time = Some(to_k8s(obs.now));
             }
-            b.event(
-                false,
-                "TokenPromoted",
-                "the new token is now the primary Auth Token; the old token no longer works",
-            );
+            b.event(false, reason, note);
             let wait = plan.propagation_delay + plan.overlap;
             b.finish(Action::Promote, Some(wait))
         }
@@ -448,6 +474,8 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             staging_secret: staging_secret_name(&obs.name),
             staged: false,
             promoted_time: None,
+            key_sid: None,
+            previous_key_sid: None,
             workloads: Vec::new(),
             abort_step: None,
             held_reason: None,
@@ -528,6 +556,13 @@ fn current_id(b: &Builder<'_>) -> String {
         .unwrap_or_default()
 }
 
+fn credential_kind(b: &Builder<'_>) -> CredentialKind {
+    b.obs
+        .plan
+        .as_ref()
+        .map_or(CredentialKind::AuthToken, |p| p.credential)
+}
+
 fn decide_staging(mut b: Builder<'_>) -> Decision {
     let id = current_id(&b);
     let already_stored = b.obs.staged_for.as_deref() == Some(id.as_str());
@@ -544,12 +579,14 @@ fn decide_staging(mut b: Builder<'_>) -> Decision {
         // A crash after storing the token but before this status write: nothing to redo.
         return b.finish(Action::None, Some(Duration::ZERO));
     }
+    let (reason, what) = match credential_kind(&b) {
+        CredentialKind::AuthToken => ("SecondaryTokenCreated", "the secondary Auth Token"),
+        CredentialKind::ApiKey => ("ApiKeyCreated", "a new API key"),
+    };
     b.event(
         false,
-        "SecondaryTokenCreated",
-        format!(
-            "rotation {id}: created the secondary Auth Token and stored it in the staging Secret"
-        ),
+        reason,
+        format!("rotation {id}: created {what} and stored it in the staging Secret"),
     );
     b.finish(Action::Stage, Some(Duration::ZERO))
 }
@@ -572,6 +609,13 @@ fn decide_distributing(mut b: Builder<'_>) -> Decision {
             "the staging Secret holding the new token was deleted before distribution; starting the token over",
         );
         return b.finish(Action::None, Some(Duration::ZERO));
+    }
+    let staged_keys = b.obs.staged_keys.clone();
+    if let (Some(r), Some(keys)) = (b.rotation(), staged_keys) {
+        // Recorded now, so retirement knows which keys to keep and delete even once the
+        // staging Secret is gone.
+        r.key_sid = Some(keys.new);
+        r.previous_key_sid = keys.previous;
     }
     b.enter(
         Phase::RollingOut,
@@ -766,6 +810,10 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
         return b.finish(Action::None, Some(remaining(until, obs.now)));
     }
     let id = current_id(&b);
+    let delete_keys = match plan.credential {
+        CredentialKind::AuthToken => Vec::new(),
+        CredentialKind::ApiKey => retire_keys(&mut b, plan.retain_previous),
+    };
     b.status.rotation = None;
     b.status.phase = Some(Phase::Ready);
     b.status.rotations += 1;
@@ -792,12 +840,44 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
         ),
         None => format!("rotation {id} succeeded"),
     });
+    let note = match (plan.credential, delete_keys.is_empty()) {
+        (CredentialKind::AuthToken, _) => "the previous token is retired".to_string(),
+        (CredentialKind::ApiKey, true) => "no previous API key to delete".to_string(),
+        (CredentialKind::ApiKey, false) => {
+            format!("deleted API key(s) {}", delete_keys.join(", "))
+        }
+    };
     b.event(
         false,
         "RotationSucceeded",
-        format!("rotation {id} completed: the previous token is retired"),
+        format!("rotation {id} completed: {note}"),
     );
-    b.finish(Action::Retire, Some(Duration::ZERO))
+    b.finish(Action::Retire { delete_keys }, Some(Duration::ZERO))
+}
+
+/// API keys at the end of a rotation: the new key becomes current, the previous one joins the
+/// retained keys (newest first), and every retained key beyond `retain` is returned for
+/// deletion. The current key is never deleted.
+fn retire_keys(b: &mut Builder<'_>, retain: usize) -> Vec<String> {
+    let (new, previous) = b
+        .status
+        .rotation
+        .as_ref()
+        .map(|r| (r.key_sid.clone(), r.previous_key_sid.clone()))
+        .unwrap_or_default();
+    let before = b.status.api_key.take().unwrap_or_default();
+    let mut older: Vec<String> = Vec::new();
+    for sid in previous.into_iter().chain(before.retained_key_sids) {
+        if Some(&sid) != new.as_ref() && !older.contains(&sid) {
+            older.push(sid);
+        }
+    }
+    let delete = older.split_off(retain.min(older.len()));
+    b.status.api_key = Some(ApiKeyStatus {
+        current_key_sid: new.or(before.current_key_sid),
+        retained_key_sids: older,
+    });
+    delete
 }
 
 fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
@@ -899,7 +979,7 @@ pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Deci
         Action::Restart { .. } => "restarting workloads",
         Action::Verify => "verifying the new token",
         Action::Promote => "promoting the new token",
-        Action::Retire => "retiring the previous token",
+        Action::Retire { .. } => "retiring the previous token",
         Action::RestoreSecrets => "restoring the old token",
         Action::DeleteSecondary => "deleting the unused token",
     };
@@ -909,6 +989,9 @@ pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Deci
             "; put the account's current Auth Token into the Secret named in spec.twilio.credentialsSecretRef"
         }
         FailureClass::NewTokenRefused => "; the rotation holds: both tokens stay valid until this is resolved or aborted",
+        FailureClass::StandardKeyCredentials => {
+            "; put the account's Auth Token (without keySidKey) or a Main API key into spec.twilio.credentialsSecretRef"
+        }
         FailureClass::OutcomeUnknown => "; the state is re-read before retrying",
         _ => "; retrying",
     };
@@ -917,9 +1000,9 @@ pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Deci
         format!("{what} failed: {}{advice}", failure.message),
     );
     let retry = match failure.class {
-        FailureClass::CredentialsMissing | FailureClass::AuthenticationFailed => {
-            Duration::from_secs(30)
-        }
+        FailureClass::CredentialsMissing
+        | FailureClass::AuthenticationFailed
+        | FailureClass::StandardKeyCredentials => Duration::from_secs(30),
         FailureClass::OutcomeUnknown => Duration::from_secs(1),
         FailureClass::TwilioRateLimited => Duration::from_secs(5),
         _ => HOLD_POLL,

@@ -13,9 +13,9 @@ mod plan;
 
 pub use machine::{
     decide, on_failure, Action, Decision, EventNote, Failure, FailureClass, Observation,
-    RolloutView,
+    RolloutView, StagedKeys,
 };
-pub use plan::{Plan, PlanError};
+pub use plan::{CredentialKind, Plan, PlanError};
 
 pub use machine::staging_secret_name;
 

@@ -7,8 +7,30 @@ use std::time::Duration;
 /// Default wait for `restart: Never`: the kubelet's sync period (1m) plus its Secret cache TTL.
 pub const DEFAULT_KUBELET_SYNC_DELAY: Duration = Duration::from_secs(120);
 
+/// What is rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// The account's Auth Token: a secondary token is promoted to primary.
+    AuthToken,
+    /// An API key: a new key is created and the previous one deleted.
+    ApiKey,
+}
+
+impl CredentialKind {
+    /// How messages name the credential.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::AuthToken => "token",
+            Self::ApiKey => "API key",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    pub credential: CredentialKind,
+    /// API keys: how many previous keys stay valid after a rotation.
+    pub retain_previous: usize,
     pub rollout_timeout: Duration,
     pub propagation_delay: Duration,
     pub overlap: Duration,
@@ -40,6 +62,15 @@ impl Plan {
         };
         let workloads = spec.workloads.clone().unwrap_or_default();
         Ok(Self {
+            credential: if spec.api_key.is_some() {
+                CredentialKind::ApiKey
+            } else {
+                CredentialKind::AuthToken
+            },
+            retain_previous: spec
+                .api_key
+                .as_ref()
+                .map_or(0, |k| usize::try_from(k.retain_previous).unwrap_or(0)),
             rollout_timeout: dur("rolloutTimeout", &spec.rollout_timeout)?,
             propagation_delay: dur("propagationDelay", &spec.propagation_delay)?,
             overlap: dur("overlap", &spec.overlap)?,

@@ -41,6 +41,7 @@ fn obs(status: TokenRotationStatus) -> Observation {
         status,
         account_holder: None,
         staged_for: None,
+        staged_keys: None,
         rollout: None,
     }
 }
@@ -446,7 +447,12 @@ fn retiring_waits_propagation_plus_overlap_then_completes() {
     assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
     o.now = t0() + CD::minutes(6);
     let d = decide(&o);
-    assert_eq!(d.action, Action::Retire);
+    assert_eq!(
+        d.action,
+        Action::Retire {
+            delete_keys: vec![]
+        }
+    );
     assert_eq!(d.status.phase, Some(Phase::Ready));
     assert!(d.status.rotation.is_none());
     assert_eq!(d.status.rotations, 1);
@@ -633,7 +639,7 @@ fn resumes_from_every_phase_after_a_crash() {
                 }
                 Action::Restart { .. } => stamped = true,
                 Action::Promote => promoted += 1,
-                Action::Retire => staged_for = None,
+                Action::Retire { .. } => staged_for = None,
                 _ => {}
             }
             if stamped {
@@ -685,4 +691,133 @@ fn staging_secret_names_fit_the_kubernetes_limit() {
     let n = super::machine::staging_secret_name(&long);
     assert!(n.len() <= 253);
     assert!(n.ends_with("-rotation-staging"));
+}
+
+fn key_spec(retain: i32) -> TokenRotationSpec {
+    serde_json::from_value(serde_json::json!({
+        "twilio": {"accountSid": "AC0123456789abcdef0123456789abcdef",
+                   "credentialsSecretRef": {"name": "admin", "key": "authToken"}},
+        "apiKey": {"retainPrevious": retain},
+        "secrets": [{"name": "creds", "tokenKey": "SECRET", "keySidKey": "KEY"}],
+        "propagationDelay": "60s",
+        "overlap": "5m"
+    }))
+    .unwrap()
+}
+
+/// Runs an API key rotation from distribution to its end, with `new` replacing `previous`.
+fn key_rotation(
+    retain: i32,
+    status: TokenRotationStatus,
+    new: &str,
+    previous: Option<&str>,
+) -> Decision {
+    let mut st = status;
+    st.phase = Some(Phase::Distributing);
+    st.rotation = at_phase(Phase::Distributing).rotation;
+    let mut o = obs(st);
+    o.plan = Plan::new(&key_spec(retain), None);
+    o.staged_for = o.status.rotation.as_ref().map(|r| r.id.clone());
+    o.staged_keys = Some(StagedKeys {
+        new: new.into(),
+        previous: previous.map(Into::into),
+    });
+    let d = decide(&o);
+    assert_eq!(d.action, Action::Distribute);
+    let r = d.status.rotation.as_ref().unwrap();
+    assert_eq!(r.key_sid.as_deref(), Some(new));
+    assert_eq!(r.previous_key_sid.as_deref(), previous);
+    // The staging Secret is gone by retirement: the SIDs come from status.
+    o.staged_keys = None;
+    o.staged_for = None;
+    let mut st = d.status;
+    st.phase = Some(Phase::Retiring);
+    if let Some(r) = st.rotation.as_mut() {
+        r.promoted_time = Some(crate::time::to_k8s(t0()));
+    }
+    o.status = st;
+    o.now = t0() + CD::minutes(10);
+    decide(&o)
+}
+
+#[test]
+fn api_key_retirement_deletes_the_previous_key_by_default() {
+    let d = key_rotation(0, TokenRotationStatus::default(), "SKnew", Some("SKold"));
+    assert_eq!(
+        d.action,
+        Action::Retire {
+            delete_keys: vec!["SKold".into()]
+        }
+    );
+    let keys = d.status.api_key.unwrap();
+    assert_eq!(keys.current_key_sid.as_deref(), Some("SKnew"));
+    assert!(keys.retained_key_sids.is_empty());
+}
+
+#[test]
+fn api_key_retirement_keeps_the_newest_previous_keys() {
+    // Three rotations with retainPrevious 2: k0 -> k1 -> k2 -> k3.
+    let mut status = TokenRotationStatus::default();
+    let mut deleted = Vec::new();
+    for (new, prev) in [("SK1", "SK0"), ("SK2", "SK1"), ("SK3", "SK2")] {
+        let d = key_rotation(2, status, new, Some(prev));
+        if let Action::Retire { delete_keys } = &d.action {
+            deleted.extend(delete_keys.clone());
+        } else {
+            panic!("expected Retire, got {:?}", d.action);
+        }
+        status = d.status;
+    }
+    assert_eq!(deleted, ["SK0"]);
+    let keys = status.api_key.unwrap();
+    assert_eq!(keys.current_key_sid.as_deref(), Some("SK3"));
+    assert_eq!(keys.retained_key_sids, ["SK2", "SK1"]);
+    // Lowering retainPrevious deletes the surplus at the next rotation, oldest first.
+    let d = key_rotation(0, status_with(keys), "SK4", Some("SK3"));
+    assert_eq!(
+        d.action,
+        Action::Retire {
+            delete_keys: vec!["SK3".into(), "SK2".into(), "SK1".into()]
+        }
+    );
+}
+
+fn status_with(keys: crate::api::ApiKeyStatus) -> TokenRotationStatus {
+    TokenRotationStatus {
+        api_key: Some(keys),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn first_api_key_rotation_has_nothing_to_delete() {
+    let d = key_rotation(1, TokenRotationStatus::default(), "SK1", None);
+    assert_eq!(
+        d.action,
+        Action::Retire {
+            delete_keys: vec![]
+        }
+    );
+    assert_eq!(
+        d.status.api_key.unwrap().current_key_sid.as_deref(),
+        Some("SK1")
+    );
+}
+
+#[test]
+fn standard_key_credentials_say_what_to_fix() {
+    let mut st = at_phase(Phase::Staging);
+    st.phase = Some(Phase::Staging);
+    let mut o = obs(st);
+    o.plan = Plan::new(&key_spec(0), None);
+    let f = Failure {
+        class: FailureClass::StandardKeyCredentials,
+        message: "SKabc is a Standard or restricted API key".into(),
+    };
+    let d = on_failure(&o, &Action::Stage, &f);
+    let c = get(&d.status.conditions, DEGRADED).unwrap();
+    assert_eq!(c.reason, "StandardKeyCredentials");
+    assert!(c.message.contains("Main API key"), "{}", c.message);
+    assert_eq!(d.events[0].reason, "StandardKeyCredentials");
+    assert_eq!(d.status.phase, Some(Phase::Staging));
 }

@@ -33,6 +33,25 @@ impl TwilioClient {
         self.execute(req, |r| r.json()).await
     }
 
+    /// Fetches the account's balance (`GET /2010-04-01/Accounts/{Sid}/Balance.json`): a cheap
+    /// read every kind of credential may make, used to tell whether credentials authenticate
+    /// at all when they are an API key (a 403 means they do, but lack permission).
+    pub async fn fetch_balance(&self, creds: &Credentials) -> Result<(), TwilioError> {
+        let endpoint = Endpoint::FetchBalance;
+        let account = checked_sid(endpoint, "AC", creds.account_sid())?;
+        let req = Request {
+            endpoint,
+            creds,
+            url: self.url(
+                endpoint,
+                &format!("/2010-04-01/Accounts/{account}/Balance.json"),
+            ),
+            query: Vec::new(),
+            form: None,
+        };
+        self.execute(req, |_| Ok(())).await
+    }
+
     /// Creates a standard API key through the 2010 API
     /// (`POST /2010-04-01/Accounts/{AccountSid}/Keys.json`, 201). Needs the Auth Token or a
     /// Main key (a standard key gets 401). Never retried after the request may have reached

@@ -14,6 +14,9 @@ pub enum Endpoint {
     PromoteSecondaryAuthToken,
     /// `GET api /2010-04-01/Accounts/{Sid}.json`
     FetchAccount,
+    /// `GET api /2010-04-01/Accounts/{AccountSid}/Balance.json`: readable with any credential
+    /// that authenticates (Standard keys may not read the account itself).
+    FetchBalance,
     /// `POST api /2010-04-01/Accounts/{AccountSid}/Keys.json`
     CreateApiKey,
     /// `GET api /2010-04-01/Accounts/{AccountSid}/Keys.json` (one page)
@@ -56,11 +59,12 @@ impl fmt::Display for HttpMethod {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::CreateSecondaryAuthToken,
         Endpoint::DeleteSecondaryAuthToken,
         Endpoint::PromoteSecondaryAuthToken,
         Endpoint::FetchAccount,
+        Endpoint::FetchBalance,
         Endpoint::CreateApiKey,
         Endpoint::ListApiKeys,
         Endpoint::FetchApiKey,
@@ -78,6 +82,7 @@ impl Endpoint {
             Endpoint::DeleteSecondaryAuthToken => "delete_secondary_auth_token",
             Endpoint::PromoteSecondaryAuthToken => "promote_secondary_auth_token",
             Endpoint::FetchAccount => "fetch_account",
+            Endpoint::FetchBalance => "fetch_balance",
             Endpoint::CreateApiKey => "create_api_key",
             Endpoint::ListApiKeys => "list_api_keys",
             Endpoint::FetchApiKey => "fetch_api_key",
@@ -99,6 +104,7 @@ impl Endpoint {
             | Endpoint::DeleteApiKey
             | Endpoint::IamDeleteApiKey => HttpMethod::Delete,
             Endpoint::FetchAccount
+            | Endpoint::FetchBalance
             | Endpoint::ListApiKeys
             | Endpoint::FetchApiKey
             | Endpoint::IamListApiKeys
@@ -112,6 +118,7 @@ impl Endpoint {
             | Endpoint::DeleteSecondaryAuthToken
             | Endpoint::PromoteSecondaryAuthToken => Product::Accounts,
             Endpoint::FetchAccount
+            | Endpoint::FetchBalance
             | Endpoint::CreateApiKey
             | Endpoint::ListApiKeys
             | Endpoint::FetchApiKey

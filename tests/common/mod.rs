@@ -20,76 +20,118 @@ pub struct World {
     pub sb: Sandbox,
     pub sid: String,
     pub old_token: String,
+    /// API key worlds: the key (SID, secret) the consumer Secret starts with.
+    pub old_key: Option<(String, String)>,
     pub client: kube::Client,
 }
 
+/// Consumers read `TWILIO_ACCOUNT_SID` and `TWILIO_AUTH_TOKEN` from Secret `twilio-creds`.
 pub async fn world(replicas: i32) -> World {
     let sb = Sandbox::start().await.expect("sandbox");
+    let (sid, token) = sb.twilio.create_account();
+    let creds = serde_json::json!({"TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token});
+    let env = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"];
+    populate(&sb, NS, &token, creds, &env, replicas).await;
+    World {
+        client: sb.client(),
+        sid,
+        old_token: token,
+        old_key: None,
+        sb,
+    }
+}
+
+/// Consumers read `TWILIO_ACCOUNT_SID`, `TWILIO_API_KEY` and `TWILIO_API_SECRET` from Secret
+/// `twilio-creds`, which starts with a key of `kind` made outside the operator.
+pub async fn key_world(replicas: i32, kind: sandbox::twilio::KeyKind) -> World {
+    let sb = Sandbox::start().await.expect("sandbox");
+    let (sid, token) = sb.twilio.create_account();
+    let (key, secret) = sb.twilio.create_key(&sid, kind, "made by hand");
+    let creds = serde_json::json!({
+        "TWILIO_ACCOUNT_SID": sid, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret
+    });
+    let env = ["TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SECRET"];
+    populate(&sb, NS, &token, creds, &env, replicas).await;
+    World {
+        client: sb.client(),
+        sid,
+        old_token: token,
+        old_key: Some((key, secret)),
+        sb,
+    }
+}
+
+/// Installs the CRD (once) and creates in `ns`: the namespace, Secret `twilio-admin` with the
+/// Auth Token, the consumer Secret `twilio-creds` with `creds`, and Deployment `api` whose
+/// container reads `env` from it; waits until its pods are ready.
+pub async fn populate(
+    sb: &Sandbox,
+    ns_name: &str,
+    token: &str,
+    creds: serde_json::Value,
+    env: &[&str],
+    replicas: i32,
+) {
     let client = sb.client();
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &TokenRotation::crd())
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    if crds
+        .get_opt("tokenrotations.tokenrotator.io")
         .await
-        .expect("install CRD");
+        .unwrap()
+        .is_none()
+    {
+        crds.create(&PostParams::default(), &TokenRotation::crd())
+            .await
+            .expect("install CRD");
+    }
     let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).unwrap();
+        serde_json::from_value(serde_json::json!({"metadata": {"name": ns_name}})).unwrap();
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-    let (sid, token) = sb.twilio.create_account();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns_name);
     for (name, data) in [
         ("twilio-admin", serde_json::json!({"authToken": token})),
-        (
-            "twilio-creds",
-            serde_json::json!({"TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token}),
-        ),
+        ("twilio-creds", creds),
     ] {
         let s: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": NS}, "stringData": data
+            "metadata": {"name": name, "namespace": ns_name}, "stringData": data
         }))
         .unwrap();
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
+    let env: Vec<serde_json::Value> = env
+        .iter()
+        .map(|k| serde_json::json!({"name": k, "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": k}}}))
+        .collect();
     let d: Deployment = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "api", "namespace": NS},
+        "metadata": {"name": "api", "namespace": ns_name},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "api"}},
             "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": {"app": "api"}},
-                "spec": {"containers": [{
-                    "name": "app", "image": "shop/api:1",
-                    "env": [
-                        {"name": "TWILIO_ACCOUNT_SID", "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "TWILIO_ACCOUNT_SID"}}},
-                        {"name": "TWILIO_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "TWILIO_AUTH_TOKEN"}}}
-                    ]
-                }]}
+                "spec": {"containers": [{"name": "app", "image": "shop/api:1", "env": env}]}
             }
         }
     }))
     .unwrap();
-    Api::<Deployment>::namespaced(client.clone(), NS)
+    Api::<Deployment>::namespaced(client.clone(), ns_name)
         .create(&PostParams::default(), &d)
         .await
         .unwrap();
     sb.workloads
         .wait_for_pods(
             sandbox::workloads::WorkloadKind::Deployment,
-            NS,
+            ns_name,
             "api",
             Duration::from_secs(20),
             |pods| pods.len() == replicas as usize && pods.iter().all(|p| p.ready),
         )
         .await
         .expect("pods ready");
-    World {
-        sid,
-        old_token: token,
-        client,
-        sb,
-    }
 }
 
 /// Every ready pod calls Twilio every `every` with the account SID and token its env holds.
@@ -97,6 +139,16 @@ pub fn consumer_traffic(world: &World, every: Duration) -> sandbox::Traffic {
     world
         .sb
         .start_traffic("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", every)
+}
+
+/// Every ready pod calls Twilio every `every` with the API key its env holds.
+pub fn key_traffic(world: &World, every: Duration) -> sandbox::Traffic {
+    world.sb.start_key_traffic(
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_API_KEY",
+        "TWILIO_API_SECRET",
+        every,
+    )
 }
 
 pub fn config(world: &World, failpoints: Failpoints) -> Config {
@@ -138,6 +190,25 @@ pub fn rotation(world: &World, name: &str, annotations: serde_json::Value) -> To
             "authToken": {},
             "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID", "tokenKey": "TWILIO_AUTH_TOKEN",
                          "previousTokenKey": "TWILIO_PREVIOUS_AUTH_TOKEN"}],
+            "rolloutTimeout": "2m",
+            "propagationDelay": "1s",
+            "overlap": "1s"
+        }
+    }))
+    .unwrap()
+}
+
+/// An API key rotation asked for at once; `api_key` is `spec.apiKey`.
+pub fn key_rotation(world: &World, name: &str, api_key: serde_json::Value) -> TokenRotation {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "tokenrotator.io/v1alpha1",
+        "kind": "TokenRotation",
+        "metadata": {"name": name, "namespace": NS, "annotations": {"tokenrotator.io/rotate-now": "1"}},
+        "spec": {
+            "twilio": {"accountSid": world.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+            "apiKey": api_key,
+            "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
+                         "keySidKey": "TWILIO_API_KEY", "tokenKey": "TWILIO_API_SECRET"}],
             "rolloutTimeout": "2m",
             "propagationDelay": "1s",
             "overlap": "1s"
