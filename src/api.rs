@@ -133,6 +133,86 @@ pub struct TokenRotationSpec {
     pub suspend: bool,
 }
 
+/// Rotates a Twilio credential shared by many namespaces: the same rotation as a
+/// `TokenRotation`, distributed into the named Secrets of every matched namespace, promoted only
+/// once the dependent workloads of all of them run the new credential.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tokenrotator.io",
+    version = "v1alpha1",
+    kind = "ClusterTokenRotation",
+    plural = "clustertokenrotations",
+    singular = "clustertokenrotation",
+    shortname = "ctr",
+    category = "tokenrotator",
+    status = "TokenRotationStatus",
+    derive = "PartialEq",
+    doc = "Rotates a Twilio credential shared by Secrets in many namespaces with zero downtime",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Namespaces",
+        type_ = "string",
+        json_path = ".status.namespaces",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Last Rotation",
+        type_ = "date",
+        json_path = ".status.lastRotationTime"
+    ),
+    printcolumn(
+        name = "Next Rotation",
+        type_ = "date",
+        json_path = ".status.nextRotationTime"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTokenRotationSpec {
+    /// The namespaces whose Secrets receive the credential and whose workloads are waited on.
+    pub namespaces: NamespaceTargets,
+    /// Namespace of the credentials Secret (`twilio.credentialsSecretRef`) and of the staging
+    /// Secret that holds a new credential until the rotation ends.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub credentials_namespace: String,
+    /// The rotation, as in a TokenRotation. `secrets` and `workloads` apply in every matched
+    /// namespace (named workloads must exist in each).
+    pub rotation: TokenRotationSpec,
+}
+
+/// Namespaces by name or by label selector (one of the two).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.names) != has(self.selector)")
+    .message("set namespaces.names or namespaces.selector (exactly one)"))]
+pub struct NamespaceTargets {
+    /// These namespaces (those that do not exist are skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub names: Option<Vec<String>>,
+    /// Every namespace whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
 fn default_rollout_timeout() -> String {
     "15m".into()
 }
@@ -388,6 +468,9 @@ pub struct TokenRotationStatus {
     /// Result of the last finished rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<RotationResult>,
+    /// ClusterTokenRotation: the namespaces the rotation distributes into, as last resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     /// API key rotation: which keys are in use (SIDs only; they are not secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeyStatus>,
@@ -514,6 +597,8 @@ pub enum AbortStep {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadProgress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub kind: WorkloadKind,
     pub name: String,
     /// Replicas (or scheduled pods) wanted.

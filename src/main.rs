@@ -270,14 +270,22 @@ async fn status(kube: KubeArgs, args: StatusArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Every CRD as multi-document YAML.
+fn print_crds() -> Result<(), BoxError> {
+    let docs = [
+        serde_yaml::to_string(&TokenRotation::crd())?,
+        serde_yaml::to_string(&token_rotator::api::ClusterTokenRotation::crd())?,
+    ];
+    print!("{}", docs.join("---\n"));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let Cli { kube, command } = Cli::parse();
     token_rotator::tls::install_crypto_provider();
     let result = match command {
-        Command::Crd => serde_yaml::to_string(&TokenRotation::crd())
-            .map(|y| print!("{y}"))
-            .map_err(Into::into),
+        Command::Crd => print_crds(),
         Command::Run(args) => run(kube, args).await,
         Command::Rotate(t) => request(kube, t, cli::Request::Rotate).await,
         Command::Abort(t) => request(kube, t, cli::Request::Abort).await,

@@ -233,6 +233,7 @@ pub fn progress(w: &Workload, stamp: &str) -> WorkloadProgress {
         Some("RollingOut".to_owned())
     };
     WorkloadProgress {
+        namespace: None,
         kind: w.kind,
         name: w.name.clone(),
         desired: w.desired,
@@ -246,6 +247,7 @@ pub fn progress(w: &Workload, stamp: &str) -> WorkloadProgress {
 /// Missing named workloads count as not done, so the rotation waits (and is held at timeout).
 pub fn missing_progress(r: &WorkloadRef) -> WorkloadProgress {
     WorkloadProgress {
+        namespace: None,
         kind: r.kind,
         name: r.name.clone(),
         desired: 0,

@@ -348,7 +348,31 @@ fn default_render_is_hardened_and_least_privilege() {
 
     // Cluster scope: the operator's ClusterRole is exactly what it does, bound to its account.
     let cr = one(&objs, "ClusterRole", RELEASE);
-    assert_eq!(rule_set(&cr["rules"]), expected_operator_rules());
+    let mut cluster_rules = expected_operator_rules();
+    for (g, r, v) in [
+        (
+            "tokenrotator.io",
+            "clustertokenrotations",
+            &["get", "list", "watch"][..],
+        ),
+        (
+            "tokenrotator.io",
+            "clustertokenrotations/status",
+            &["get", "update", "patch"],
+        ),
+        (
+            "tokenrotator.io",
+            "clustertokenrotations/finalizers",
+            &["update"],
+        ),
+        ("", "namespaces", &["get", "list"]),
+    ] {
+        cluster_rules.insert(
+            (g.into(), r.into()),
+            v.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+    assert_eq!(rule_set(&cr["rules"]), cluster_rules);
     let crb = one(&objs, "ClusterRoleBinding", RELEASE);
     assert_eq!(
         crb["roleRef"],

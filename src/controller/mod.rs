@@ -5,8 +5,9 @@ pub mod failpoints;
 pub mod locks;
 mod reconcile;
 pub mod secrets;
+pub mod subject;
 
-use crate::api::{TokenRotation, STAGING_LABEL};
+use crate::api::{ClusterTokenRotation, TokenRotation, STAGING_LABEL};
 use crate::metrics::Metrics;
 use crate::twilio::{TwilioClient, TwilioConfig, TwilioError};
 use failpoints::Failpoints;
@@ -33,13 +34,11 @@ pub const CONTROLLER_NAME: &str = "token-rotator";
 pub enum Error {
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
-    #[error("TokenRotation {0} has no namespace")]
-    MissingNamespace(String),
     #[error("encoding status: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("Twilio client configuration: {0}")]
     TwilioConfig(#[from] TwilioError),
-    #[error("the TokenRotation CRD is not installed (run `token-rotator crd | kubectl apply -f -`): {0}")]
+    #[error("the TokenRotation or ClusterTokenRotation CRD is not installed (run `token-rotator crd | kubectl apply -f -`): {0}")]
     CrdMissing(kube::Error),
 }
 
@@ -49,7 +48,6 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "Conflict",
             Error::Kube(_) => "KubernetesApiError",
-            Error::MissingNamespace(_) => "MissingNamespace",
             Error::Encode(_) => "EncodeError",
             Error::TwilioConfig(_) => "TwilioConfigError",
             Error::CrdMissing(_) => "CrdMissing",
@@ -75,6 +73,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// The TokenRotation caches of every watched namespace (one when watching all).
     pub stores: Vec<Store<TokenRotation>>,
+    /// The ClusterTokenRotation cache, when the operator watches the whole cluster.
+    pub cluster_store: Option<Store<ClusterTokenRotation>>,
     pub locks: AccountLocks,
     /// One HTTP client per (region, edge), built on first use.
     twilio_clients: Mutex<HashMap<RegionEdge, TwilioClient>>,
@@ -146,6 +146,42 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
             );
         controllers.push(controller);
     }
+    // ClusterTokenRotations write into many namespaces: only an operator that watches the
+    // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
+    let cluster = if config.namespaces.is_empty() {
+        let ctrs: Api<ClusterTokenRotation> = Api::all(client.clone());
+        ctrs.list(&kube::api::ListParams::default().limit(1))
+            .await
+            .map_err(Error::CrdMissing)?;
+        let controller = Controller::new(ctrs, watcher::Config::default());
+        let store = controller.store();
+        let wc = watcher::Config::default;
+        let all = || None::<String>;
+        Some(
+            controller
+                .owns(
+                    scoped_api::<Secret>(&client, &all()),
+                    wc().labels(STAGING_LABEL),
+                )
+                .watches(
+                    scoped_api::<Deployment>(&client, &all()),
+                    wc(),
+                    cluster_rotations_in_flight_over(store.clone()),
+                )
+                .watches(
+                    scoped_api::<StatefulSet>(&client, &all()),
+                    wc(),
+                    cluster_rotations_in_flight_over(store.clone()),
+                )
+                .watches(
+                    scoped_api::<DaemonSet>(&client, &all()),
+                    wc(),
+                    cluster_rotations_in_flight_over(store),
+                ),
+        )
+    } else {
+        None
+    };
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: config.instance.clone(),
@@ -153,6 +189,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         stores: controllers.iter().map(|c| c.store()).collect(),
+        cluster_store: cluster.as_ref().map(|c| c.store()),
         client,
         config,
         locks: AccountLocks::default(),
@@ -168,8 +205,21 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
                 }
             })
     });
+    let cluster_run = async {
+        if let Some(controller) = cluster {
+            controller
+                .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+                .for_each(|res| async move {
+                    match res {
+                        Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
+                        Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+                    }
+                })
+                .await;
+        }
+    };
     tokio::select! {
-        _ = futures::future::join_all(runs) => {},
+        _ = futures::future::join(futures::future::join_all(runs), cluster_run) => {},
         () = prune_deleted(&ctx) => {},
     }
     Ok(())
@@ -202,6 +252,25 @@ fn rotations_in_flight_beside<W: ResourceExt>(
     }
 }
 
+/// Maps a workload to the ClusterTokenRotations in flight that cover its namespace.
+fn cluster_rotations_in_flight_over<W: ResourceExt>(
+    store: Store<ClusterTokenRotation>,
+) -> impl Fn(W) -> Vec<ObjectRef<ClusterTokenRotation>> + Send + Sync + 'static {
+    move |workload| {
+        let ns = workload.namespace().unwrap_or_default();
+        store
+            .state()
+            .iter()
+            .filter(|c| {
+                c.status
+                    .as_ref()
+                    .is_some_and(|s| s.rotation.is_some() && s.namespaces.contains(&ns))
+            })
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect()
+    }
+}
+
 /// Forgets deleted TokenRotations: their metric series and any account lock they held. A
 /// deletion triggers no reconcile (no finalizer: owner references clean up the staging Secret),
 /// so the caches tell.
@@ -211,23 +280,37 @@ async fn prune_deleted(ctx: &Context) {
             return;
         }
     }
+    if let Some(store) = &ctx.cluster_store {
+        if store.wait_until_ready().await.is_err() {
+            return;
+        }
+    }
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         tick.tick().await;
-        let live: std::collections::HashSet<(String, String)> = ctx
+        use subject::Rotated;
+        // (metrics namespace label, lock holder) of every live resource.
+        let live: Vec<(String, String)> = ctx
             .stores
             .iter()
             .flat_map(|s| s.state())
-            .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
+            .map(|o| (o.identity(), o.name_any()))
+            .chain(
+                ctx.cluster_store
+                    .iter()
+                    .flat_map(|s| s.state())
+                    .map(|o| (o.identity(), o.name_any())),
+            )
+            .map(|((ns, holder), name)| (format!("{ns}/{name}"), holder))
             .collect();
+        let series: std::collections::HashSet<&str> =
+            live.iter().map(|(s, _)| s.as_str()).collect();
+        let holders: std::collections::HashSet<&str> =
+            live.iter().map(|(_, h)| h.as_str()).collect();
         ctx.config
             .metrics
-            .retain(|ns, name| live.contains(&(ns.to_owned(), name.to_owned())));
-        ctx.locks.retain_holders(|holder| {
-            holder
-                .split_once('/')
-                .is_some_and(|(ns, name)| live.contains(&(ns.to_owned(), name.to_owned())))
-        });
+            .retain(|ns, name| series.contains(format!("{ns}/{name}").as_str()));
+        ctx.locks.retain_holders(|holder| holders.contains(holder));
     }
 }
 

@@ -2,13 +2,16 @@
 
 use super::locks::account_key;
 use super::secrets::{self, Credential, Distribution, Staged};
+use super::subject::{Rotated, Subject, CLUSTER_HOLDER_PREFIX};
 use super::{Context, Error};
 use crate::api::{
-    AbortStep, Phase, TokenRotation, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION, SCHEDULE_ANNOTATION,
+    AbortStep, Phase, TokenRotationStatus, WorkloadRef, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION,
+    SCHEDULE_ANNOTATION,
 };
 use crate::providers::{api_key, auth_token};
 use crate::rotation::{
     self, Action, Decision, Failure, FailureClass, Observation, Plan, RolloutView, StagedKeys,
+    WorkloadAt,
 };
 use crate::secret::SecretString;
 use crate::time::from_k8s;
@@ -18,27 +21,25 @@ use chrono::Utc;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-pub async fn reconcile(obj: Arc<TokenRotation>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile<K: Rotated>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let name = obj.name_any();
-    let ns = obj
-        .namespace()
-        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
-    let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
-    reconcile_one(ctx, ns, name).instrument(span).await
+    let ns = obj.namespace();
+    let span =
+        tracing::info_span!("reconcile", namespace = %ns.as_deref().unwrap_or(""), name = %name);
+    reconcile_one::<K>(ctx, ns, name).instrument(span).await
 }
 
-pub fn error_policy(obj: Arc<TokenRotation>, err: &Error, ctx: Arc<Context>) -> Requeue {
-    ctx.config.metrics.reconcile_error(
-        &obj.namespace().unwrap_or_default(),
-        &obj.name_any(),
-        err.reason(),
-    );
+pub fn error_policy<K: Rotated>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    let (metrics_ns, _) = obj.identity();
+    ctx.config
+        .metrics
+        .reconcile_error(&metrics_ns, &obj.name_any(), err.reason());
     let conflict = matches!(err, Error::Kube(kube::Error::Api(s)) if s.code == 409);
     if conflict {
         tracing::debug!(resource = %obj.name_any(), "status write raced a change; retrying");
@@ -63,22 +64,32 @@ fn action_name(a: &Action) -> &'static str {
     }
 }
 
-async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Requeue, Error> {
-    let api: Api<TokenRotation> = Api::namespaced(ctx.client.clone(), &ns);
+async fn reconcile_one<K: Rotated>(
+    ctx: Arc<Context>,
+    ns: Option<String>,
+    name: String,
+) -> Result<Requeue, Error> {
+    let api = K::api_for(&ctx.client, ns.as_deref());
     // Read fresh rather than from the cache: the cache can lag our own last status write, and
     // acting on a stale phase could repeat a step that must not be repeated.
-    let me = format!("{ns}/{name}");
-    let Some(tr) = api.get_opt(&name).await? else {
+    let Some(obj) = api.get_opt(&name).await? else {
         // Deleted: free its account for the other rotations waiting on it.
-        ctx.locks.release_holder(&me);
-        ctx.config.metrics.forget(&ns, &name);
+        let (metrics_ns, holder) = match &ns {
+            Some(ns) => (ns.clone(), format!("{ns}/{name}")),
+            None => (String::new(), format!("{CLUSTER_HOLDER_PREFIX}{name}")),
+        };
+        ctx.locks.release_holder(&holder);
+        ctx.config.metrics.forget(&metrics_ns, &name);
         return Ok(Requeue::await_change());
     };
+    let tr = Subject::of(&ctx.client, &obj).await?;
+    let me = tr.holder.clone();
+    let metrics_ns = tr.metrics_namespace.clone();
     let lock_key = account_key(
         &tr.spec.twilio.account_sid,
         tr.spec.twilio.region.as_deref(),
     );
-    let mut obs = observe(&tr, &ctx, &ns).await?;
+    let mut obs = observe(&obj, &tr, &ctx).await?;
     let mut decision = rotation::decide(&obs);
 
     let starting = obs.status.rotation.is_none() && decision.status.rotation.is_some();
@@ -101,11 +112,11 @@ async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Re
         }
     }
     ctx.config.failpoints.hit(&format!("before:{step}")).await;
-    let result = execute(&ctx, &tr, &ns, &obs, &action).await;
+    let result = execute(&ctx, &tr, &obs, &action).await;
     ctx.config.failpoints.hit(&format!("after:{step}")).await;
 
     let Decision {
-        status,
+        mut status,
         events,
         requeue_after,
         ..
@@ -115,15 +126,18 @@ async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Re
             tracing::warn!(action = step, reason = failure.class.reason(), message = %failure.message, "step failed");
             ctx.config
                 .metrics
-                .reconcile_error(&ns, &name, failure.class.reason());
+                .reconcile_error(&metrics_ns, &name, failure.class.reason());
             rotation::on_failure(&obs, &action, &failure)
         }
     };
+    if tr.cluster {
+        status.namespaces = tr.targets.clone();
+    }
     let idle = status.rotation.is_none();
-    write_status(&api, &tr, &status).await?;
+    write_status(&api, &obj, &status).await?;
     let metrics = &ctx.config.metrics;
-    metrics.reconciled(&ns, &name);
-    metrics.status_written(&ns, &name, &obs.status, &status, Utc::now());
+    metrics.reconciled(&metrics_ns, &name);
+    metrics.status_written(&metrics_ns, &name, &obs.status, &status, Utc::now());
     ctx.config.failpoints.hit(&format!("status:{step}")).await;
     if idle {
         ctx.locks.release(&lock_key, &me);
@@ -135,16 +149,16 @@ async fn reconcile_one(ctx: Arc<Context>, ns: String, name: String) -> Result<Re
     })
 }
 
-async fn observe(tr: &TokenRotation, ctx: &Context, ns: &str) -> Result<Observation, Error> {
+async fn observe<K: Rotated>(obj: &K, tr: &Subject, ctx: &Context) -> Result<Observation, Error> {
     let now = Utc::now();
-    let annotations = tr.annotations();
-    let status = tr.status.clone().unwrap_or_default();
+    let annotations = obj.annotations();
+    let status = obj.rotation_status().cloned().unwrap_or_default();
     let plan = Plan::new(
         &tr.spec,
         annotations.get(SCHEDULE_ANNOTATION).map(String::as_str),
     );
     let staging = match &status.rotation {
-        Some(r) => secrets::read_staging(&ctx.client, ns, &r.staging_secret).await?,
+        Some(r) => secrets::read_staging(&ctx.client, &tr.home, &r.staging_secret).await?,
         None => None,
     };
     let staged_keys = staging.as_ref().and_then(|s| {
@@ -167,16 +181,17 @@ async fn observe(tr: &TokenRotation, ctx: &Context, ns: &str) -> Result<Observat
         _ => None,
     };
     let rollout = match stamp {
-        Some(stamp) => Some(observe_rollout(ctx, tr, ns, &stamp).await?),
+        Some(stamp) => Some(observe_rollout(ctx, tr, &stamp).await?),
         None => None,
     };
     Ok(Observation {
         now,
-        generation: tr.metadata.generation,
-        name: tr.name_any(),
-        uid: tr.uid().unwrap_or_default(),
-        created: tr
-            .metadata
+        generation: obj.meta().generation,
+        // The staging Secret is named after this.
+        name: tr.staging_base.clone(),
+        uid: tr.uid.clone(),
+        created: obj
+            .meta()
             .creation_timestamp
             .as_ref()
             .map(from_k8s)
@@ -192,65 +207,81 @@ async fn observe(tr: &TokenRotation, ctx: &Context, ns: &str) -> Result<Observat
     })
 }
 
-async fn observe_rollout(
-    ctx: &Context,
-    tr: &TokenRotation,
-    ns: &str,
-    stamp: &str,
-) -> Result<RolloutView, Error> {
-    let all = workloads::list(&ctx.client, ns).await?;
+/// Rollout progress of the dependent workloads in every target namespace.
+async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<RolloutView, Error> {
     let targets: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
-    let (deps, missing) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
     let mut view = RolloutView::default();
-    for w in &deps {
-        view.workloads.push(workloads::progress(w, stamp));
-        if w.stamp() != Some(stamp) {
-            view.unstamped.push(w.reference());
+    for ns in &tr.targets {
+        let all = workloads::list(&ctx.client, ns).await?;
+        let (deps, missing) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
+        let start = view.workloads.len();
+        for w in &deps {
+            view.workloads.push(workloads::progress(w, stamp));
+            if w.stamp() != Some(stamp) {
+                view.unstamped.push(WorkloadAt {
+                    namespace: ns.clone(),
+                    kind: w.kind,
+                    name: w.name.clone(),
+                });
+            }
+        }
+        view.workloads
+            .extend(missing.iter().map(workloads::missing_progress));
+        if tr.cluster {
+            for p in &mut view.workloads[start..] {
+                p.namespace = Some(ns.clone());
+            }
         }
     }
-    view.workloads
-        .extend(missing.iter().map(workloads::missing_progress));
     Ok(view)
 }
 
 /// Another resource rotating the same account, from this process's locks or from status.
-fn account_holder(tr: &TokenRotation, ctx: &Context) -> Option<String> {
+fn account_holder(tr: &Subject, ctx: &Context) -> Option<String> {
     let key = account_key(
         &tr.spec.twilio.account_sid,
         tr.spec.twilio.region.as_deref(),
     );
-    let me = format!("{}/{}", tr.namespace().unwrap_or_default(), tr.name_any());
-    if let Some(h) = ctx.locks.holder(&key).filter(|h| *h != me) {
+    if let Some(h) = ctx.locks.holder(&key).filter(|h| *h != tr.holder) {
         return Some(h);
     }
-    ctx.stores
+    let busy_on_key = |spec: &crate::api::TokenRotationSpec, st: Option<&TokenRotationStatus>| {
+        account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()) == key
+            && st.is_some_and(|s| s.rotation.is_some())
+    };
+    let namespaced = ctx
+        .stores
         .iter()
         .flat_map(|s| s.state())
-        .filter(|o| o.uid() != tr.uid())
-        .filter(|o| account_key(&o.spec.twilio.account_sid, o.spec.twilio.region.as_deref()) == key)
-        .find(|o| o.status.as_ref().is_some_and(|s| s.rotation.is_some()))
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        .filter(|o| busy_on_key(&o.spec, o.status.as_ref()))
+        .map(|o| o.identity().1);
+    let cluster = ctx
+        .cluster_store
+        .iter()
+        .flat_map(|s| s.state())
+        .filter(|o| busy_on_key(&o.spec.rotation, o.status.as_ref()))
+        .map(|o| o.identity().1);
+    namespaced.chain(cluster).find(|h| *h != tr.holder)
 }
 
-async fn write_status(
-    api: &Api<TokenRotation>,
-    tr: &TokenRotation,
-    status: &crate::api::TokenRotationStatus,
+async fn write_status<K: Rotated>(
+    api: &Api<K>,
+    obj: &K,
+    status: &TokenRotationStatus,
 ) -> Result<(), Error> {
-    if tr.status.as_ref() == Some(status) {
+    if obj.rotation_status() == Some(status) {
         return Ok(());
     }
-    let mut updated = tr.clone();
-    updated.status = Some(status.clone());
+    let mut updated = obj.clone();
+    updated.set_rotation_status(status.clone());
     // A replace carrying the resourceVersion we decided on: if anything changed meanwhile the
     // write fails with 409 and the next round decides again on fresh state.
-    api.replace_status(&tr.name_any(), &PostParams::default(), &updated)
+    api.replace_status(&obj.name_any(), &PostParams::default(), &updated)
         .await?;
     Ok(())
 }
 
-async fn publish(ctx: &Context, tr: &TokenRotation, events: Vec<rotation::EventNote>) {
-    let reference = tr.object_ref(&());
+async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) {
     for e in events {
         let ev = Event {
             type_: if e.warning {
@@ -263,7 +294,7 @@ async fn publish(ctx: &Context, tr: &TokenRotation, events: Vec<rotation::EventN
             action: "Rotate".to_owned(),
             secondary: None,
         };
-        if let Err(err) = ctx.recorder.publish(&ev, &reference).await {
+        if let Err(err) = ctx.recorder.publish(&ev, &tr.reference).await {
             tracing::warn!(reason = e.reason, error = %err, "could not publish Event");
         }
     }
@@ -276,7 +307,7 @@ fn kube_failure(what: &str, e: kube::Error) -> Failure {
     }
 }
 
-fn twilio_client(ctx: &Context, tr: &TokenRotation) -> Result<TwilioClient, Failure> {
+fn twilio_client(ctx: &Context, tr: &Subject) -> Result<TwilioClient, Failure> {
     ctx.twilio(
         tr.spec.twilio.region.as_deref(),
         tr.spec.twilio.edge.as_deref(),
@@ -288,13 +319,9 @@ fn twilio_client(ctx: &Context, tr: &TokenRotation) -> Result<TwilioClient, Fail
 }
 
 /// The token the operator authenticates with, from `credentialsSecretRef`.
-async fn operator_token(
-    ctx: &Context,
-    tr: &TokenRotation,
-    ns: &str,
-) -> Result<SecretString, Failure> {
+async fn operator_token(ctx: &Context, tr: &Subject) -> Result<SecretString, Failure> {
     let r = &tr.spec.twilio.credentials_secret_ref;
-    read_required(ctx, ns, &r.name, &r.key).await
+    read_required(ctx, &tr.home, &r.name, &r.key).await
 }
 
 async fn read_required(
@@ -315,31 +342,23 @@ async fn read_required(
 
 /// The credential the operator manages API keys with: the Auth Token, or a Main key when
 /// `keySidKey` names its SID.
-async fn operator_credentials(
-    ctx: &Context,
-    tr: &TokenRotation,
-    ns: &str,
-) -> Result<Credentials, Failure> {
+async fn operator_credentials(ctx: &Context, tr: &Subject) -> Result<Credentials, Failure> {
     let sid = tr.spec.twilio.account_sid.as_str();
     let r = &tr.spec.twilio.credentials_secret_ref;
-    let secret = read_required(ctx, ns, &r.name, &r.key).await?;
+    let secret = read_required(ctx, &tr.home, &r.name, &r.key).await?;
     match &r.key_sid_key {
         None => Ok(Credentials::auth_token(sid, secret)),
         Some(k) => {
-            let key_sid = read_required(ctx, ns, &r.name, k).await?;
+            let key_sid = read_required(ctx, &tr.home, &r.name, k).await?;
             Ok(Credentials::api_key(sid, key_sid.expose(), secret))
         }
     }
 }
 
-/// The API key the target Secrets hold now (the first Secret's), if any: the key a rotation
-/// replaces.
-async fn current_key(
-    ctx: &Context,
-    tr: &TokenRotation,
-    ns: &str,
-) -> Result<Option<Credential>, Failure> {
-    let Some(t) = tr.spec.secrets.first() else {
+/// The API key the target Secrets hold now (the first Secret's, in the first target
+/// namespace), if any: the key a rotation replaces.
+async fn current_key(ctx: &Context, tr: &Subject) -> Result<Option<Credential>, Failure> {
+    let (Some(t), Some(ns)) = (tr.spec.secrets.first(), tr.targets.first()) else {
         return Ok(None);
     };
     let Some(sid_key) = &t.key_sid_key else {
@@ -364,7 +383,7 @@ async fn current_key(
 }
 
 /// The friendly name of the key this rotation creates.
-fn key_name(tr: &TokenRotation, ns: &str, obs: &Observation) -> String {
+fn key_name(tr: &Subject, obs: &Observation) -> String {
     let prefix = tr
         .spec
         .api_key
@@ -372,10 +391,12 @@ fn key_name(tr: &TokenRotation, ns: &str, obs: &Observation) -> String {
         .map(|k| k.friendly_name_prefix.as_str())
         .unwrap_or("token-rotator");
     let id = obs.status.rotation.as_ref().map(|r| r.id.as_str());
-    api_key::friendly_name(prefix, ns, &tr.name_any(), &obs.uid, id.unwrap_or_default())
+    // A cluster rotation is named like a resource in no namespace.
+    let ns = if tr.cluster { "" } else { tr.home.as_str() };
+    api_key::friendly_name(prefix, ns, &tr.name, &obs.uid, id.unwrap_or_default())
 }
 
-fn key_credentials(tr: &TokenRotation, c: &Credential) -> Credentials {
+fn key_credentials(tr: &Subject, c: &Credential) -> Credentials {
     let sid = tr.spec.twilio.account_sid.as_str();
     match &c.key_sid {
         Some(k) => Credentials::api_key(sid, k.as_str(), c.secret.clone()),
@@ -383,7 +404,8 @@ fn key_credentials(tr: &TokenRotation, c: &Credential) -> Credentials {
     }
 }
 
-async fn staged(ctx: &Context, obs: &Observation, ns: &str) -> Result<Staged, Failure> {
+async fn staged(ctx: &Context, obs: &Observation, tr: &Subject) -> Result<Staged, Failure> {
+    let ns = tr.home.as_str();
     let Some(r) = &obs.status.rotation else {
         return Err(Failure {
             class: FailureClass::StagingLost,
@@ -403,24 +425,27 @@ async fn staged(ctx: &Context, obs: &Observation, ns: &str) -> Result<Staged, Fa
     }
 }
 
-async fn distribute(
-    ctx: &Context,
-    tr: &TokenRotation,
-    ns: &str,
-    d: Distribution<'_>,
-) -> Result<(), Failure> {
-    for (name, data) in secrets::desired(&tr.spec, d) {
-        secrets::apply(&ctx.client, ns, &name, &data)
-            .await
-            .map_err(|e| kube_failure(&format!("applying Secret {ns}/{name}"), e))?;
+/// Applies what `d` asks for into the target Secrets of every target namespace and, for Auth
+/// Token rotation, the credentials Secret.
+async fn distribute(ctx: &Context, tr: &Subject, d: Distribution<'_>) -> Result<(), Failure> {
+    let mut namespaces = tr.targets.clone();
+    if !namespaces.contains(&tr.home) {
+        namespaces.push(tr.home.clone());
+    }
+    for ns in &namespaces {
+        let (targets, credentials) = (tr.targets.contains(ns), *ns == tr.home);
+        for (name, data) in secrets::desired_in(&tr.spec, d, targets, credentials) {
+            secrets::apply(&ctx.client, ns, &name, &data)
+                .await
+                .map_err(|e| kube_failure(&format!("applying Secret {ns}/{name}"), e))?;
+        }
     }
     Ok(())
 }
 
 async fn execute(
     ctx: &Context,
-    tr: &TokenRotation,
-    ns: &str,
+    tr: &Subject,
     obs: &Observation,
     action: &Action,
 ) -> Result<(), Failure> {
@@ -430,9 +455,9 @@ async fn execute(
         Action::None => Ok(()),
         Action::Stage => {
             let staged = if keys {
-                stage_api_key(ctx, tr, ns, obs).await?
+                stage_api_key(ctx, tr, obs).await?
             } else {
-                let old = operator_token(ctx, tr, ns).await?;
+                let old = operator_token(ctx, tr).await?;
                 let twilio = twilio_client(ctx, tr)?;
                 let new = auth_token::create_secondary(
                     &twilio,
@@ -449,11 +474,10 @@ async fn execute(
             store_staged(ctx, tr, obs, staged).await
         }
         Action::Distribute => {
-            let s = staged(ctx, obs, ns).await?;
+            let s = staged(ctx, obs, tr).await?;
             distribute(
                 ctx,
                 tr,
-                ns,
                 Distribution::New {
                     new: &s.new,
                     old: s.previous.as_ref(),
@@ -466,14 +490,18 @@ async fn execute(
             workloads: refs,
         } => {
             for w in refs {
-                workloads::stamp(&ctx.client, ns, w, stamp)
+                let r = WorkloadRef {
+                    kind: w.kind,
+                    name: w.name.clone(),
+                };
+                workloads::stamp(&ctx.client, &w.namespace, &r, stamp)
                     .await
-                    .map_err(|e| kube_failure(&format!("restarting {} {}", w.kind, w.name), e))?;
+                    .map_err(|e| kube_failure(&format!("restarting {w}"), e))?;
             }
             Ok(())
         }
         Action::Verify => {
-            let s = staged(ctx, obs, ns).await?;
+            let s = staged(ctx, obs, tr).await?;
             let twilio = twilio_client(ctx, tr)?;
             let new = key_credentials(tr, &s.new);
             if keys {
@@ -485,7 +513,7 @@ async fn execute(
         // An API key has nothing to promote: the new key is current once consumers run it.
         Action::Promote if keys => Ok(()),
         Action::Promote => {
-            let s = staged(ctx, obs, ns).await?;
+            let s = staged(ctx, obs, tr).await?;
             let Some(old) = &s.previous else {
                 return Err(Failure {
                     class: FailureClass::StagingLost,
@@ -506,7 +534,6 @@ async fn execute(
             distribute(
                 ctx,
                 tr,
-                ns,
                 Distribution::Promoted {
                     new: &s.new,
                     old: Some(old),
@@ -516,9 +543,13 @@ async fn execute(
         }
         Action::Retire { delete_keys } => {
             if keys {
-                // The Secrets already hold the new key alone; the staging Secret goes last, so
+                // The Secrets hold the new key alone since distribution; applied again for
+                // namespaces that started matching meanwhile. The staging Secret goes last, so
                 // a repeat after a crash deletes the same keys again (already gone is fine).
-                let op = operator_credentials(ctx, tr, ns).await?;
+                if let Ok(s) = staged(ctx, obs, tr).await {
+                    distribute(ctx, tr, Distribution::Final { new: &s.new }).await?;
+                }
+                let op = operator_credentials(ctx, tr).await?;
                 let twilio = twilio_client(ctx, tr)?;
                 for k in delete_keys {
                     api_key::delete(&twilio, &op, k).await?;
@@ -526,17 +557,16 @@ async fn execute(
             } else {
                 // The credentials Secret holds the new token since distribution; the staging
                 // Secret may already be gone if a previous attempt got this far.
-                let new = Credential::auth_token(operator_token(ctx, tr, ns).await?);
-                distribute(ctx, tr, ns, Distribution::Final { new: &new }).await?;
+                let new = Credential::auth_token(operator_token(ctx, tr).await?);
+                distribute(ctx, tr, Distribution::Final { new: &new }).await?;
             }
-            delete_staging(ctx, obs, ns).await
+            delete_staging(ctx, obs, tr).await
         }
         Action::RestoreSecrets => {
-            let s = staged(ctx, obs, ns).await?;
+            let s = staged(ctx, obs, tr).await?;
             distribute(
                 ctx,
                 tr,
-                ns,
                 Distribution::Restore {
                     old: s.previous.as_ref(),
                 },
@@ -546,28 +576,23 @@ async fn execute(
         Action::DeleteSecondary => {
             let twilio = twilio_client(ctx, tr)?;
             if keys {
-                let op = operator_credentials(ctx, tr, ns).await?;
-                api_key::delete_named(&twilio, &op, &key_name(tr, ns, obs)).await?;
+                let op = operator_credentials(ctx, tr).await?;
+                api_key::delete_named(&twilio, &op, &key_name(tr, obs)).await?;
             } else {
-                let op = operator_token(ctx, tr, ns).await?;
+                let op = operator_token(ctx, tr).await?;
                 auth_token::delete_secondary(&twilio, &Credentials::auth_token(sid, op)).await?;
             }
-            delete_staging(ctx, obs, ns).await
+            delete_staging(ctx, obs, tr).await
         }
     }
 }
 
 /// Stage for an API key: the key the Secrets hold now is the one replaced; a restricted key's
 /// successor gets the spec's policy, or else the policy of the key it replaces.
-async fn stage_api_key(
-    ctx: &Context,
-    tr: &TokenRotation,
-    ns: &str,
-    obs: &Observation,
-) -> Result<Staged, Failure> {
-    let op = operator_credentials(ctx, tr, ns).await?;
+async fn stage_api_key(ctx: &Context, tr: &Subject, obs: &Observation) -> Result<Staged, Failure> {
+    let op = operator_credentials(ctx, tr).await?;
     let twilio = twilio_client(ctx, tr)?;
-    let previous = current_key(ctx, tr, ns).await?;
+    let previous = current_key(ctx, tr).await?;
     let policy = match tr.spec.api_key.as_ref().and_then(|k| k.policy.clone()) {
         Some(p) => Some(p),
         None => match previous.as_ref().and_then(|p| p.key_sid.as_deref()) {
@@ -575,7 +600,7 @@ async fn stage_api_key(
             None => None,
         },
     };
-    let new = api_key::create(&twilio, &op, &key_name(tr, ns, obs), policy.as_ref()).await?;
+    let new = api_key::create(&twilio, &op, &key_name(tr, obs), policy.as_ref()).await?;
     Ok(Staged {
         rotation_id: String::new(),
         new,
@@ -586,7 +611,7 @@ async fn stage_api_key(
 /// The new credential exists only in this process now: insist on storing it.
 async fn store_staged(
     ctx: &Context,
-    tr: &TokenRotation,
+    tr: &Subject,
     obs: &Observation,
     mut staged: Staged,
 ) -> Result<(), Failure> {
@@ -599,7 +624,15 @@ async fn store_staged(
     staged.rotation_id = r.id.clone();
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=6 {
-        match secrets::write_staging(&ctx.client, tr, &r.staging_secret, &staged).await {
+        match secrets::write_staging(
+            &ctx.client,
+            &tr.home,
+            tr.owner.as_ref(),
+            &r.staging_secret,
+            &staged,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(e) if attempt < 6 => {
                 tracing::warn!(attempt, error = %e, "storing the new credential failed; retrying");
@@ -617,9 +650,9 @@ async fn store_staged(
     Ok(())
 }
 
-async fn delete_staging(ctx: &Context, obs: &Observation, ns: &str) -> Result<(), Failure> {
+async fn delete_staging(ctx: &Context, obs: &Observation, tr: &Subject) -> Result<(), Failure> {
     if let Some(r) = &obs.status.rotation {
-        secrets::delete(&ctx.client, ns, &r.staging_secret)
+        secrets::delete(&ctx.client, &tr.home, &r.staging_secret)
             .await
             .map_err(|e| kube_failure("deleting the staging Secret", e))?;
     }

@@ -2,13 +2,14 @@
 //! `token-rotator` that names only the keys the operator owns, so other keys (and fields other
 //! managers own) are left alone, and a key the operator stops applying is removed.
 
-use crate::api::{TokenRotation, TokenRotationSpec, FIELD_MANAGER, STAGING_LABEL};
+use crate::api::{TokenRotationSpec, FIELD_MANAGER, STAGING_LABEL};
 pub use crate::secret::Credential;
 use crate::secret::SecretString;
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::Client;
 use std::collections::BTreeMap;
 
 const STAGING_ID: &str = "rotationId";
@@ -86,9 +87,25 @@ pub fn desired(
     spec: &TokenRotationSpec,
     d: Distribution<'_>,
 ) -> BTreeMap<String, BTreeMap<String, SecretString>> {
+    desired_in(spec, d, true, true)
+}
+
+/// As [`desired`], for one namespace of a rotation that spans several: the target Secrets
+/// when it is a target namespace, the credentials Secret when it is the credentials namespace.
+pub fn desired_in(
+    spec: &TokenRotationSpec,
+    d: Distribution<'_>,
+    targets: bool,
+    credentials: bool,
+) -> BTreeMap<String, BTreeMap<String, SecretString>> {
     let (current, previous) = (d.current(), d.previous());
     let mut out: BTreeMap<String, BTreeMap<String, SecretString>> = BTreeMap::new();
-    for t in &spec.secrets {
+    let target_secrets = if targets {
+        spec.secrets.as_slice()
+    } else {
+        &[]
+    };
+    for t in target_secrets {
         let data = out.entry(t.name.clone()).or_default();
         if let Some(c) = current {
             data.insert(t.token_key.clone(), c.secret.clone());
@@ -111,7 +128,7 @@ pub fn desired(
     }
     // Auth Token rotation: the operator authenticates with the token it rotates. An API key
     // rotation authenticates with a credential it never changes.
-    if spec.auth_token.is_some() {
+    if credentials && spec.auth_token.is_some() {
         if let Some(c) = current {
             let creds = &spec.twilio.credentials_secret_ref;
             out.entry(creds.name.clone())
@@ -223,12 +240,12 @@ pub async fn read_staging(
 /// TokenRotation so that deleting the resource removes it.
 pub async fn write_staging(
     client: &Client,
-    tr: &TokenRotation,
+    namespace: &str,
+    owner: Option<&OwnerReference>,
     name: &str,
     staged: &Staged,
 ) -> Result<(), kube::Error> {
-    let namespace = tr.namespace().unwrap_or_default();
-    let owner = tr.controller_owner_ref(&());
+    let owner_name = owner.map(|o| o.name.as_str()).unwrap_or_default();
     let mut data = BTreeMap::new();
     data.insert(
         STAGING_ID.to_owned(),
@@ -250,13 +267,13 @@ pub async fn write_staging(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {STAGING_LABEL: tr.name_any()},
+            "labels": {STAGING_LABEL: owner_name},
             "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
         },
         "type": "Opaque",
         "data": encode(&data),
     });
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),

@@ -5,7 +5,7 @@ use super::plan::{CredentialKind, Plan, PlanError};
 use crate::api::{
     conditions::{DEGRADED, READY, ROTATING},
     AbortStep, ApiKeyStatus, Phase, RestartPolicy, RotationResult, RotationStatus,
-    TokenRotationStatus, Trigger, WorkloadProgress, WorkloadRef,
+    TokenRotationStatus, Trigger, WorkloadKind, WorkloadProgress,
 };
 use crate::schedule;
 use crate::time::{from_k8s, to_k8s};
@@ -44,6 +44,20 @@ pub struct Observation {
     pub rollout: Option<RolloutView>,
 }
 
+/// A workload in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkloadAt {
+    pub namespace: String,
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+impl std::fmt::Display for WorkloadAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
 /// The SIDs (not secret) of an API key rotation's new and previous key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StagedKeys {
@@ -56,7 +70,7 @@ pub struct StagedKeys {
 pub struct RolloutView {
     pub workloads: Vec<WorkloadProgress>,
     /// Workloads whose pod template does not carry the stamp yet.
-    pub unstamped: Vec<WorkloadRef>,
+    pub unstamped: Vec<WorkloadAt>,
 }
 
 /// The single effect the controller performs this round.
@@ -73,7 +87,7 @@ pub enum Action {
     /// Stamp these workloads' pod templates with `stamp`, which restarts them once.
     Restart {
         stamp: String,
-        workloads: Vec<WorkloadRef>,
+        workloads: Vec<WorkloadAt>,
     },
     /// Authenticate with the new token.
     Verify,
@@ -444,8 +458,12 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
 
     if (manual || due) && !plan.suspend {
         if let Some(holder) = &obs.account_holder {
+            let who = match holder.strip_prefix("ClusterTokenRotation/") {
+                Some(name) => format!("ClusterTokenRotation {name}"),
+                None => format!("TokenRotation {holder}"),
+            };
             let msg = format!(
-                "waiting for TokenRotation {holder}, which is rotating the same Twilio account (one secondary token per account)"
+                "waiting for {who}, which is rotating the same Twilio account (one secondary token per account)"
             );
             let waiting_already = conditions::get(&b.status.conditions, ROTATING)
                 .is_some_and(|c| c.reason == "WaitingForAccount");
@@ -682,7 +700,7 @@ fn rollout_state(
             w.reason
                 .as_ref()
                 .filter(|r| r.as_str() == "Paused" || r.as_str() == "ProgressDeadlineExceeded")
-                .map(|r| format!("{} {} ({r})", w.kind, w.name))
+                .map(|r| format!("{} ({r})", label(w)))
         })
         .collect();
     if !blocked.is_empty() {
@@ -704,8 +722,11 @@ fn rollout_state(
             .filter(|w| !w.done)
             .map(|w| {
                 format!(
-                    "{} {} ({}/{} updated, {} available)",
-                    w.kind, w.name, w.updated, w.desired, w.available
+                    "{} ({}/{} updated, {} available)",
+                    label(w),
+                    w.updated,
+                    w.desired,
+                    w.available
                 )
             })
             .collect();
@@ -718,6 +739,14 @@ fn rollout_state(
         );
     }
     RolloutState::Waiting
+}
+
+/// "Deployment api", or "Deployment team-a/api" when the rotation spans namespaces.
+fn label(w: &WorkloadProgress) -> String {
+    match &w.namespace {
+        Some(ns) => format!("{} {ns}/{}", w.kind, w.name),
+        None => format!("{} {}", w.kind, w.name),
+    }
 }
 
 fn progress_summary(b: &Builder<'_>) -> String {
@@ -736,10 +765,7 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
     match rollout_state(&mut b, plan, &id, true) {
         RolloutState::Restart(action) => {
             if let Action::Restart { workloads, .. } = &action {
-                let names: Vec<String> = workloads
-                    .iter()
-                    .map(|w| format!("{} {}", w.kind, w.name))
-                    .collect();
+                let names: Vec<String> = workloads.iter().map(|w| w.to_string()).collect();
                 b.event(
                     false,
                     "WorkloadsRestarted",

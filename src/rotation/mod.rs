@@ -13,7 +13,7 @@ mod plan;
 
 pub use machine::{
     decide, on_failure, Action, Decision, EventNote, Failure, FailureClass, Observation,
-    RolloutView, StagedKeys,
+    RolloutView, StagedKeys, WorkloadAt,
 };
 pub use plan::{CredentialKind, Plan, PlanError};
 

@@ -4,7 +4,7 @@ use super::*;
 use crate::api::{
     conditions::{DEGRADED, READY, ROTATING},
     AbortStep, Phase, RestartPolicy, RotationResult, TokenRotationSpec, TokenRotationStatus,
-    Trigger, WorkloadKind, WorkloadProgress, WorkloadRef,
+    Trigger, WorkloadKind, WorkloadProgress,
 };
 use crate::rotation::conditions::{get, is_true};
 use crate::time::from_k8s;
@@ -46,8 +46,9 @@ fn obs(status: TokenRotationStatus) -> Observation {
     }
 }
 
-fn api() -> WorkloadRef {
-    WorkloadRef {
+fn api() -> WorkloadAt {
+    WorkloadAt {
+        namespace: "shop".into(),
         kind: WorkloadKind::Deployment,
         name: "api".into(),
     }
@@ -55,6 +56,7 @@ fn api() -> WorkloadRef {
 
 fn progress(done: bool, reason: Option<&str>) -> WorkloadProgress {
     WorkloadProgress {
+        namespace: None,
         kind: WorkloadKind::Deployment,
         name: "api".into(),
         desired: 3,

@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::CustomResourceExt;
 use sandbox::Sandbox;
 use std::time::Duration;
-use token_rotator::api::{TokenRotation, TokenRotationStatus};
+use token_rotator::api::{ClusterTokenRotation, TokenRotation, TokenRotationStatus};
 use token_rotator::controller::{self, failpoints::Failpoints, Config};
 use token_rotator::twilio::{RetryPolicy, TwilioConfig};
 
@@ -74,15 +74,13 @@ pub async fn populate(
 ) {
     let client = sb.client();
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    if crds
-        .get_opt("tokenrotations.tokenrotator.io")
-        .await
-        .unwrap()
-        .is_none()
-    {
-        crds.create(&PostParams::default(), &TokenRotation::crd())
-            .await
-            .expect("install CRD");
+    for crd in [TokenRotation::crd(), ClusterTokenRotation::crd()] {
+        let name = crd.metadata.name.clone().unwrap();
+        if crds.get_opt(&name).await.unwrap().is_none() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("install CRD");
+        }
     }
     let ns: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": ns_name}})).unwrap();

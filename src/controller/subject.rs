@@ -1,0 +1,173 @@
+//! The two resource kinds one reconcile can act on. A `TokenRotation` rotates into its own
+//! namespace; a `ClusterTokenRotation` into every namespace it matches, with its credentials
+//! and staging Secret in `credentialsNamespace`. Everything past fetching and writing status
+//! works on a [`Subject`], whichever kind it came from.
+
+use crate::api::{
+    ClusterTokenRotation, NamespaceTargets, TokenRotation, TokenRotationSpec, TokenRotationStatus,
+};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ListParams};
+use kube::core::Selector;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Lock holders of cluster rotations carry this prefix (namespaced ones are `namespace/name`).
+pub const CLUSTER_HOLDER_PREFIX: &str = "ClusterTokenRotation/";
+
+/// What the reconciler needs from either kind.
+pub trait Rotated:
+    Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    fn rotation_spec(&self) -> &TokenRotationSpec;
+    fn rotation_status(&self) -> Option<&TokenRotationStatus>;
+    fn set_rotation_status(&mut self, status: TokenRotationStatus);
+    /// The API for this kind: namespaced for a TokenRotation, cluster-wide otherwise.
+    fn api_for(client: &Client, namespace: Option<&str>) -> Api<Self>;
+    /// `None` for a TokenRotation (its own namespace).
+    fn namespace_targets(&self) -> Option<&NamespaceTargets>;
+    /// Where the credentials and the staging Secret live.
+    fn home(&self) -> String;
+    /// Identity in account locks and metrics: (`namespace` label, lock holder).
+    fn identity(&self) -> (String, String);
+    /// Base of the staging Secret's name: cluster rotations are prefixed so that one cannot
+    /// share a staging Secret with a TokenRotation of the same name in its namespace.
+    fn staging_base(&self) -> String;
+}
+
+impl Rotated for TokenRotation {
+    fn rotation_spec(&self) -> &TokenRotationSpec {
+        &self.spec
+    }
+    fn rotation_status(&self) -> Option<&TokenRotationStatus> {
+        self.status.as_ref()
+    }
+    fn set_rotation_status(&mut self, status: TokenRotationStatus) {
+        self.status = Some(status);
+    }
+    fn api_for(client: &Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client.clone(), namespace.unwrap_or_default())
+    }
+    fn namespace_targets(&self) -> Option<&NamespaceTargets> {
+        None
+    }
+    fn home(&self) -> String {
+        self.namespace().unwrap_or_default()
+    }
+    fn identity(&self) -> (String, String) {
+        let ns = self.namespace().unwrap_or_default();
+        let holder = format!("{ns}/{}", self.name_any());
+        (ns, holder)
+    }
+    fn staging_base(&self) -> String {
+        self.name_any()
+    }
+}
+
+impl Rotated for ClusterTokenRotation {
+    fn rotation_spec(&self) -> &TokenRotationSpec {
+        &self.spec.rotation
+    }
+    fn rotation_status(&self) -> Option<&TokenRotationStatus> {
+        self.status.as_ref()
+    }
+    fn set_rotation_status(&mut self, status: TokenRotationStatus) {
+        self.status = Some(status);
+    }
+    fn api_for(client: &Client, _: Option<&str>) -> Api<Self> {
+        Api::all(client.clone())
+    }
+    fn namespace_targets(&self) -> Option<&NamespaceTargets> {
+        Some(&self.spec.namespaces)
+    }
+    fn home(&self) -> String {
+        self.spec.credentials_namespace.clone()
+    }
+    fn identity(&self) -> (String, String) {
+        (
+            String::new(),
+            format!("{CLUSTER_HOLDER_PREFIX}{}", self.name_any()),
+        )
+    }
+    fn staging_base(&self) -> String {
+        format!("cluster-{}", self.name_any())
+    }
+}
+
+/// One resource as a reconcile acts on it.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub name: String,
+    /// `namespace` label of its metrics ("" for a cluster rotation).
+    pub metrics_namespace: String,
+    /// Account lock holder.
+    pub holder: String,
+    pub spec: TokenRotationSpec,
+    /// Namespace of the credentials and staging Secrets.
+    pub home: String,
+    /// Namespaces of the target Secrets and workloads, sorted.
+    pub targets: Vec<String>,
+    /// Whether it spans namespaces (status names namespaces then).
+    pub cluster: bool,
+    pub owner: Option<OwnerReference>,
+    pub reference: ObjectReference,
+    pub staging_base: String,
+    pub uid: String,
+}
+
+impl Subject {
+    pub async fn of<K: Rotated>(client: &Client, obj: &K) -> Result<Self, kube::Error> {
+        let (metrics_namespace, holder) = obj.identity();
+        let home = obj.home();
+        let targets = match obj.namespace_targets() {
+            None => vec![home.clone()],
+            Some(t) => resolve(client, t).await?,
+        };
+        Ok(Self {
+            name: obj.name_any(),
+            metrics_namespace,
+            holder,
+            spec: obj.rotation_spec().clone(),
+            home,
+            targets,
+            cluster: obj.namespace_targets().is_some(),
+            owner: obj.controller_owner_ref(&()),
+            reference: obj.object_ref(&()),
+            staging_base: obj.staging_base(),
+            uid: obj.uid().unwrap_or_default(),
+        })
+    }
+}
+
+/// The namespaces a cluster rotation covers now: the named ones that exist, or those whose
+/// labels match the selector.
+async fn resolve(client: &Client, t: &NamespaceTargets) -> Result<Vec<String>, kube::Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut out = Vec::new();
+    if let Some(names) = &t.names {
+        for n in names {
+            if api.get_opt(n).await?.is_some() {
+                out.push(n.clone());
+            }
+        }
+    } else if let Some(sel) = &t.selector {
+        // A selector the API server could not parse matches nothing rather than everything.
+        let Ok(selector) = Selector::try_from(sel.clone()) else {
+            return Ok(Vec::new());
+        };
+        let lp = ListParams::default().labels_from(&selector);
+        out.extend(api.list(&lp).await?.items.iter().map(|n| n.name_any()));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}

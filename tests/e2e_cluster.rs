@@ -1,0 +1,179 @@
+//! ClusterTokenRotation end to end: one Auth Token shared by three namespaces, one of which
+//! rolls out slowly. Promotion must wait for all of them.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use sandbox::workloads::WorkloadKind;
+use sandbox::Sandbox;
+use std::time::{Duration, Instant};
+use token_rotator::api::{ClusterTokenRotation, Phase, TokenRotationStatus};
+use token_rotator::controller::failpoints::Failpoints;
+
+const TEAMS: [&str; 3] = ["team-a", "team-b", "team-c"];
+
+async fn secret_in(client: &kube::Client, ns: &str, key: &str) -> Option<String> {
+    let s = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt("twilio-creds")
+        .await
+        .unwrap()?;
+    s.data
+        .and_then(|d| d.get(key).map(|b| String::from_utf8(b.0.clone()).unwrap()))
+}
+
+async fn label(client: &kube::Client, ns: &str) {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"twilio": "shared"}}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_waits_for_the_slowest_namespace() {
+    let sb = Sandbox::start().await.expect("sandbox");
+    let client = sb.client();
+    let (sid, token) = sb.twilio.create_account();
+    let creds = serde_json::json!({"TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token});
+    let env = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"];
+    // Three labelled namespaces, the operator's credentials in `ops`, and a bystander with the
+    // same Secret name, no label, and its own account.
+    for ns in TEAMS {
+        populate(&sb, ns, &token, creds.clone(), &env, 2).await;
+    }
+    // No consumer runs in `ops` (a Deployment scaled to zero).
+    populate(&sb, "ops", &token, creds.clone(), &env, 0).await;
+    let (other_sid, other_token) = sb.twilio.create_account();
+    let other =
+        serde_json::json!({"TWILIO_ACCOUNT_SID": other_sid, "TWILIO_AUTH_TOKEN": other_token});
+    populate(&sb, "bystander", &other_token, other, &env, 1).await;
+    for ns in TEAMS {
+        label(&client, ns).await;
+    }
+    sb.workloads.set_readiness_delay(
+        WorkloadKind::Deployment,
+        "team-b",
+        "api",
+        Duration::from_millis(2500),
+    );
+    let w = World {
+        client: client.clone(),
+        sid: sid.clone(),
+        old_token: token.clone(),
+        old_key: None,
+        sb,
+    };
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    let ctr: ClusterTokenRotation = serde_json::from_value(serde_json::json!({
+        "apiVersion": "tokenrotator.io/v1alpha1",
+        "kind": "ClusterTokenRotation",
+        "metadata": {"name": "shared", "annotations": {"tokenrotator.io/rotate-now": "1"}},
+        "spec": {
+            "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
+            "credentialsNamespace": "ops",
+            "rotation": {
+                "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+                "authToken": {},
+                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
+                             "tokenKey": "TWILIO_AUTH_TOKEN"}],
+                "rolloutTimeout": "2m",
+                "propagationDelay": "1s",
+                "overlap": "1s"
+            }
+        }
+    }))
+    .unwrap();
+    let api: Api<ClusterTokenRotation> = Api::all(client.clone());
+    api.create(&PostParams::default(), &ctr).await.unwrap();
+
+    // Watch the rollout: remember a moment where the fast namespaces are done, the slow one is
+    // not, and nothing has been promoted.
+    let started = Instant::now();
+    let mut held_for_b: Option<(Duration, TokenRotationStatus)> = None;
+    let mut promoted_at = None;
+    let done_in = |st: &TokenRotationStatus, ns: &str| {
+        st.rotation.as_ref().is_some_and(|r| {
+            r.workloads
+                .iter()
+                .any(|p| p.namespace.as_deref() == Some(ns) && p.done)
+        })
+    };
+    let st = loop {
+        let st = api.get("shared").await.unwrap().status.unwrap_or_default();
+        if st.phase == Some(Phase::RollingOut)
+            && done_in(&st, "team-a")
+            && done_in(&st, "team-c")
+            && !done_in(&st, "team-b")
+            && held_for_b.is_none()
+        {
+            assert_eq!(
+                w.sb.twilio.primary_token(&sid).as_deref(),
+                Some(token.as_str()),
+                "nothing is promoted while team-b rolls out"
+            );
+            held_for_b = Some((started.elapsed(), st.clone()));
+        }
+        if matches!(st.phase, Some(Phase::Promoting | Phase::Retiring)) && promoted_at.is_none() {
+            promoted_at = Some(started.elapsed());
+        }
+        if st.rotations == 1 {
+            break st;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{st:#?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    };
+    let (_, refused) = traffic.stop().await;
+    ctl.abort();
+
+    let (held, snapshot) = held_for_b.expect("a moment where only team-b was still rolling out");
+    let promoted = promoted_at.expect("promotion observed");
+    assert!(
+        promoted > held,
+        "promoted after the wait on team-b ({promoted:?} vs {held:?})"
+    );
+    let b = snapshot
+        .rotation
+        .unwrap()
+        .workloads
+        .into_iter()
+        .find(|p| p.namespace.as_deref() == Some("team-b"))
+        .unwrap();
+    assert!(!b.done && b.kind == token_rotator::api::WorkloadKind::Deployment);
+    assert_eq!(st.namespaces, TEAMS);
+    let new = w.sb.twilio.primary_token(&sid).unwrap();
+    assert_ne!(new, token);
+    for ns in TEAMS {
+        assert_eq!(
+            secret_in(&client, ns, "TWILIO_AUTH_TOKEN").await.as_deref(),
+            Some(new.as_str()),
+            "{ns}"
+        );
+    }
+    assert_eq!(
+        secret_in(&client, "bystander", "TWILIO_AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some(other_token.as_str()),
+        "a namespace the selector does not match is left alone"
+    );
+    // The operator's credential (in ops) follows the token, so it never locks itself out.
+    let admin = Api::<Secret>::namespaced(client.clone(), "ops")
+        .get("twilio-admin")
+        .await
+        .unwrap();
+    assert_eq!(
+        admin.data.unwrap()["authToken"].0,
+        new.as_bytes(),
+        "credentials Secret in credentialsNamespace"
+    );
+    assert_eq!(
+        refused, 0,
+        "refused consumer requests across all namespaces"
+    );
+}
