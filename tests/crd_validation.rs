@@ -186,5 +186,69 @@ async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
         "tokenrotation.tokenrotator.io/good\ntokenrotation.tokenrotator.io/good-key",
         "nothing bad was stored"
     );
+
+    // ClusterTokenRotation: the rotation's own rules still apply, plus namespaces names xor
+    // selector.
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/clustertokenrotations.tokenrotator.io.yaml"
+    ))
+    .unwrap();
+    let (ok, out) = kubectl(&kc, &["apply", "-f", "-"], &crd).await;
+    assert!(ok, "{out}");
+    let cluster = |name: &str, namespaces: serde_json::Value, rotation: serde_json::Value| {
+        serde_json::to_string(&serde_json::json!({
+            "apiVersion": "tokenrotator.io/v1alpha1",
+            "kind": "ClusterTokenRotation",
+            "metadata": {"name": name},
+            "spec": {"namespaces": namespaces, "credentialsNamespace": "ops", "rotation": rotation}
+        }))
+        .unwrap()
+    };
+    let (ok, out) = kubectl(
+        &kc,
+        &["apply", "-f", "-"],
+        &cluster(
+            "shared",
+            serde_json::json!({"selector": {"matchLabels": {"twilio": "shared"}}}),
+            valid_spec(),
+        ),
+    )
+    .await;
+    assert!(ok, "a valid ClusterTokenRotation is accepted: {out}");
+    let mut secret_ns = valid_spec();
+    secret_ns["secrets"][0]["namespace"] = "other-team".into();
+    for (what, namespaces, rotation, message) in [
+        (
+            "names and selector",
+            serde_json::json!({"names": ["a"], "selector": {}}),
+            valid_spec(),
+            "set namespaces.names or namespaces.selector (exactly one)",
+        ),
+        (
+            "neither names nor selector",
+            serde_json::json!({}),
+            valid_spec(),
+            "set namespaces.names or namespaces.selector (exactly one)",
+        ),
+        (
+            "a secret with a namespace",
+            serde_json::json!({"names": ["a"]}),
+            secret_ns,
+            "writes only Secrets in its own namespace",
+        ),
+    ] {
+        let (ok, out) = kubectl(
+            &kc,
+            &["apply", "-f", "-"],
+            &cluster("bad", namespaces, rotation),
+        )
+        .await;
+        assert!(!ok, "{what}: accepted:\n{out}");
+        assert!(
+            out.contains(message),
+            "{what}: expected {message:?} in:\n{out}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

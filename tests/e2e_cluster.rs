@@ -1,5 +1,6 @@
 //! ClusterTokenRotation end to end: one Auth Token shared by three namespaces, one of which
-//! rolls out slowly. Promotion must wait for all of them.
+//! rolls out slowly, and a fourth that starts matching mid-rollout. Promotion must wait for
+//! all of them.
 
 mod common;
 
@@ -46,6 +47,8 @@ async fn promotion_waits_for_the_slowest_namespace() {
     for ns in TEAMS {
         populate(&sb, ns, &token, creds.clone(), &env, 2).await;
     }
+    // team-d uses the account too but is only labelled while the others roll out.
+    populate(&sb, "team-d", &token, creds.clone(), &env, 1).await;
     // No consumer runs in `ops` (a Deployment scaled to zero).
     populate(&sb, "ops", &token, creds.clone(), &env, 0).await;
     let (other_sid, other_token) = sb.twilio.create_account();
@@ -118,6 +121,7 @@ async fn promotion_waits_for_the_slowest_namespace() {
                 "nothing is promoted while team-b rolls out"
             );
             held_for_b = Some((started.elapsed(), st.clone()));
+            label(&client, "team-d").await;
         }
         if matches!(st.phase, Some(Phase::Promoting | Phase::Retiring)) && promoted_at.is_none() {
             promoted_at = Some(started.elapsed());
@@ -145,10 +149,10 @@ async fn promotion_waits_for_the_slowest_namespace() {
         .find(|p| p.namespace.as_deref() == Some("team-b"))
         .unwrap();
     assert!(!b.done && b.kind == token_rotator::api::WorkloadKind::Deployment);
-    assert_eq!(st.namespaces, TEAMS);
+    assert_eq!(st.namespaces, ["team-a", "team-b", "team-c", "team-d"]);
     let new = w.sb.twilio.primary_token(&sid).unwrap();
     assert_ne!(new, token);
-    for ns in TEAMS {
+    for ns in TEAMS.iter().chain(&["team-d"]) {
         assert_eq!(
             secret_in(&client, ns, "TWILIO_AUTH_TOKEN").await.as_deref(),
             Some(new.as_str()),
@@ -172,6 +176,7 @@ async fn promotion_waits_for_the_slowest_namespace() {
         new.as_bytes(),
         "credentials Secret in credentialsNamespace"
     );
+    // Includes team-d, which joined mid-rollout: it got the new token before its restart.
     assert_eq!(
         refused, 0,
         "refused consumer requests across all namespaces"

@@ -489,6 +489,22 @@ async fn execute(
             stamp,
             workloads: refs,
         } => {
+            if tr.cluster {
+                // A namespace may have started matching since distribution: its Secret gets
+                // the credential the restarted pods must read before they restart.
+                let s = staged(ctx, obs, tr).await?;
+                let d = if obs.status.phase == Some(Phase::Aborting) {
+                    Distribution::Restore {
+                        old: s.previous.as_ref(),
+                    }
+                } else {
+                    Distribution::New {
+                        new: &s.new,
+                        old: s.previous.as_ref(),
+                    }
+                };
+                distribute(ctx, tr, d).await?;
+            }
             for w in refs {
                 let r = WorkloadRef {
                     kind: w.kind,
