@@ -567,7 +567,8 @@ async fn execute(
                 }
                 let op = operator_credentials(ctx, tr).await?;
                 let twilio = twilio_client(ctx, tr)?;
-                for k in delete_keys {
+                // Never the Main key the operator itself manages keys with.
+                for k in delete_keys.iter().filter(|k| k.as_str() != op.username()) {
                     api_key::delete(&twilio, &op, k).await?;
                 }
             } else {

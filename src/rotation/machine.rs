@@ -334,11 +334,11 @@ pub fn decide(obs: &Observation) -> Decision {
                 return b.finish(Action::None, Some(Duration::ZERO));
             }
             Some(Phase::Promoting | Phase::Retiring) => {
-                b.event(
-                    true,
-                    "AbortRefused",
-                    "the new token is being or has been promoted and the old token no longer works: there is nothing to roll back to, the rotation completes",
-                );
+                let note = match credential_kind(&b) {
+                    CredentialKind::AuthToken => "the new token is being or has been promoted and the old token no longer works: there is nothing to roll back to, the rotation completes",
+                    CredentialKind::ApiKey => "every consumer already runs the new API key and it is verified: the rotation completes",
+                };
+                b.event(true, "AbortRefused", note);
             }
             _ => {}
         }
