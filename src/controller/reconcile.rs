@@ -187,8 +187,7 @@ async fn observe<K: Rotated>(obj: &K, tr: &Subject, ctx: &Context) -> Result<Obs
     Ok(Observation {
         now,
         generation: obj.meta().generation,
-        // The staging Secret is named after this.
-        name: tr.staging_base.clone(),
+        staging_base: tr.staging_base.clone(),
         uid: tr.uid.clone(),
         created: obj
             .meta()

@@ -24,7 +24,9 @@ const IDLE_MAX: Duration = Duration::from_secs(3600);
 pub struct Observation {
     pub now: DateTime<Utc>,
     pub generation: Option<i64>,
-    pub name: String,
+    /// What the staging Secret is named after: the resource's name (prefixed for a
+    /// ClusterTokenRotation, so it cannot collide with a TokenRotation's).
+    pub staging_base: String,
     pub uid: String,
     pub created: DateTime<Utc>,
     pub plan: Result<Plan, PlanError>,
@@ -489,7 +491,7 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             trigger,
             start_time: to_k8s(obs.now),
             phase_start_time: to_k8s(obs.now),
-            staging_secret: staging_secret_name(&obs.name),
+            staging_secret: staging_secret_name(&obs.staging_base),
             staged: false,
             promoted_time: None,
             key_sid: None,

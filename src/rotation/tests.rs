@@ -32,7 +32,7 @@ fn obs(status: TokenRotationStatus) -> Observation {
     Observation {
         now: t0(),
         generation: Some(1),
-        name: "twilio".into(),
+        staging_base: "twilio".into(),
         uid: "uid-1".into(),
         created: t0() - CD::days(1),
         plan: Plan::new(&spec(), None),
