@@ -3,6 +3,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod hash;
 pub mod leader;
 pub mod metrics;
 pub mod providers;

@@ -132,12 +132,7 @@ fn convert_day_of_week(field: &str) -> Result<String, String> {
 /// A per-resource delay so that a fleet sharing one schedule does not call Twilio at once:
 /// stable for a given `seed` (the resource UID), at most a tenth of the interval and 5 minutes.
 pub fn jitter(seed: &str, interval: std::time::Duration) -> std::time::Duration {
-    // FNV-1a: stable across releases, unlike std's hasher.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in seed.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
+    let h = crate::hash::fnv1a64(seed.bytes());
     let cap = (interval / 10).min(std::time::Duration::from_secs(300));
     let cap_ms = cap.as_millis() as u64;
     if cap_ms == 0 {

@@ -30,12 +30,7 @@ pub fn friendly_name(
     let resource = if resource.chars().count() <= room {
         resource
     } else {
-        let mut h: u32 = 0x811c9dc5;
-        for b in uid.bytes() {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x01000193);
-        }
-        let tag = format!("~{h:08x}");
+        let tag = format!("~{:08x}", crate::hash::fnv1a32(uid.bytes()));
         let keep = room - tag.len();
         let cut: String = resource.chars().take(keep).collect();
         format!("{cut}{tag}")

@@ -277,11 +277,7 @@ impl<'a> Builder<'a> {
 
 /// A rotation ID: sortable by start time, unique per resource and rotation count.
 fn rotation_id(obs: &Observation) -> String {
-    let mut h: u32 = 0x811c9dc5;
-    for b in obs.uid.bytes().chain(obs.status.rotations.to_le_bytes()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x01000193);
-    }
+    let h = crate::hash::fnv1a32(obs.uid.bytes().chain(obs.status.rotations.to_le_bytes()));
     format!("{}-{:04x}", obs.now.format("%Y%m%d-%H%M%S"), h & 0xffff)
 }
 
