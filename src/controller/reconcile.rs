@@ -2,7 +2,7 @@
 
 use super::locks::account_key;
 use super::secrets::{self, Credential, Distribution, Staged};
-use super::subject::{Rotated, Subject, CLUSTER_HOLDER_PREFIX};
+use super::subject::{Rotated, Subject};
 use super::{Context, Error};
 use crate::api::{
     AbortStep, Phase, TokenRotationStatus, WorkloadRef, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION,
@@ -74,10 +74,7 @@ async fn reconcile_one<K: Rotated>(
     // acting on a stale phase could repeat a step that must not be repeated.
     let Some(obj) = api.get_opt(&name).await? else {
         // Deleted: free its account for the other rotations waiting on it.
-        let (metrics_ns, holder) = match &ns {
-            Some(ns) => (ns.clone(), format!("{ns}/{name}")),
-            None => (String::new(), format!("{CLUSTER_HOLDER_PREFIX}{name}")),
-        };
+        let (metrics_ns, holder) = K::identity_of(ns.as_deref(), &name);
         ctx.locks.release_holder(&holder);
         ctx.config.metrics.forget(&metrics_ns, &name);
         return Ok(Requeue::await_change());
@@ -591,12 +588,11 @@ async fn execute(
         }
         Action::DeleteSecondary => {
             let twilio = twilio_client(ctx, tr)?;
+            let op = operator_credentials(ctx, tr).await?;
             if keys {
-                let op = operator_credentials(ctx, tr).await?;
                 api_key::delete_named(&twilio, &op, &key_name(tr, obs)).await?;
             } else {
-                let op = operator_token(ctx, tr).await?;
-                auth_token::delete_secondary(&twilio, &Credentials::auth_token(sid, op)).await?;
+                auth_token::delete_secondary(&twilio, &op).await?;
             }
             delete_staging(ctx, obs, tr).await
         }

@@ -37,8 +37,12 @@ pub trait Rotated:
     fn namespace_targets(&self) -> Option<&NamespaceTargets>;
     /// Where the credentials and the staging Secret live.
     fn home(&self) -> String;
-    /// Identity in account locks and metrics: (`namespace` label, lock holder).
-    fn identity(&self) -> (String, String);
+    /// Identity in account locks and metrics, (`namespace` label, lock holder), of the
+    /// resource of this kind at `namespace`/`name`; also used once it is deleted.
+    fn identity_of(namespace: Option<&str>, name: &str) -> (String, String);
+    fn identity(&self) -> (String, String) {
+        Self::identity_of(self.namespace().as_deref(), &self.name_any())
+    }
     /// Base of the staging Secret's name: cluster rotations are prefixed so that one cannot
     /// share a staging Secret with a TokenRotation of the same name in its namespace.
     fn staging_base(&self) -> String;
@@ -63,10 +67,9 @@ impl Rotated for TokenRotation {
     fn home(&self) -> String {
         self.namespace().unwrap_or_default()
     }
-    fn identity(&self) -> (String, String) {
-        let ns = self.namespace().unwrap_or_default();
-        let holder = format!("{ns}/{}", self.name_any());
-        (ns, holder)
+    fn identity_of(namespace: Option<&str>, name: &str) -> (String, String) {
+        let ns = namespace.unwrap_or_default();
+        (ns.to_owned(), format!("{ns}/{name}"))
     }
     fn staging_base(&self) -> String {
         self.name_any()
@@ -92,11 +95,8 @@ impl Rotated for ClusterTokenRotation {
     fn home(&self) -> String {
         self.spec.credentials_namespace.clone()
     }
-    fn identity(&self) -> (String, String) {
-        (
-            String::new(),
-            format!("{CLUSTER_HOLDER_PREFIX}{}", self.name_any()),
-        )
+    fn identity_of(_: Option<&str>, name: &str) -> (String, String) {
+        (String::new(), format!("{CLUSTER_HOLDER_PREFIX}{name}"))
     }
     fn staging_base(&self) -> String {
         format!("cluster-{}", self.name_any())

@@ -332,7 +332,7 @@ pub fn decide(obs: &Observation) -> Decision {
                 return b.finish(Action::None, Some(Duration::ZERO));
             }
             Some(Phase::Promoting | Phase::Retiring) => {
-                let note = match credential_kind(&b) {
+                let note = match plan.credential {
                     CredentialKind::AuthToken => "the new token is being or has been promoted and the old token no longer works: there is nothing to roll back to, the rotation completes",
                     CredentialKind::ApiKey => "every consumer already runs the new API key and it is verified: the rotation completes",
                 };
@@ -353,7 +353,7 @@ pub fn decide(obs: &Observation) -> Decision {
     }
 
     match obs.status.phase {
-        Some(Phase::Staging) => decide_staging(b),
+        Some(Phase::Staging) => decide_staging(b, plan),
         Some(Phase::Distributing) => decide_distributing(b),
         Some(Phase::RollingOut) => decide_rolling_out(b, plan),
         Some(Phase::Verifying) => {
@@ -572,14 +572,7 @@ fn current_id(b: &Builder<'_>) -> String {
         .unwrap_or_default()
 }
 
-fn credential_kind(b: &Builder<'_>) -> CredentialKind {
-    b.obs
-        .plan
-        .as_ref()
-        .map_or(CredentialKind::AuthToken, |p| p.credential)
-}
-
-fn decide_staging(mut b: Builder<'_>) -> Decision {
+fn decide_staging(mut b: Builder<'_>, plan: &Plan) -> Decision {
     let id = current_id(&b);
     let already_stored = b.obs.staged_for.as_deref() == Some(id.as_str());
     // Next: distribute. The token is in the staging Secret before any status says so.
@@ -595,7 +588,7 @@ fn decide_staging(mut b: Builder<'_>) -> Decision {
         // A crash after storing the token but before this status write: nothing to redo.
         return b.finish(Action::None, Some(Duration::ZERO));
     }
-    let (reason, what) = match credential_kind(&b) {
+    let (reason, what) = match plan.credential {
         CredentialKind::AuthToken => ("SecondaryTokenCreated", "the secondary Auth Token"),
         CredentialKind::ApiKey => ("ApiKeyCreated", "a new API key"),
     };
