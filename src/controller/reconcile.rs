@@ -317,23 +317,33 @@ fn twilio_client(ctx: &Context, tr: &Subject) -> Result<TwilioClient, Failure> {
 /// The token the operator authenticates with, from `credentialsSecretRef`.
 async fn operator_token(ctx: &Context, tr: &Subject) -> Result<SecretString, Failure> {
     let r = &tr.spec.twilio.credentials_secret_ref;
-    read_required(ctx, &tr.home, &r.name, &r.key).await
+    let [token] = read_required(ctx, &tr.home, &r.name, [&r.key]).await?;
+    Ok(token)
 }
 
-async fn read_required(
+/// Keys of the credentials Secret, each of which must be there and not empty.
+async fn read_required<const N: usize>(
     ctx: &Context,
     ns: &str,
     name: &str,
-    key: &str,
-) -> Result<SecretString, Failure> {
-    match secrets::read_key(&ctx.client, ns, name, key).await {
-        Ok(Some(v)) if !v.is_empty() => Ok(v),
-        Ok(_) => Err(Failure {
+    keys: [&str; N],
+) -> Result<[SecretString; N], Failure> {
+    let values = secrets::read_keys(&ctx.client, ns, name, keys)
+        .await
+        .map_err(|e| kube_failure("reading the credentials Secret", e))?;
+    if let Some(i) = values
+        .iter()
+        .position(|v| v.as_ref().is_none_or(SecretString::is_empty))
+    {
+        return Err(Failure {
             class: FailureClass::CredentialsMissing,
-            message: format!("Secret {ns}/{name} does not exist or has no key {key:?}"),
-        }),
-        Err(e) => Err(kube_failure("reading the credentials Secret", e)),
+            message: format!(
+                "Secret {ns}/{name} does not exist or has no key {:?}",
+                keys[i]
+            ),
+        });
     }
+    Ok(values.map(Option::unwrap_or_default))
 }
 
 /// The credential the operator manages API keys with: the Auth Token, or a Main key when
@@ -341,11 +351,13 @@ async fn read_required(
 async fn operator_credentials(ctx: &Context, tr: &Subject) -> Result<Credentials, Failure> {
     let sid = tr.spec.twilio.account_sid.as_str();
     let r = &tr.spec.twilio.credentials_secret_ref;
-    let secret = read_required(ctx, &tr.home, &r.name, &r.key).await?;
     match &r.key_sid_key {
-        None => Ok(Credentials::auth_token(sid, secret)),
+        None => {
+            let [secret] = read_required(ctx, &tr.home, &r.name, [&r.key]).await?;
+            Ok(Credentials::auth_token(sid, secret))
+        }
         Some(k) => {
-            let key_sid = read_required(ctx, &tr.home, &r.name, k).await?;
+            let [secret, key_sid] = read_required(ctx, &tr.home, &r.name, [&r.key, k]).await?;
             Ok(Credentials::api_key(sid, key_sid.expose(), secret))
         }
     }
@@ -360,13 +372,9 @@ async fn current_key(ctx: &Context, tr: &Subject) -> Result<Option<Credential>, 
     let Some(sid_key) = &t.key_sid_key else {
         return Ok(None);
     };
-    let failed = |e| kube_failure("reading the current API key", e);
-    let sid = secrets::read_key(&ctx.client, ns, &t.name, sid_key)
+    let [sid, secret] = secrets::read_keys(&ctx.client, ns, &t.name, [sid_key, &t.token_key])
         .await
-        .map_err(failed)?;
-    let secret = secrets::read_key(&ctx.client, ns, &t.name, &t.token_key)
-        .await
-        .map_err(failed)?;
+        .map_err(|e| kube_failure("reading the current API key", e))?;
     Ok(match (sid, secret) {
         (Some(sid), Some(secret)) if sid.expose().starts_with("SK") && !secret.is_empty() => {
             Some(Credential {
@@ -430,7 +438,7 @@ async fn distribute(ctx: &Context, tr: &Subject, d: Distribution<'_>) -> Result<
     }
     for ns in &namespaces {
         let (targets, credentials) = (tr.targets.contains(ns), *ns == tr.home);
-        for (name, data) in secrets::desired_in(&tr.spec, d, targets, credentials) {
+        for (name, data) in secrets::desired(&tr.spec, d, targets, credentials) {
             secrets::apply(&ctx.client, ns, &name, &data)
                 .await
                 .map_err(|e| kube_failure(&format!("applying Secret {ns}/{name}"), e))?;

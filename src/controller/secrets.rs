@@ -80,19 +80,11 @@ impl<'a> Distribution<'a> {
     }
 }
 
-/// Desired data per Secret name (targets, and for Auth Token rotation the operator's
-/// credentials Secret), merged so each Secret gets one apply (a second apply by the same
+/// Desired data per Secret name in one namespace: the target Secrets when it is a target
+/// namespace, and for Auth Token rotation the operator's credentials Secret when it is the
+/// credentials namespace; merged so each Secret gets one apply (a second apply by the same
 /// manager would drop the first one's keys).
 pub fn desired(
-    spec: &TokenRotationSpec,
-    d: Distribution<'_>,
-) -> BTreeMap<String, BTreeMap<String, SecretString>> {
-    desired_in(spec, d, true, true)
-}
-
-/// As [`desired`], for one namespace of a rotation that spans several: the target Secrets
-/// when it is a target namespace, the credentials Secret when it is the credentials namespace.
-pub fn desired_in(
     spec: &TokenRotationSpec,
     d: Distribution<'_>,
     targets: bool,
@@ -169,22 +161,21 @@ pub async fn apply(
     Ok(())
 }
 
-/// Reads one key; `Ok(None)` when the Secret or the key does not exist.
-pub async fn read_key(
+/// Reads keys of one Secret with one request; `None` for a key (or a Secret) that does not
+/// exist.
+pub async fn read_keys<const N: usize>(
     client: &Client,
     namespace: &str,
     name: &str,
-    key: &str,
-) -> Result<Option<SecretString>, kube::Error> {
+    keys: [&str; N],
+) -> Result<[Option<SecretString>; N], kube::Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let Some(secret) = api.get_opt(name).await? else {
-        return Ok(None);
-    };
-    Ok(secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .and_then(|b| SecretString::from_bytes(&b.0)))
+    let secret = api.get_opt(name).await?;
+    let data = secret.as_ref().and_then(|s| s.data.as_ref());
+    Ok(keys.map(|k| {
+        data.and_then(|d| d.get(k))
+            .and_then(|b| SecretString::from_bytes(&b.0))
+    }))
 }
 
 /// The staging Secret's content.
@@ -295,6 +286,14 @@ pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A TokenRotation's namespace: targets and credentials Secret alike.
+    fn desired(
+        spec: &TokenRotationSpec,
+        d: Distribution<'_>,
+    ) -> BTreeMap<String, BTreeMap<String, SecretString>> {
+        super::desired(spec, d, true, true)
+    }
 
     fn tok(s: &str) -> Credential {
         Credential::auth_token(SecretString::new(s))
