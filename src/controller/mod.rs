@@ -115,70 +115,12 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     let mut controllers = Vec::new();
     for scope in &scopes {
         let trs: Api<TokenRotation> = scoped_api(&client, scope);
-        trs.list(&kube::api::ListParams::default().limit(1))
-            .await
-            .map_err(Error::CrdMissing)?;
-        let controller = Controller::new(trs, watcher::Config::default());
-        let store = controller.store();
-        let wc = watcher::Config::default;
-        let controller = controller
-            // Staging Secrets carry an owner reference: their changes wake their TokenRotation.
-            .owns(
-                scoped_api::<Secret>(&client, scope),
-                wc().labels(STAGING_LABEL),
-            )
-            // Workload changes (rollout progress) wake the rotations waiting in that namespace
-            // at once, instead of at the next poll. Not cached: events are mapped and dropped.
-            .watches(
-                scoped_api::<Deployment>(&client, scope),
-                wc(),
-                rotations_in_flight_beside(store.clone()),
-            )
-            .watches(
-                scoped_api::<StatefulSet>(&client, scope),
-                wc(),
-                rotations_in_flight_beside(store.clone()),
-            )
-            .watches(
-                scoped_api::<DaemonSet>(&client, scope),
-                wc(),
-                rotations_in_flight_beside(store),
-            );
-        controllers.push(controller);
+        controllers.push(controller_for(&client, trs, scope).await?);
     }
     // ClusterTokenRotations write into many namespaces: only an operator that watches the
     // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
     let cluster = if config.namespaces.is_empty() {
-        let ctrs: Api<ClusterTokenRotation> = Api::all(client.clone());
-        ctrs.list(&kube::api::ListParams::default().limit(1))
-            .await
-            .map_err(Error::CrdMissing)?;
-        let controller = Controller::new(ctrs, watcher::Config::default());
-        let store = controller.store();
-        let wc = watcher::Config::default;
-        let all = || None::<String>;
-        Some(
-            controller
-                .owns(
-                    scoped_api::<Secret>(&client, &all()),
-                    wc().labels(STAGING_LABEL),
-                )
-                .watches(
-                    scoped_api::<Deployment>(&client, &all()),
-                    wc(),
-                    cluster_rotations_in_flight_over(store.clone()),
-                )
-                .watches(
-                    scoped_api::<StatefulSet>(&client, &all()),
-                    wc(),
-                    cluster_rotations_in_flight_over(store.clone()),
-                )
-                .watches(
-                    scoped_api::<DaemonSet>(&client, &all()),
-                    wc(),
-                    cluster_rotations_in_flight_over(store),
-                ),
-        )
+        Some(controller_for(&client, Api::all(client.clone()), &None).await?)
     } else {
         None
     };
@@ -195,27 +137,12 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         locks: AccountLocks::default(),
         twilio_clients: Mutex::new(HashMap::new()),
     });
-    let runs = controllers.into_iter().map(|controller| {
-        controller
-            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-            .for_each(|res| async move {
-                match res {
-                    Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
-                    Err(e) => tracing::debug!(error = %e, "reconcile failed"),
-                }
-            })
-    });
+    let runs = controllers
+        .into_iter()
+        .map(|controller| drive(controller, ctx.clone()));
     let cluster_run = async {
         if let Some(controller) = cluster {
-            controller
-                .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-                .for_each(|res| async move {
-                    match res {
-                        Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
-                        Err(e) => tracing::debug!(error = %e, "reconcile failed"),
-                    }
-                })
-                .await;
+            drive(controller, ctx.clone()).await;
         }
     };
     tokio::select! {
@@ -235,38 +162,69 @@ where
     }
 }
 
-/// Maps a workload to the TokenRotations in its namespace that have a rotation in flight (only
-/// those wait on rollouts; idle ones ignore workload churn).
-fn rotations_in_flight_beside<W: ResourceExt>(
-    store: Store<TokenRotation>,
-) -> impl Fn(W) -> Vec<ObjectRef<TokenRotation>> + Send + Sync + 'static {
-    move |workload| {
-        let ns = workload.namespace();
-        store
-            .state()
-            .iter()
-            .filter(|tr| tr.namespace() == ns)
-            .filter(|tr| tr.status.as_ref().is_some_and(|s| s.rotation.is_some()))
-            .map(|tr| ObjectRef::from_obj(tr.as_ref()))
-            .collect()
-    }
+/// A controller for `K` (after checking its CRD is installed), also woken by changes to its
+/// staging Secrets and to the workloads in `scope` that its in-flight rotations wait on.
+async fn controller_for<K: subject::Rotated>(
+    client: &Client,
+    api: Api<K>,
+    scope: &Option<String>,
+) -> Result<Controller<K>, Error> {
+    api.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(Error::CrdMissing)?;
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    let wc = watcher::Config::default;
+    Ok(controller
+        // Staging Secrets carry an owner reference: their changes wake their rotation.
+        .owns(
+            scoped_api::<Secret>(client, scope),
+            wc().labels(STAGING_LABEL),
+        )
+        // Workload changes (rollout progress) wake the rotations waiting on that namespace at
+        // once, instead of at the next poll. Not cached: events are mapped and dropped.
+        .watches(
+            scoped_api::<Deployment>(client, scope),
+            wc(),
+            rotations_in_flight_over(store.clone()),
+        )
+        .watches(
+            scoped_api::<StatefulSet>(client, scope),
+            wc(),
+            rotations_in_flight_over(store.clone()),
+        )
+        .watches(
+            scoped_api::<DaemonSet>(client, scope),
+            wc(),
+            rotations_in_flight_over(store),
+        ))
 }
 
-/// Maps a workload to the ClusterTokenRotations in flight that cover its namespace.
-fn cluster_rotations_in_flight_over<W: ResourceExt>(
-    store: Store<ClusterTokenRotation>,
-) -> impl Fn(W) -> Vec<ObjectRef<ClusterTokenRotation>> + Send + Sync + 'static {
+/// Runs one controller's reconciles until its stream ends.
+async fn drive<K: subject::Rotated>(controller: Controller<K>, ctx: Arc<Context>) {
+    controller
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+/// Maps a workload to the rotations in flight that cover its namespace (only those wait on
+/// rollouts; idle ones ignore workload churn).
+fn rotations_in_flight_over<K: subject::Rotated, W: ResourceExt>(
+    store: Store<K>,
+) -> impl Fn(W) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
     move |workload| {
         let ns = workload.namespace().unwrap_or_default();
         store
             .state()
             .iter()
-            .filter(|c| {
-                c.status
-                    .as_ref()
-                    .is_some_and(|s| s.rotation.is_some() && s.namespaces.contains(&ns))
-            })
-            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .filter(|r| r.rotation_status().is_some_and(|s| s.rotation.is_some()) && r.covers(&ns))
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
             .collect()
     }
 }
@@ -347,7 +305,7 @@ mod tests {
         ] {
             writer.apply_watcher_event(&watcher::Event::Apply(obj));
         }
-        let map = rotations_in_flight_beside::<Deployment>(store);
+        let map = rotations_in_flight_over::<_, Deployment>(store);
         let mut d = Deployment::default();
         d.metadata.namespace = Some("shop".into());
         d.metadata.name = Some("api".into());
@@ -356,5 +314,35 @@ mod tests {
         let mut other = Deployment::default();
         other.metadata.namespace = Some("quiet".into());
         assert!(map(other).is_empty());
+    }
+
+    #[test]
+    fn workload_events_wake_cluster_rotations_covering_their_namespace() {
+        let (store, mut writer) = reflector::store::<ClusterTokenRotation>();
+        let ctr = |name: &str, namespaces: &[&str], rotating: bool| -> ClusterTokenRotation {
+            let inner = tr("x", name, rotating);
+            let mut status = inner.status.unwrap_or_default();
+            status.namespaces = namespaces.iter().map(|n| n.to_string()).collect();
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "tokenrotator.io/v1alpha1", "kind": "ClusterTokenRotation",
+                "metadata": {"name": name},
+                "spec": {"namespaces": {"names": namespaces}, "credentialsNamespace": "ops",
+                         "rotation": inner.spec},
+                "status": status
+            }))
+            .unwrap()
+        };
+        for obj in [
+            ctr("covers-shop", &["shop", "billing"], true),
+            ctr("idle", &["shop"], false),
+            ctr("elsewhere", &["billing"], true),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(obj));
+        }
+        let map = rotations_in_flight_over::<_, Deployment>(store);
+        let mut d = Deployment::default();
+        d.metadata.namespace = Some("shop".into());
+        let woken: Vec<String> = map(d).into_iter().map(|r| r.name).collect();
+        assert_eq!(woken, ["covers-shop"]);
     }
 }

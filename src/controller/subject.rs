@@ -35,6 +35,9 @@ pub trait Rotated:
     fn api_for(client: &Client, namespace: Option<&str>) -> Api<Self>;
     /// `None` for a TokenRotation (its own namespace).
     fn namespace_targets(&self) -> Option<&NamespaceTargets>;
+    /// Whether its Secrets and workloads include namespace `ns` (for a cluster rotation: as
+    /// last resolved into status).
+    fn covers(&self, ns: &str) -> bool;
     /// Where the credentials and the staging Secret live.
     fn home(&self) -> String;
     /// Identity in account locks and metrics, (`namespace` label, lock holder), of the
@@ -64,6 +67,9 @@ impl Rotated for TokenRotation {
     fn namespace_targets(&self) -> Option<&NamespaceTargets> {
         None
     }
+    fn covers(&self, ns: &str) -> bool {
+        self.namespace().as_deref() == Some(ns)
+    }
     fn home(&self) -> String {
         self.namespace().unwrap_or_default()
     }
@@ -91,6 +97,11 @@ impl Rotated for ClusterTokenRotation {
     }
     fn namespace_targets(&self) -> Option<&NamespaceTargets> {
         Some(&self.spec.namespaces)
+    }
+    fn covers(&self, ns: &str) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.namespaces.iter().any(|n| n == ns))
     }
     fn home(&self) -> String {
         self.spec.credentials_namespace.clone()
