@@ -31,19 +31,6 @@ async fn consumer_key(w: &World) -> (String, String) {
     )
 }
 
-async fn rotate_again(w: &World, name: &str, value: &str) {
-    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({
-                "metadata": {"annotations": {"tokenrotator.io/rotate-now": value}}
-            })),
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_rotation_with_zero_refused_consumer_requests() {
     let w = key_world(2, KeyKind::Standard).await;
@@ -106,7 +93,7 @@ async fn retain_previous_keeps_the_newest_keys_and_deletes_older_ones() {
     let mut current = vec![hand_made.clone()];
     for n in 1..=3 {
         if n > 1 {
-            rotate_again(&w, "twilio", &n.to_string()).await;
+            annotate(&w, "twilio", "tokenrotator.io/rotate-now", &n.to_string()).await;
         }
         let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == n).await;
         let (key, _) = consumer_key(&w).await;

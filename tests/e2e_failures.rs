@@ -73,17 +73,6 @@ async fn wait_degraded(
     .await
 }
 
-async fn annotate(w: &World, name: &str, key: &str, value: &str) {
-    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {key: value}}})),
-        )
-        .await
-        .unwrap();
-}
-
 fn with_spec(
     mut tr: TokenRotation,
     f: impl FnOnce(&mut token_rotator::api::TokenRotationSpec),

@@ -231,6 +231,19 @@ pub async fn create(world: &World, tr: &TokenRotation) {
         .expect("create TokenRotation");
 }
 
+/// Sets one annotation on a TokenRotation (merge patch).
+pub async fn annotate(w: &World, name: &str, key: &str, value: &str) {
+    use kube::api::{Patch, PatchParams};
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {key: value}}})),
+        )
+        .await
+        .unwrap();
+}
+
 /// Polls the resource's status until `pred` holds.
 pub async fn wait_status(
     world: &World,
