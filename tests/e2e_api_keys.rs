@@ -42,7 +42,6 @@ async fn api_key_rotation_with_zero_refused_consumer_requests() {
     // Consumers keep calling for a moment on the final state.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (served, refused) = traffic.stop().await;
-    ctl.abort();
 
     let (new_key, new_secret) = consumer_key(&w).await;
     assert_ne!(new_key, old_key);
@@ -72,6 +71,8 @@ async fn api_key_rotation_with_zero_refused_consumer_requests() {
     assert!(served > 50, "consumers kept calling: {served}");
     assert_eq!(refused, 0, "refused consumer requests");
     let events = wait_events(&w, &["ApiKeyCreated", "ApiKeyCurrent", "RotationSucceeded"]).await;
+    // Stopped only now: the last Events follow the last status write.
+    ctl.abort();
     let done = events
         .iter()
         .find(|e| e.reason.as_deref() == Some("RotationSucceeded"))

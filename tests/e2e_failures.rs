@@ -116,7 +116,6 @@ async fn rollout_timeout_holds_then_abort_restores_the_old_token() {
     })
     .await;
     let (served, refused) = traffic.stop().await;
-    ctl.abort();
     assert!(st
         .conditions
         .iter()
@@ -150,6 +149,8 @@ async fn rollout_timeout_holds_then_abort_restores_the_old_token() {
         &["RotationAborting", "SecretsRestored", "RotationAborted"],
     )
     .await;
+    // Stopped only now: the last Events follow the last status write.
+    ctl.abort();
     assert!(served > 0);
     assert_eq!(
         refused, 0,
@@ -173,6 +174,9 @@ async fn paused_deployment_holds_without_promotion() {
     let ctl = start_controller(&w, Failpoints::default());
     create(&w, &manual_rotation(&w, "twilio")).await;
     let st = wait_degraded(&w, "twilio", "WorkloadPaused", Duration::from_secs(30)).await;
+    // The Events follow the status write: stopping the controller before they are out could
+    // cut them off.
+    wait_events(&w, &["WorkloadPaused"]).await;
     ctl.abort();
     let (_, msg) = degraded(&st).unwrap();
     assert!(msg.contains("Deployment api"), "{msg}");
@@ -181,7 +185,6 @@ async fn paused_deployment_holds_without_promotion() {
         w.sb.twilio.primary_token(&w.sid).as_deref(),
         Some(w.old_token.as_str())
     );
-    wait_events(&w, &["WorkloadPaused"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,6 @@ async fn manual_rotation_completes_with_zero_refused_consumer_requests() {
 
     let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
-    ctl.abort();
 
     assert_eq!(st.phase, Some(Phase::Ready));
     assert!(st.rotation.is_none());
@@ -78,6 +77,8 @@ async fn manual_rotation_completes_with_zero_refused_consumer_requests() {
         ],
     )
     .await;
+    // Stopped only now: the last Events follow the last status write.
+    ctl.abort();
     let dump = serde_json::to_string(&events).unwrap() + &serde_json::to_string(&st).unwrap();
     assert!(
         !dump.contains(&new) && !dump.contains(&w.old_token),
@@ -153,7 +154,17 @@ async fn survives_a_crash_at_every_step() {
             Some(new.as_str()),
             "{point}: the token in use is the one in the Secret"
         );
-        assert_eq!(refused, 0, "{point}: refused consumer requests");
+        assert_eq!(
+            refused,
+            0,
+            "{point}: refused consumer requests; Twilio's refusals by credential: {:?}",
+            w.sb.twilio
+                .stats()
+                .credentials
+                .values()
+                .map(|c| (&c.role, c.refused))
+                .collect::<Vec<_>>()
+        );
     }
 }
 
