@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "tokenrotator.io";
-/// Cron expression (UTC, 5 or 6 fields) or `@every <duration>`.
+/// Cron expression (UTC, 5 fields) or `@every <duration>`.
 pub const SCHEDULE_ANNOTATION: &str = "tokenrotator.io/schedule";
 /// Any new value asks for one rotation.
 pub const ROTATE_NOW_ANNOTATION: &str = "tokenrotator.io/rotate-now";
@@ -26,6 +26,12 @@ pub const RESTART_ANNOTATION: &str = "tokenrotator.io/rotation";
 pub const STAGING_LABEL: &str = "tokenrotator.io/staging-for";
 /// Field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "token-rotator";
+/// Held by a resource while a rotation is in flight, so that deleting it first rolls the
+/// rotation back (before promotion) or finishes it (after).
+pub const FINALIZER: &str = "tokenrotator.io/rotation";
+/// Set to the rotation ID shown in a `ForeignSecondaryToken` hold to let the operator delete
+/// the secondary Auth Token it did not create and go on.
+pub const DELETE_SECONDARY_ANNOTATION: &str = "tokenrotator.io/delete-secondary";
 
 /// Rotates a Twilio credential stored in Kubernetes Secrets with zero downtime.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -474,6 +480,11 @@ pub struct TokenRotationStatus {
     /// API key rotation: which keys are in use (SIDs only; they are not secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeyStatus>,
+    /// When the last rotation that did not succeed ended (aborted, or given up before anything
+    /// was created); the schedule's next run counts from it, so a failed run is not retried
+    /// at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Time>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -509,6 +520,8 @@ pub enum Phase {
     Aborting,
     /// The last rotation was aborted; the old token is still in use.
     Aborted,
+    /// The last rotation was given up before anything was created; the old token is in use.
+    Failed,
 }
 
 impl Phase {
@@ -524,6 +537,7 @@ impl Phase {
             Self::Retiring => "Retiring",
             Self::Aborting => "Aborting",
             Self::Aborted => "Aborted",
+            Self::Failed => "Failed",
         }
     }
 }
@@ -544,6 +558,8 @@ pub enum Trigger {
 pub enum RotationResult {
     Succeeded,
     Aborted,
+    /// Given up before any credential was created (the operator's credentials were refused).
+    Failed,
 }
 
 /// The rotation in flight, resumed from here after a restart.
@@ -577,10 +593,44 @@ pub struct RotationStatus {
     /// Set while an aborted rotation rolls back: the step it is at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_step: Option<AbortStep>,
-    /// Set once the rotation is held (rollout timeout, failing or paused workload, verification
-    /// failure); the Event for the hold is sent once.
+    /// Set once the rotation is held (rollout timeout, failing or paused workload, a reverted
+    /// target Secret); the Event for the hold is sent once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_reason: Option<String>,
+    /// Set before the first call that may create this rotation's secondary Auth Token (or API
+    /// key): a secondary found while it is unset was made by someone else and is never deleted
+    /// without being told to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_called: bool,
+    /// How often the new credential was written again because a target Secret had been
+    /// reverted by another writer; each time the consumers roll out again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redistributions: u32,
+    /// The spec this rotation runs with, recorded when it starts: edits made meanwhile apply
+    /// to the next rotation (`suspend` and the annotations act at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub spec: Option<TokenRotationSpec>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl RotationStatus {
+    /// The pod-template stamp the dependent workloads roll out with: the rotation ID, and a
+    /// new value for every redistribution (so they restart onto the re-written Secret).
+    pub fn rollout_stamp(&self) -> String {
+        match self.redistributions {
+            0 => self.id.clone(),
+            n => format!("{}-{}", self.id, n + 1),
+        }
+    }
+
+    /// The stamp the workloads roll back onto the old credential with.
+    pub fn rollback_stamp(&self) -> String {
+        format!("{}-rollback", self.id)
+    }
 }
 
 /// Rolling an aborted rotation back onto the old token, in order.

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// Every phase, for the one-hot `phase` gauge (a missing series reads as "not in this phase").
-const PHASES: [Phase; 10] = [
+const PHASES: [Phase; 11] = [
     Phase::Pending,
     Phase::Ready,
     Phase::Staging,
@@ -30,6 +30,7 @@ const PHASES: [Phase; 10] = [
     Phase::Retiring,
     Phase::Aborting,
     Phase::Aborted,
+    Phase::Failed,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -306,6 +307,7 @@ impl Metrics {
                 let result = match result {
                     RotationResult::Succeeded => "Succeeded",
                     RotationResult::Aborted => "Aborted",
+                    RotationResult::Failed => "Failed",
                 };
                 self.inner
                     .rotations

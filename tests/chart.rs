@@ -141,9 +141,13 @@ fn rule_set(rules: &Value) -> BTreeMap<(String, String), BTreeSet<String>> {
 }
 
 fn expected_operator_rules() -> BTreeMap<(String, String), BTreeSet<String>> {
-    let read = ["get", "list", "watch"];
     let entries: &[(&str, &str, &[&str])] = &[
-        ("tokenrotator.io", "tokenrotations", &read),
+        // patch: the finalizer a rotation in flight holds.
+        (
+            "tokenrotator.io",
+            "tokenrotations",
+            &["get", "list", "watch", "patch"],
+        ),
         (
             "tokenrotator.io",
             "tokenrotations/status",
@@ -353,7 +357,7 @@ fn default_render_is_hardened_and_least_privilege() {
         (
             "tokenrotator.io",
             "clustertokenrotations",
-            &["get", "list", "watch"][..],
+            &["get", "list", "watch", "patch"][..],
         ),
         (
             "tokenrotator.io",

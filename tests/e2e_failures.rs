@@ -206,7 +206,9 @@ async fn missing_credentials_secret_then_wrong_credential_then_fixed() {
     )
     .await;
     assert!(degraded(&st).unwrap().1.contains("twilio-admin"));
-    assert_eq!(st.phase, Some(Phase::Staging));
+    // Nothing was created, so the run gives the account up instead of holding it.
+    assert_eq!(st.phase, Some(Phase::Failed));
+    assert!(st.rotation.is_none());
 
     // A wrong token: Twilio refuses it; nothing is created.
     let wrong = "0123456789abcdef0123456789abcdef";
@@ -215,8 +217,8 @@ async fn missing_credentials_secret_then_wrong_credential_then_fixed() {
     }))
     .unwrap();
     secrets.create(&Default::default(), &s).await.unwrap();
-    // Any change to the resource wakes the controller instead of its 30 s retry.
-    annotate(&w, "twilio", "example.com/touched", "1").await;
+    // The failed run is asked for again.
+    annotate(&w, "twilio", "tokenrotator.io/rotate-now", "2").await;
     let st = wait_degraded(
         &w,
         "twilio",
@@ -225,8 +227,17 @@ async fn missing_credentials_secret_then_wrong_credential_then_fixed() {
     )
     .await;
     assert!(degraded(&st).unwrap().1.contains("credentialsSecretRef"));
+    assert_eq!(st.phase, Some(Phase::Failed));
     assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
-    wait_events(&w, &["CredentialsSecretNotFound", "AuthenticationFailed"]).await;
+    wait_events(
+        &w,
+        &[
+            "CredentialsSecretNotFound",
+            "AuthenticationFailed",
+            "RotationFailed",
+        ],
+    )
+    .await;
     ctl.abort();
     assert_no_token_in_logs(&[&w.old_token, wrong]);
 }
@@ -258,8 +269,11 @@ async fn twilio_5xx_storm_and_429s_degrade_then_recover() {
     capture_logs();
     let w = world(1).await;
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
-    // Stage starts with an idempotent DELETE (clearing any unknown secondary): a 5xx storm there
-    // is retried by the client, then reported.
+    // A 5xx on creating the secondary (never repeated blindly) is reported, and the next
+    // attempt first clears what the failed one may have made: an idempotent DELETE, which the
+    // client retries through a 5xx storm before reporting it.
+    w.sb.twilio
+        .set_fault(Endpoint::SecondaryCreate, Fault::server_error(503, 1));
     w.sb.twilio
         .set_fault(Endpoint::SecondaryDelete, Fault::server_error(503, 12));
     let ctl = start_controller(&w, Failpoints::default());
@@ -284,14 +298,15 @@ async fn twilio_5xx_storm_and_429s_degrade_then_recover() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_rotations_on_one_account_serialize() {
+async fn two_api_key_rotations_on_one_account_serialize() {
     capture_logs();
-    let w = world(1).await;
+    // API keys are independent, so two resources may rotate keys of one account; they take
+    // turns like before (two Auth Token resources on one account are a conflict instead).
+    let w = key_world(1, sandbox::twilio::KeyKind::Standard).await;
     let ctl = start_controller(&w, Failpoints::default());
-    let a = manual_rotation(&w, "first");
-    let b = with_spec(manual_rotation(&w, "second"), |s| {
+    let a = key_rotation(&w, "first", serde_json::json!({}));
+    let b = with_spec(key_rotation(&w, "second", serde_json::json!({})), |s| {
         s.secrets[0].name = "other-creds".into();
-        s.secrets[0].previous_token_key = None;
     });
     create(&w, &a).await;
     create(&w, &b).await;

@@ -65,6 +65,22 @@ pub struct Config {
     pub instance: Option<String>,
     pub failpoints: Failpoints,
     pub metrics: Metrics,
+    /// Safety checks switched off, for the negative controls of the tests only.
+    #[doc(hidden)]
+    pub safety: SafetyOverrides,
+}
+
+/// Each field switches one safety check off. Only tests set them, to show that the same
+/// scenario refuses consumer calls without the check.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SafetyOverrides {
+    /// Do not re-check the target Secrets before verification and promotion.
+    pub skip_target_recheck: bool,
+    /// Let two resources rotate one account's Auth Token.
+    pub skip_account_conflict: bool,
+    /// Never hold a finalizer: deleting a resource mid-rotation orphans the rotation.
+    pub skip_finalizer: bool,
 }
 
 pub struct Context {
@@ -81,6 +97,16 @@ pub struct Context {
 }
 
 impl Context {
+    /// Waits until every resource cache has its first full list (at once afterwards).
+    pub async fn caches_synced(&self) {
+        for store in &self.stores {
+            ready(store).await;
+        }
+        if let Some(store) = &self.cluster_store {
+            ready(store).await;
+        }
+    }
+
     pub fn twilio(
         &self,
         region: Option<&str>,
@@ -101,6 +127,19 @@ impl Context {
         clients.insert(key, client.clone());
         Ok(client)
     }
+}
+
+/// Waits for a store's first full list. Polled again and again: a waiter of
+/// `Store::wait_until_ready` can miss its wake-up when several tasks wait on one store.
+async fn ready<K>(store: &Store<K>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let poll = std::time::Duration::from_millis(50);
+    while tokio::time::timeout(poll, store.wait_until_ready())
+        .await
+        .is_err()
+    {}
 }
 
 /// Runs the controller until the stream ends (a shutdown signal, or the task is dropped): one
@@ -229,26 +268,17 @@ fn rotations_in_flight_over<K: subject::Rotated, W: ResourceExt>(
     }
 }
 
-/// Forgets deleted TokenRotations: their metric series and any account lock they held. A
-/// deletion triggers no reconcile (no finalizer: owner references clean up the staging Secret),
-/// so the caches tell.
+/// Forgets deleted TokenRotations: their metric series and any account lock they held. Only a
+/// rotation in flight holds a finalizer, so the deletion of an idle resource triggers no
+/// reconcile: the caches tell.
 async fn prune_deleted(ctx: &Context) {
-    for store in &ctx.stores {
-        if store.wait_until_ready().await.is_err() {
-            return;
-        }
-    }
-    if let Some(store) = &ctx.cluster_store {
-        if store.wait_until_ready().await.is_err() {
-            return;
-        }
-    }
+    ctx.caches_synced().await;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         tick.tick().await;
         use subject::Rotated;
         // (metrics namespace label, lock holder) of every live resource.
-        let live: Vec<(String, String)> = ctx
+        let live: Vec<(String, crate::rotation::Holder)> = ctx
             .stores
             .iter()
             .flat_map(|s| s.state())
@@ -263,8 +293,8 @@ async fn prune_deleted(ctx: &Context) {
             .collect();
         let series: std::collections::HashSet<&str> =
             live.iter().map(|(s, _)| s.as_str()).collect();
-        let holders: std::collections::HashSet<&str> =
-            live.iter().map(|(_, h)| h.as_str()).collect();
+        let holders: std::collections::HashSet<&crate::rotation::Holder> =
+            live.iter().map(|(_, h)| h).collect();
         ctx.config
             .metrics
             .retain(|ns, name| series.contains(format!("{ns}/{name}").as_str()));

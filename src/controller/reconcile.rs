@@ -5,20 +5,21 @@ use super::secrets::{self, Credential, Distribution, Staged};
 use super::subject::{Rotated, Subject};
 use super::{Context, Error};
 use crate::api::{
-    AbortStep, Phase, TokenRotationStatus, WorkloadRef, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION,
+    AbortStep, Phase, RestartPolicy, TokenRotationSpec, TokenRotationStatus, WorkloadRef,
+    ABORT_ANNOTATION, DELETE_SECONDARY_ANNOTATION, FINALIZER, ROTATE_NOW_ANNOTATION,
     SCHEDULE_ANNOTATION,
 };
 use crate::providers::{api_key, auth_token};
 use crate::rotation::{
-    self, Action, Decision, Failure, FailureClass, Observation, Plan, RolloutView, StagedKeys,
-    WorkloadAt,
+    self, Action, Decision, Failure, FailureClass, Holder, Observation, Plan, RevertedKey,
+    RolloutView, Serve, StagedKeys, WorkloadAt,
 };
 use crate::secret::SecretString;
 use crate::time::from_k8s;
 use crate::twilio::{Credentials, TwilioClient};
 use crate::workloads;
 use chrono::Utc;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
 use kube::ResourceExt;
@@ -50,29 +51,18 @@ pub fn error_policy<K: Rotated>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> 
     }
 }
 
-fn action_name(a: &Action) -> &'static str {
-    match a {
-        Action::None => "None",
-        Action::Stage => "Stage",
-        Action::Distribute => "Distribute",
-        Action::Restart { .. } => "Restart",
-        Action::Verify => "Verify",
-        Action::Promote => "Promote",
-        Action::Retire { .. } => "Retire",
-        Action::RestoreSecrets => "RestoreSecrets",
-        Action::DeleteSecondary => "DeleteSecondary",
-    }
-}
-
 async fn reconcile_one<K: Rotated>(
     ctx: Arc<Context>,
     ns: Option<String>,
     name: String,
 ) -> Result<Requeue, Error> {
+    // The account claims read every resource's cache: decide only once they are all synced,
+    // or an unsynced cache could hide the resource that owns the account.
+    ctx.caches_synced().await;
     let api = K::api_for(&ctx.client, ns.as_deref());
     // Read fresh rather than from the cache: the cache can lag our own last status write, and
     // acting on a stale phase could repeat a step that must not be repeated.
-    let Some(obj) = api.get_opt(&name).await? else {
+    let Some(mut obj) = api.get_opt(&name).await? else {
         // Deleted: free its account for the other rotations waiting on it.
         let (metrics_ns, holder) = K::identity_of(ns.as_deref(), &name);
         ctx.locks.release_holder(&holder);
@@ -102,11 +92,19 @@ async fn reconcile_one<K: Rotated>(
     }
 
     let action = decision.action.clone();
-    let step = action_name(&action);
+    let step = action.name();
     if let Some(r) = &obs.status.rotation {
         if action != Action::None {
             tracing::info!(rotation = %r.id, phase = ?obs.status.phase, action = step, "performing step");
         }
+    }
+    // A rotation in flight holds the finalizer, so that deleting the resource first rolls the
+    // rotation back or finishes it; it is there before the first step that creates anything.
+    if decision.status.rotation.is_some() && !obs.deleting && !ctx.config.safety.skip_finalizer {
+        obj = set_finalizer(&api, obj, true).await?;
+    }
+    if let Some(before) = &decision.before {
+        obj = write_status(&api, obj, before).await?;
     }
     ctx.config.failpoints.hit(&format!("before:{step}")).await;
     let result = execute(&ctx, &tr, &obs, &action).await;
@@ -131,13 +129,15 @@ async fn reconcile_one<K: Rotated>(
         status.namespaces = tr.targets.clone();
     }
     let idle = status.rotation.is_none();
-    write_status(&api, &obj, &status).await?;
+    let obj = write_status(&api, obj, &status).await?;
     let metrics = &ctx.config.metrics;
     metrics.reconciled(&metrics_ns, &name);
     metrics.status_written(&metrics_ns, &name, &obs.status, &status, Utc::now());
     ctx.config.failpoints.hit(&format!("status:{step}")).await;
     if idle {
         ctx.locks.release(&lock_key, &me);
+        // Nothing in flight: nothing for a deletion to wait on (and a deletion goes on now).
+        set_finalizer(&api, obj, false).await?;
     }
     publish(&ctx, &tr, events).await;
     Ok(match requeue_after {
@@ -146,14 +146,49 @@ async fn reconcile_one<K: Rotated>(
     })
 }
 
+/// Adds or removes this operator's finalizer; the patch carries the resourceVersion the
+/// decision was made on, so it fails (409) if anything changed meanwhile.
+async fn set_finalizer<K: Rotated>(api: &Api<K>, obj: K, present: bool) -> Result<K, Error> {
+    let mut finalizers = obj.finalizers().to_vec();
+    if finalizers.iter().any(|f| f == FINALIZER) == present {
+        return Ok(obj);
+    }
+    if present {
+        finalizers.push(FINALIZER.to_owned());
+    } else {
+        finalizers.retain(|f| f != FINALIZER);
+    }
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": obj.resource_version(),
+        "finalizers": finalizers,
+    }});
+    match api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(updated) => Ok(updated),
+        // Removing the last finalizer of a deleted resource: it is gone now.
+        Err(kube::Error::Api(e)) if e.code == 404 && !present => Ok(obj),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn observe<K: Rotated>(obj: &K, tr: &Subject, ctx: &Context) -> Result<Observation, Error> {
     let now = Utc::now();
     let annotations = obj.annotations();
     let status = obj.rotation_status().cloned().unwrap_or_default();
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         &tr.spec,
         annotations.get(SCHEDULE_ANNOTATION).map(String::as_str),
     );
+    // Suspending acts at once, whatever spec the rotation in flight runs with.
+    if let Ok(p) = plan.as_mut() {
+        p.suspend = obj.rotation_spec().suspend;
+    }
     let staging = match &status.rotation {
         Some(r) => secrets::read_staging(&ctx.client, &tr.home, &r.staging_secret).await?,
         None => None,
@@ -169,11 +204,10 @@ async fn observe<K: Rotated>(obj: &K, tr: &Subject, ctx: &Context) -> Result<Obs
             previous: s.previous.as_ref().and_then(|p| p.key_sid.clone()),
         })
     });
-    let staged_for = staging.map(|s| s.rotation_id);
     let stamp = match (status.phase, status.rotation.as_ref()) {
-        (Some(Phase::RollingOut), Some(r)) => Some(r.id.clone()),
+        (Some(Phase::RollingOut), Some(r)) => Some(r.rollout_stamp()),
         (Some(Phase::Aborting), Some(r)) if r.abort_step == Some(AbortStep::RollBack) => {
-            Some(format!("{}-rollback", r.id))
+            Some(r.rollback_stamp())
         }
         _ => None,
     };
@@ -181,6 +215,31 @@ async fn observe<K: Rotated>(obj: &K, tr: &Subject, ctx: &Context) -> Result<Obs
         Some(stamp) => Some(observe_rollout(ctx, tr, &stamp).await?),
         None => None,
     };
+    // Before each step towards promotion (once the rollout is through): do the targets still
+    // hold the new credential?
+    let towards_promotion = match status.phase {
+        Some(Phase::RollingOut) => {
+            tr.spec.workloads.as_ref().map(|w| w.restart) == Some(RestartPolicy::Never)
+                || rollout
+                    .as_ref()
+                    .is_some_and(|v| v.unstamped.is_empty() && v.workloads.iter().all(|w| w.done))
+        }
+        Some(Phase::Verifying | Phase::Promoting) => true,
+        _ => false,
+    };
+    let current = |s: &&Staged| {
+        status
+            .rotation
+            .as_ref()
+            .is_some_and(|r| r.id == s.rotation_id)
+    };
+    let reverted = match staging.as_ref().filter(current) {
+        Some(s) if towards_promotion && !ctx.config.safety.skip_target_recheck => {
+            reverted_targets(ctx, tr, s).await?
+        }
+        _ => Vec::new(),
+    };
+    let staged_for = staging.map(|s| s.rotation_id);
     Ok(Observation {
         now,
         generation: obj.meta().generation,
@@ -192,15 +251,54 @@ async fn observe<K: Rotated>(obj: &K, tr: &Subject, ctx: &Context) -> Result<Obs
             .as_ref()
             .map(from_k8s)
             .unwrap_or(now),
+        spec: tr.spec.clone(),
+        spec_changed: tr.spec_changed,
         plan,
         rotate_now: annotations.get(ROTATE_NOW_ANNOTATION).cloned(),
         abort: annotations.get(ABORT_ANNOTATION).cloned(),
+        delete_secondary: annotations.get(DELETE_SECONDARY_ANNOTATION).cloned(),
+        deleting: obj.meta().deletion_timestamp.is_some(),
         status,
         account_holder: account_holder(tr, ctx),
+        account_conflict: account_conflict(obj, tr, ctx),
         staged_for,
         staged_keys,
         rollout,
+        reverted,
     })
+}
+
+/// Keys of the target Secrets (and, for an Auth Token, the credentials Secret) that do not
+/// hold the new credential. Compared in memory; only names reach the result.
+async fn reverted_targets(
+    ctx: &Context,
+    tr: &Subject,
+    staged: &Staged,
+) -> Result<Vec<RevertedKey>, Error> {
+    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
+    for ns in &tr.targets {
+        for t in &tr.spec.secrets {
+            wanted.push((ns, &t.name, &t.token_key));
+        }
+    }
+    if tr.spec.auth_token.is_some() {
+        let c = &tr.spec.twilio.credentials_secret_ref;
+        wanted.push((&tr.home, &c.name, &c.key));
+    }
+    let mut out = Vec::new();
+    for (ns, name, key) in wanted {
+        match secrets::key_writer(&ctx.client, ns, name, key, &staged.new.secret).await {
+            Ok(secrets::KeyState::Holds) => {}
+            Ok(secrets::KeyState::Differs { manager }) => out.push(RevertedKey {
+                namespace: ns.to_owned(),
+                secret: name.to_owned(),
+                key: key.to_owned(),
+                manager,
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }
 
 /// Rollout progress of the dependent workloads in every target namespace.
@@ -233,7 +331,7 @@ async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<Rol
 }
 
 /// Another resource rotating the same account, from this process's locks or from status.
-fn account_holder(tr: &Subject, ctx: &Context) -> Option<String> {
+fn account_holder(tr: &Subject, ctx: &Context) -> Option<Holder> {
     let key = account_key(
         &tr.spec.twilio.account_sid,
         tr.spec.twilio.region.as_deref(),
@@ -241,7 +339,7 @@ fn account_holder(tr: &Subject, ctx: &Context) -> Option<String> {
     if let Some(h) = ctx.locks.holder(&key).filter(|h| *h != tr.holder) {
         return Some(h);
     }
-    let busy_on_key = |spec: &crate::api::TokenRotationSpec, st: Option<&TokenRotationStatus>| {
+    let busy_on_key = |spec: &TokenRotationSpec, st: Option<&TokenRotationStatus>| {
         account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()) == key
             && st.is_some_and(|s| s.rotation.is_some())
     };
@@ -260,21 +358,107 @@ fn account_holder(tr: &Subject, ctx: &Context) -> Option<String> {
     namespaced.chain(cluster).find(|h| *h != tr.holder)
 }
 
+/// The spec a resource rotates with now: the one pinned by its rotation in flight, else its own.
+fn effective<'a>(
+    live: &'a TokenRotationSpec,
+    st: Option<&'a TokenRotationStatus>,
+) -> &'a TokenRotationSpec {
+    st.and_then(|s| s.rotation.as_ref())
+        .and_then(|r| r.spec.as_ref())
+        .unwrap_or(live)
+}
+
+/// Auth Token rotation: another resource rotating the same account's Auth Token. The oldest
+/// (by creation time, then name) owns it. Not counted: one being deleted (while it finishes,
+/// the account lock keeps the others waiting), and one whose credentials were refused, so a
+/// junk resource cannot stall the account.
+fn account_conflict<K: Rotated>(
+    obj: &K,
+    tr: &Subject,
+    ctx: &Context,
+) -> Option<rotation::AccountConflict> {
+    tr.spec.auth_token.as_ref()?;
+    if ctx.config.safety.skip_account_conflict {
+        return None;
+    }
+    let key = account_key(
+        &tr.spec.twilio.account_sid,
+        tr.spec.twilio.region.as_deref(),
+    );
+    let claims = |meta: &kube::api::ObjectMeta,
+                  spec: &TokenRotationSpec,
+                  st: Option<&TokenRotationStatus>| {
+        let spec = effective(spec, st);
+        meta.deletion_timestamp.is_none()
+            && spec.auth_token.is_some()
+            && account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()) == key
+            && !st.is_some_and(credentials_refused)
+    };
+    let age = |m: &kube::api::ObjectMeta| {
+        m.creation_timestamp
+            .as_ref()
+            .map_or(chrono::DateTime::<Utc>::MAX_UTC, from_k8s)
+    };
+    let namespaced = ctx
+        .stores
+        .iter()
+        .flat_map(|s| s.state())
+        .filter(|o| claims(&o.metadata, &o.spec, o.status.as_ref()))
+        .map(|o| (age(&o.metadata), o.identity().1));
+    let cluster = ctx
+        .cluster_store
+        .iter()
+        .flat_map(|s| s.state())
+        .filter(|o| claims(&o.metadata, &o.spec.rotation, o.status.as_ref()))
+        .map(|o| (age(&o.metadata), o.identity().1));
+    let me = (age(obj.meta()), tr.holder.clone());
+    let mut others: Vec<_> = namespaced
+        .chain(cluster)
+        .filter(|(_, h)| *h != tr.holder)
+        .collect();
+    others.sort();
+    let first = others.first()?.clone();
+    Some(if me < first {
+        rotation::AccountConflict {
+            other: others.last().map_or(first.1.clone(), |o| o.1.clone()),
+            owner: true,
+        }
+    } else {
+        rotation::AccountConflict {
+            other: first.1,
+            owner: false,
+        }
+    })
+}
+
+/// The resource's last run was refused the account (its credentials are wrong or missing).
+fn credentials_refused(st: &TokenRotationStatus) -> bool {
+    st.conditions.iter().any(|c| {
+        c.type_ == crate::api::conditions::DEGRADED
+            && c.status == "True"
+            && matches!(
+                c.reason.as_str(),
+                "AuthenticationFailed" | "CredentialsSecretNotFound" | "StandardKeyCredentials"
+            )
+    })
+}
+
+/// Writes `status` and returns the resource as written.
 async fn write_status<K: Rotated>(
     api: &Api<K>,
-    obj: &K,
+    obj: K,
     status: &TokenRotationStatus,
-) -> Result<(), Error> {
+) -> Result<K, Error> {
     if obj.rotation_status() == Some(status) {
-        return Ok(());
+        return Ok(obj);
     }
-    let mut updated = obj.clone();
+    let mut updated = obj;
     updated.set_rotation_status(status.clone());
     // A replace carrying the resourceVersion we decided on: if anything changed meanwhile the
     // write fails with 409 and the next round decides again on fresh state.
-    api.replace_status(&obj.name_any(), &PostParams::default(), &updated)
-        .await?;
-    Ok(())
+    Ok(api
+        .replace_status(&updated.name_any(), &PostParams::default(), &updated)
+        .await?)
 }
 
 async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) {
@@ -439,9 +623,14 @@ async fn distribute(ctx: &Context, tr: &Subject, d: Distribution<'_>) -> Result<
     for ns in &namespaces {
         let (targets, credentials) = (tr.targets.contains(ns), *ns == tr.home);
         for (name, data) in secrets::desired(&tr.spec, d, targets, credentials) {
-            secrets::apply(&ctx.client, ns, &name, &data)
-                .await
-                .map_err(|e| kube_failure(&format!("applying Secret {ns}/{name}"), e))?;
+            match secrets::apply(&ctx.client, ns, &name, &data).await {
+                Ok(()) => {}
+                // A namespace being deleted takes no new Secret, and nobody there will read it.
+                Err(e) if secrets::namespace_terminating(&e) => {
+                    tracing::info!(namespace = %ns, secret = %name, "namespace is being deleted; not writing there");
+                }
+                Err(e) => return Err(kube_failure(&format!("applying Secret {ns}/{name}"), e)),
+            }
         }
     }
     Ok(())
@@ -457,7 +646,7 @@ async fn execute(
     let keys = tr.spec.api_key.is_some();
     match action {
         Action::None => Ok(()),
-        Action::Stage => {
+        Action::Stage { clear_existing } => {
             let staged = if keys {
                 stage_api_key(ctx, tr, obs).await?
             } else {
@@ -466,6 +655,7 @@ async fn execute(
                 let new = auth_token::create_secondary(
                     &twilio,
                     &Credentials::auth_token(sid, old.clone()),
+                    *clear_existing,
                 )
                 .await?;
                 Staged {
@@ -492,20 +682,20 @@ async fn execute(
         Action::Restart {
             stamp,
             workloads: refs,
+            serve,
         } => {
             if tr.cluster {
                 // A namespace may have started matching since distribution: its Secret gets
                 // the credential the restarted pods must read before they restart.
                 let s = staged(ctx, obs, tr).await?;
-                let d = if obs.status.phase == Some(Phase::Aborting) {
-                    Distribution::Restore {
+                let d = match serve {
+                    Serve::Old => Distribution::Restore {
                         old: s.previous.as_ref(),
-                    }
-                } else {
-                    Distribution::New {
+                    },
+                    Serve::New => Distribution::New {
                         new: &s.new,
                         old: s.previous.as_ref(),
-                    }
+                    },
                 };
                 distribute(ctx, tr, d).await?;
             }
@@ -514,9 +704,12 @@ async fn execute(
                     kind: w.kind,
                     name: w.name.clone(),
                 };
-                workloads::stamp(&ctx.client, &w.namespace, &r, stamp)
-                    .await
-                    .map_err(|e| kube_failure(&format!("restarting {w}"), e))?;
+                match workloads::stamp(&ctx.client, &w.namespace, &r, stamp).await {
+                    Ok(()) => {}
+                    // Deleted meanwhile: nothing of it runs to restart.
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(kube_failure(&format!("restarting {w}"), e)),
+                }
             }
             Ok(())
         }
@@ -562,24 +755,23 @@ async fn execute(
             .await
         }
         Action::Retire { delete_keys } => {
+            // The Secrets get the rotation's own new credential alone, from the staging
+            // Secret (never whatever the credentials Secret holds by now: another writer may
+            // have put a dead token there). The staging Secret goes last, so it is gone only if
+            // an earlier attempt of this step already wrote the Secrets; a repeat then deletes
+            // the same keys again (already gone is fine).
+            match staged(ctx, obs, tr).await {
+                Ok(s) => distribute(ctx, tr, Distribution::Final { new: &s.new }).await?,
+                Err(f) if f.class == FailureClass::StagingLost => {}
+                Err(f) => return Err(f),
+            }
             if keys {
-                // The Secrets hold the new key alone since distribution; applied again for
-                // namespaces that started matching meanwhile. The staging Secret goes last, so
-                // a repeat after a crash deletes the same keys again (already gone is fine).
-                if let Ok(s) = staged(ctx, obs, tr).await {
-                    distribute(ctx, tr, Distribution::Final { new: &s.new }).await?;
-                }
                 let op = operator_credentials(ctx, tr).await?;
                 let twilio = twilio_client(ctx, tr)?;
                 // Never the Main key the operator itself manages keys with.
                 for k in delete_keys.iter().filter(|k| k.as_str() != op.username()) {
                     api_key::delete(&twilio, &op, k).await?;
                 }
-            } else {
-                // The credentials Secret holds the new token since distribution; the staging
-                // Secret may already be gone if a previous attempt got this far.
-                let new = Credential::auth_token(operator_token(ctx, tr).await?);
-                distribute(ctx, tr, Distribution::Final { new: &new }).await?;
             }
             delete_staging(ctx, obs, tr).await
         }
@@ -594,12 +786,22 @@ async fn execute(
             )
             .await
         }
-        Action::DeleteSecondary => {
+        Action::DeleteSecondary { at_twilio: false } => delete_staging(ctx, obs, tr).await,
+        Action::DeleteSecondary { at_twilio: true } => {
             let twilio = twilio_client(ctx, tr)?;
-            let op = operator_credentials(ctx, tr).await?;
             if keys {
+                let op = operator_credentials(ctx, tr).await?;
                 api_key::delete_named(&twilio, &op, &key_name(tr, obs)).await?;
             } else {
+                // Before promotion the old token is the primary: the staging Secret's copy
+                // still works when the credentials Secret is gone (a namespace being deleted).
+                let op = match staged(ctx, obs, tr).await {
+                    Ok(Staged {
+                        previous: Some(old),
+                        ..
+                    }) => key_credentials(tr, &old),
+                    _ => operator_credentials(ctx, tr).await?,
+                };
                 auth_token::delete_secondary(&twilio, &op).await?;
             }
             delete_staging(ctx, obs, tr).await

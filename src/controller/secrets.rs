@@ -2,7 +2,7 @@
 //! `token-rotator` that names only the keys the operator owns, so other keys (and fields other
 //! managers own) are left alone, and a key the operator stops applying is removed.
 
-use crate::api::{TokenRotationSpec, FIELD_MANAGER, STAGING_LABEL};
+use crate::api::{TokenRotationSpec, FIELD_MANAGER, FINALIZER, STAGING_LABEL};
 pub use crate::secret::Credential;
 use crate::secret::SecretString;
 use base64::Engine;
@@ -178,6 +178,77 @@ pub async fn read_keys<const N: usize>(
     }))
 }
 
+/// Whether a Secret's key holds an expected value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    Holds,
+    /// Missing or different; `manager` is the field manager that last wrote the key (or the
+    /// Secret), other than this operator, when `managedFields` tells.
+    Differs {
+        manager: Option<String>,
+    },
+}
+
+/// Compares one key of one Secret with `expected`, in memory.
+pub async fn key_writer(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    expected: &SecretString,
+) -> Result<KeyState, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let Some(secret) = api.get_opt(name).await? else {
+        return Ok(KeyState::Differs { manager: None });
+    };
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|b| SecretString::from_bytes(&b.0));
+    if value.as_ref() == Some(expected) {
+        return Ok(KeyState::Holds);
+    }
+    Ok(KeyState::Differs {
+        manager: last_writer(&secret, key),
+    })
+}
+
+/// The manager other than ours that last wrote `data.<key>` (else anything in `data`).
+fn last_writer(secret: &Secret, key: &str) -> Option<String> {
+    let entries = secret
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default();
+    let others = || {
+        entries
+            .iter()
+            .filter(|e| e.manager.as_deref().is_some_and(|m| m != FIELD_MANAGER))
+    };
+    let owns = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
+                path: &[&str]| {
+        let mut v = e.fields_v1.as_ref().map(|f| &f.0);
+        for p in path {
+            v = v.and_then(|x| x.get(*p));
+        }
+        v.is_some()
+    };
+    let field = format!("f:{key}");
+    let newest = |path: &[&str]| {
+        others()
+            .filter(|e| owns(e, path))
+            .max_by_key(|e| e.time.as_ref().map(|t| t.0))
+            .and_then(|e| e.manager.clone())
+    };
+    newest(&["f:data", &field]).or_else(|| newest(&["f:data"]))
+}
+
+/// The API server refused a write because the namespace is being deleted.
+pub fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated"))
+}
+
 /// The staging Secret's content.
 pub struct Staged {
     pub rotation_id: String,
@@ -228,7 +299,8 @@ pub async fn read_staging(
 }
 
 /// Stores the new credential (shown by Twilio only once) with the old one, owned by the
-/// TokenRotation so that deleting the resource removes it.
+/// TokenRotation so that deleting the resource removes it. It carries the operator's
+/// finalizer: deleting its namespace cannot take it before the rotation is rolled back.
 pub async fn write_staging(
     client: &Client,
     namespace: &str,
@@ -260,6 +332,7 @@ pub async fn write_staging(
             "namespace": namespace,
             "labels": {STAGING_LABEL: owner_name},
             "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+            "finalizers": [FINALIZER],
         },
         "type": "Opaque",
         "data": encode(&data),
@@ -274,8 +347,18 @@ pub async fn write_staging(
     Ok(())
 }
 
+/// Deletes a Secret, first dropping the finalizer a staging Secret carries.
 pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let unpin = serde_json::json!({"metadata": {"finalizers": null}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&unpin))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    }
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

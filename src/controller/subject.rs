@@ -6,6 +6,7 @@
 use crate::api::{
     ClusterTokenRotation, NamespaceTargets, TokenRotation, TokenRotationSpec, TokenRotationStatus,
 };
+use crate::rotation::Holder;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams};
@@ -13,9 +14,6 @@ use kube::core::Selector;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-/// Lock holders of cluster rotations carry this prefix (namespaced ones are `namespace/name`).
-pub const CLUSTER_HOLDER_PREFIX: &str = "ClusterTokenRotation/";
 
 /// What the reconciler needs from either kind.
 pub trait Rotated:
@@ -42,8 +40,8 @@ pub trait Rotated:
     fn home(&self) -> String;
     /// Identity in account locks and metrics, (`namespace` label, lock holder), of the
     /// resource of this kind at `namespace`/`name`; also used once it is deleted.
-    fn identity_of(namespace: Option<&str>, name: &str) -> (String, String);
-    fn identity(&self) -> (String, String) {
+    fn identity_of(namespace: Option<&str>, name: &str) -> (String, Holder);
+    fn identity(&self) -> (String, Holder) {
         Self::identity_of(self.namespace().as_deref(), &self.name_any())
     }
     /// Base of the staging Secret's name: cluster rotations are prefixed so that one cannot
@@ -73,9 +71,15 @@ impl Rotated for TokenRotation {
     fn home(&self) -> String {
         self.namespace().unwrap_or_default()
     }
-    fn identity_of(namespace: Option<&str>, name: &str) -> (String, String) {
+    fn identity_of(namespace: Option<&str>, name: &str) -> (String, Holder) {
         let ns = namespace.unwrap_or_default();
-        (ns.to_owned(), format!("{ns}/{name}"))
+        (
+            ns.to_owned(),
+            Holder::TokenRotation {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+            },
+        )
     }
     fn staging_base(&self) -> String {
         self.name_any()
@@ -106,8 +110,13 @@ impl Rotated for ClusterTokenRotation {
     fn home(&self) -> String {
         self.spec.credentials_namespace.clone()
     }
-    fn identity_of(_: Option<&str>, name: &str) -> (String, String) {
-        (String::new(), format!("{CLUSTER_HOLDER_PREFIX}{name}"))
+    fn identity_of(_: Option<&str>, name: &str) -> (String, Holder) {
+        (
+            String::new(),
+            Holder::ClusterTokenRotation {
+                name: name.to_owned(),
+            },
+        )
     }
     fn staging_base(&self) -> String {
         format!("cluster-{}", self.name_any())
@@ -121,12 +130,19 @@ pub struct Subject {
     /// `namespace` label of its metrics ("" for a cluster rotation).
     pub metrics_namespace: String,
     /// Account lock holder.
-    pub holder: String,
+    pub holder: Holder,
+    /// The spec the rotation runs with: the one recorded when the rotation in flight started
+    /// (edits apply to the next rotation), else the resource's own.
     pub spec: TokenRotationSpec,
+    /// The resource's spec differs from `spec`.
+    pub spec_changed: bool,
     /// Namespace of the credentials and staging Secrets.
     pub home: String,
     /// Namespaces of the target Secrets and workloads, sorted.
     pub targets: Vec<String>,
+    /// Matched namespaces that are being deleted: nothing is written there any more, but
+    /// promotion waits until their dependent workloads are gone.
+    pub terminating: Vec<String>,
     /// Whether it spans namespaces (status names namespaces then).
     pub cluster: bool,
     pub owner: Option<OwnerReference>,
@@ -138,18 +154,26 @@ pub struct Subject {
 impl Subject {
     pub async fn of<K: Rotated>(client: &Client, obj: &K) -> Result<Self, kube::Error> {
         let (metrics_namespace, holder) = obj.identity();
+        let live = obj.rotation_spec();
+        let pinned = obj
+            .rotation_status()
+            .and_then(|s| s.rotation.as_ref())
+            .and_then(|r| r.spec.as_ref());
+        let spec = pinned.unwrap_or(live).clone();
         let home = obj.home();
-        let targets = match obj.namespace_targets() {
-            None => vec![home.clone()],
+        let (targets, terminating) = match obj.namespace_targets() {
+            None => (vec![home.clone()], Vec::new()),
             Some(t) => resolve(client, t).await?,
         };
         Ok(Self {
             name: obj.name_any(),
             metrics_namespace,
             holder,
-            spec: obj.rotation_spec().clone(),
+            spec_changed: spec != *live,
+            spec,
             home,
             targets,
+            terminating,
             cluster: obj.namespace_targets().is_some(),
             owner: obj.controller_owner_ref(&()),
             reference: obj.object_ref(&()),
@@ -160,25 +184,37 @@ impl Subject {
 }
 
 /// The namespaces a cluster rotation covers now: the named ones that exist, or those whose
-/// labels match the selector.
-async fn resolve(client: &Client, t: &NamespaceTargets) -> Result<Vec<String>, kube::Error> {
+/// labels match the selector; (live, terminating), each sorted.
+async fn resolve(
+    client: &Client,
+    t: &NamespaceTargets,
+) -> Result<(Vec<String>, Vec<String>), kube::Error> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let mut out = Vec::new();
+    let mut found: Vec<Namespace> = Vec::new();
     if let Some(names) = &t.names {
         for n in names {
-            if api.get_opt(n).await?.is_some() {
-                out.push(n.clone());
-            }
+            found.extend(api.get_opt(n).await?);
         }
     } else if let Some(sel) = &t.selector {
         // A selector the API server could not parse matches nothing rather than everything.
         let Ok(selector) = Selector::try_from(sel.clone()) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let lp = ListParams::default().labels_from(&selector);
-        out.extend(api.list(&lp).await?.items.iter().map(|n| n.name_any()));
+        found.extend(api.list(&lp).await?.items);
     }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    let (mut live, mut terminating) = (Vec::new(), Vec::new());
+    for n in found {
+        let name = n.name_any();
+        if n.metadata.deletion_timestamp.is_some() {
+            terminating.push(name);
+        } else {
+            live.push(name);
+        }
+    }
+    for v in [&mut live, &mut terminating] {
+        v.sort();
+        v.dedup();
+    }
+    Ok((live, terminating))
 }

@@ -19,6 +19,9 @@ fn in_flight(phase: Phase, phase_start: DateTime<Utc>) -> TokenRotationStatus {
             workloads: vec![],
             abort_step: None,
             held_reason: None,
+            create_called: false,
+            redistributions: 0,
+            spec: None,
         }),
         ..Default::default()
     }

@@ -21,20 +21,31 @@ pub fn failure(err: &TwilioError, refused: FailureClass) -> Failure {
     }
 }
 
-/// Stage: clear a secondary token nobody holds (an earlier attempt that crashed before storing
-/// it, or one made outside the operator: an account has one secondary slot), then create a new
-/// one. The caller stores it before anything else happens.
+/// Stage: create the secondary token. With `clear_existing`, first delete a secondary this
+/// rotation may have created before (an attempt that crashed before storing it) or that the
+/// user said to delete; without it, a secondary that exists belongs to someone else (the
+/// Console, another tool or cluster) and is left alone. The caller stores the new token before
+/// anything else happens.
 pub async fn create_secondary(
     client: &TwilioClient,
     operator: &Credentials,
+    clear_existing: bool,
 ) -> Result<SecretString, Failure> {
-    match client.delete_secondary_auth_token(operator).await {
-        Ok(_) => tracing::info!("deleted a secondary Auth Token that no rotation had stored"),
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(failure(&e, FailureClass::AuthenticationFailed)),
+    if clear_existing {
+        match client.delete_secondary_auth_token(operator).await {
+            Ok(_) => tracing::info!("deleted a secondary Auth Token that no rotation had stored"),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(failure(&e, FailureClass::AuthenticationFailed)),
+        }
     }
     match client.create_secondary_auth_token(operator).await {
         Ok(created) => Ok(created.secondary_auth_token),
+        Err(e) if e.kind() == ErrorKind::SecondaryAlreadyExists && !clear_existing => {
+            Err(Failure {
+                class: FailureClass::ForeignSecondary,
+                message: "the account already has a secondary Auth Token that this rotation did not create".into(),
+            })
+        }
         Err(e) => Err(failure(&e, FailureClass::AuthenticationFailed)),
     }
 }

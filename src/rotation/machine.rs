@@ -2,10 +2,12 @@
 
 use super::conditions;
 use super::plan::{CredentialKind, Plan, PlanError};
+use super::reasons;
 use crate::api::{
     conditions::{DEGRADED, READY, ROTATING},
     AbortStep, ApiKeyStatus, Phase, RestartPolicy, RotationResult, RotationStatus,
-    TokenRotationStatus, Trigger, WorkloadKind, WorkloadProgress,
+    TokenRotationSpec, TokenRotationStatus, Trigger, WorkloadKind, WorkloadProgress,
+    DELETE_SECONDARY_ANNOTATION,
 };
 use crate::schedule;
 use crate::time::{from_k8s, to_k8s};
@@ -29,14 +31,26 @@ pub struct Observation {
     pub staging_base: String,
     pub uid: String,
     pub created: DateTime<Utc>,
+    /// The spec the rotation runs with: the one recorded when the rotation in flight started,
+    /// else the resource's own.
+    pub spec: TokenRotationSpec,
+    /// The resource's spec differs from the one the rotation in flight runs with.
+    pub spec_changed: bool,
     pub plan: Result<Plan, PlanError>,
     /// `tokenrotator.io/rotate-now` annotation value.
     pub rotate_now: Option<String>,
     /// `tokenrotator.io/abort` annotation value.
     pub abort: Option<String>,
+    /// `tokenrotator.io/delete-secondary` annotation value.
+    pub delete_secondary: Option<String>,
+    /// The resource is being deleted (it has a deletion timestamp).
+    pub deleting: bool,
     pub status: TokenRotationStatus,
-    /// Another TokenRotation (namespace/name) with a rotation in flight on the same account.
-    pub account_holder: Option<String>,
+    /// Another resource with a rotation in flight on the same account.
+    pub account_holder: Option<Holder>,
+    /// Auth Token rotation: another resource that rotates the same account's Auth Token.
+    /// Promotion kills the old token for every consumer of the account, including that one's.
+    pub account_conflict: Option<AccountConflict>,
     /// The rotation ID whose new token the staging Secret holds, if it exists.
     pub staged_for: Option<String>,
     /// API key rotation: the key SIDs the staging Secret holds for the current rotation.
@@ -44,6 +58,78 @@ pub struct Observation {
     /// Rollout state of the dependent workloads for the current restart stamp; the controller
     /// fills it in the phases that wait on workloads.
     pub rollout: Option<RolloutView>,
+    /// Target Secrets (and the credentials Secret) that no longer hold the new credential;
+    /// checked from the rollout until promotion.
+    pub reverted: Vec<RevertedKey>,
+}
+
+/// A resource that rotates, as named in locks, conditions and Events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Holder {
+    TokenRotation { namespace: String, name: String },
+    ClusterTokenRotation { name: String },
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TokenRotation { namespace, name } => {
+                write!(f, "TokenRotation {namespace}/{name}")
+            }
+            Self::ClusterTokenRotation { name } => write!(f, "ClusterTokenRotation {name}"),
+        }
+    }
+}
+
+/// Two resources rotate one account's Auth Token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConflict {
+    /// The other resource: the owner (created first), or else the newest intruder.
+    pub other: Holder,
+    /// This resource was created first.
+    pub owner: bool,
+}
+
+impl AccountConflict {
+    fn message(&self, account_sid: &str) -> String {
+        let fix = "Merge them into one ClusterTokenRotation over every namespace that uses the account, or one TokenRotation listing all the Secrets";
+        if self.owner {
+            format!(
+                "{} also rotates the Auth Token of account {account_sid}: promoting kills the old token for every consumer of the account, including the ones only that resource covers, so nothing is promoted while both exist. {fix}, then delete the other",
+                self.other
+            )
+        } else {
+            format!(
+                "{} already rotates the Auth Token of account {account_sid} and was created first; promoting kills the old token for every consumer of the account, so only one resource may rotate it and this one never does. {fix}, then delete this one",
+                self.other
+            )
+        }
+    }
+}
+
+/// A key of a Secret that should hold the new credential and does not: another writer put
+/// something else there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevertedKey {
+    pub namespace: String,
+    pub secret: String,
+    pub key: String,
+    /// The field manager that last wrote the key (from `managedFields`), when known.
+    pub manager: Option<String>,
+}
+
+impl std::fmt::Display for RevertedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Secret {}/{} key {}",
+            self.namespace, self.secret, self.key
+        )?;
+        match &self.manager {
+            Some(m) => write!(f, " (written by field manager {m:?})"),
+            None => write!(f, " (writer unknown)"),
+        }
+    }
 }
 
 /// A workload in a namespace.
@@ -75,34 +161,81 @@ pub struct RolloutView {
     pub unstamped: Vec<WorkloadAt>,
 }
 
+/// Which credential a step puts in front of the consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// The rotation's new credential (with the previous one beside it where configured).
+    New,
+    /// The old credential alone: an abort rolling back.
+    Old,
+}
+
 /// The single effect the controller performs this round.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Write the status only.
     None,
-    /// Delete a secondary token nobody holds (a crash between creating and storing one), create
-    /// a new secondary, store it at once in the staging Secret.
-    Stage,
+    /// Create the new credential and store it at once in the staging Secret. With
+    /// `clear_existing`, first delete a secondary Auth Token an earlier attempt of this
+    /// rotation may have created (or that the user told us to delete); without it, a secondary
+    /// that already exists is someone else's and the step fails with `ForeignSecondary`.
+    Stage { clear_existing: bool },
     /// Apply the new token (and the previous one under `previousTokenKey`) into every target
     /// Secret and the new token into the operator's credentials Secret.
     Distribute,
-    /// Stamp these workloads' pod templates with `stamp`, which restarts them once.
+    /// Stamp these workloads' pod templates with `stamp`, which restarts them once. A
+    /// ClusterTokenRotation first writes `serve` into namespaces that started matching.
     Restart {
         stamp: String,
         workloads: Vec<WorkloadAt>,
+        serve: Serve,
     },
     /// Authenticate with the new token.
     Verify,
     /// Promote the secondary (a repeat after a crash confirms the promotion instead), then
-    /// re-apply the target Secrets with the new token first in the webhook key.
+    /// re-apply the target Secrets with the new token first in the webhook key. For an API
+    /// key there is nothing to promote: the step only marks the new key current.
     Promote,
     /// Remove the previous-token keys, delete these API keys (previous keys beyond
     /// `retainPrevious`) and the staging Secret.
     Retire { delete_keys: Vec<String> },
     /// Put the old token back into every target Secret and the credentials Secret.
     RestoreSecrets,
-    /// Delete the unused secondary token (or the new API key) and the staging Secret.
-    DeleteSecondary,
+    /// Delete the staging Secret and, with `at_twilio`, the unused secondary token (or the new
+    /// API key): without it, this rotation never called Twilio to create one.
+    DeleteSecondary { at_twilio: bool },
+}
+
+impl Action {
+    /// Stable name: failpoints and logs use it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::Stage { .. } => "Stage",
+            Self::Distribute => "Distribute",
+            Self::Restart { .. } => "Restart",
+            Self::Verify => "Verify",
+            Self::Promote => "Promote",
+            Self::Retire { .. } => "Retire",
+            Self::RestoreSecrets => "RestoreSecrets",
+            Self::DeleteSecondary { .. } => "DeleteSecondary",
+        }
+    }
+
+    /// What the step does, for failure messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::None => "updating status",
+            Self::Stage { .. } => "creating the new token",
+            Self::Distribute => "writing the new token into the target Secrets",
+            Self::Restart { .. } => "restarting workloads",
+            Self::Verify => "verifying the new token",
+            Self::Promote => "promoting the new token",
+            Self::Retire { .. } => "retiring the previous token",
+            Self::RestoreSecrets => "restoring the old token",
+            Self::DeleteSecondary { .. } => "deleting the unused token",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +249,9 @@ pub struct EventNote {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub action: Action,
+    /// A status to write *before* the action, so that a crash during it is known afterwards
+    /// (a secondary may have been created).
+    pub before: Option<TokenRotationStatus>,
     /// The status to write once the action succeeded (at once for [`Action::None`]).
     pub status: TokenRotationStatus,
     pub events: Vec<EventNote>,
@@ -144,6 +280,8 @@ pub enum FailureClass {
     TwilioRejected,
     /// The operator was given a Standard or restricted API key, which may not manage keys.
     StandardKeyCredentials,
+    /// A secondary Auth Token exists that this rotation did not create.
+    ForeignSecondary,
 }
 
 impl FailureClass {
@@ -159,6 +297,7 @@ impl FailureClass {
             Self::Kubernetes => "KubernetesError",
             Self::TwilioRejected => "TwilioRejected",
             Self::StandardKeyCredentials => "StandardKeyCredentials",
+            Self::ForeignSecondary => "ForeignSecondaryToken",
         }
     }
 }
@@ -247,6 +386,24 @@ impl<'a> Builder<'a> {
         self.cond(DEGRADED, false, "AsExpected", "");
     }
 
+    /// Holds the rotation before promotion: Degraded with `reason`, Rotating=Held, and one
+    /// `RotationHeld` Event per hold.
+    fn hold(&mut self, reason: &'static str, msg: String) {
+        let first = self
+            .status
+            .rotation
+            .as_ref()
+            .is_some_and(|r| r.held_reason.as_deref() != Some(reason));
+        if let Some(r) = self.rotation() {
+            r.held_reason = Some(reason.to_owned());
+        }
+        if first {
+            self.event(true, reasons::ROTATION_HELD, msg.clone());
+        }
+        self.degrade(reason, msg.clone());
+        self.cond(ROTATING, true, "Held", msg);
+    }
+
     fn rotation(&mut self) -> Option<&mut RotationStatus> {
         self.status.rotation.as_mut()
     }
@@ -265,9 +422,25 @@ impl<'a> Builder<'a> {
         self.status.message = Some(message);
     }
 
-    fn finish(self, action: Action, requeue_after: Option<Duration>) -> Decision {
+    fn finish(mut self, action: Action, requeue_after: Option<Duration>) -> Decision {
+        if self.obs.spec_changed && self.status.rotation.is_some() {
+            // Say so wherever the in-flight state is described.
+            const NOTE: &str = " (the spec changed since this rotation started: the change applies to the next rotation)";
+            if let Some(c) = self
+                .status
+                .conditions
+                .iter_mut()
+                .find(|c| c.type_ == ROTATING && !c.message.ends_with(NOTE))
+            {
+                c.message.push_str(NOTE);
+            }
+            if let Some(m) = self.status.message.as_mut().filter(|m| !m.ends_with(NOTE)) {
+                m.push_str(NOTE);
+            }
+        }
         Decision {
             action,
+            before: None,
             status: self.status,
             events: self.events,
             requeue_after,
@@ -305,44 +478,52 @@ pub fn decide(obs: &Observation) -> Decision {
         return decide_idle(b, plan);
     }
 
-    // An abort request that arrives in flight.
+    // An abort request that arrives in flight, or the resource being deleted: before
+    // promotion both roll back; after it the rotation completes.
     let abort_requested = obs.abort.is_some() && obs.abort != obs.status.last_abort;
     if abort_requested {
         b.status.last_abort = obs.abort.clone();
-        match obs.status.phase {
-            Some(Phase::Staging | Phase::Distributing | Phase::RollingOut | Phase::Verifying) => {
-                let staged = obs.status.rotation.as_ref().is_some_and(|r| r.staged);
-                let first = if staged {
-                    AbortStep::RestoreSecrets
-                } else {
-                    AbortStep::DeleteSecondary
-                };
-                b.enter(
-                    Phase::Aborting,
-                    "abort requested: rolling back onto the old token",
-                );
-                if let Some(r) = b.rotation() {
-                    r.abort_step = Some(first);
-                }
-                b.event(
-                    true,
-                    "RotationAborting",
-                    "abort requested: restoring the old token and rolling workloads back before deleting the new one",
-                );
-                return b.finish(Action::None, Some(Duration::ZERO));
+    }
+    match obs.status.phase {
+        Some(Phase::Staging | Phase::Distributing | Phase::RollingOut | Phase::Verifying)
+            if abort_requested || obs.deleting =>
+        {
+            let staged = obs.status.rotation.as_ref().is_some_and(|r| r.staged);
+            let first = if staged {
+                AbortStep::RestoreSecrets
+            } else {
+                AbortStep::DeleteSecondary
+            };
+            let why = if abort_requested {
+                "abort requested"
+            } else {
+                "the resource is being deleted"
+            };
+            b.enter(
+                Phase::Aborting,
+                format!("{why}: rolling back onto the old token"),
+            );
+            if let Some(r) = b.rotation() {
+                r.abort_step = Some(first);
             }
-            Some(Phase::Promoting | Phase::Retiring) => {
-                let note = match plan.credential {
-                    CredentialKind::AuthToken => "the new token is being or has been promoted and the old token no longer works: there is nothing to roll back to, the rotation completes",
-                    CredentialKind::ApiKey => "every consumer already runs the new API key and it is verified: the rotation completes",
-                };
-                b.event(true, "AbortRefused", note);
-            }
-            _ => {}
+            b.event(
+                true,
+                "RotationAborting",
+                format!("{why}: restoring the old token and rolling workloads back before deleting the new one"),
+            );
+            return b.finish(Action::None, Some(Duration::ZERO));
         }
+        Some(Phase::Promoting | Phase::Retiring) if abort_requested => {
+            let note = match plan.credential {
+                CredentialKind::AuthToken => "the new token is being or has been promoted and the old token no longer works: there is nothing to roll back to, the rotation completes",
+                CredentialKind::ApiKey => "every consumer already runs the new API key and it is verified: the rotation completes",
+            };
+            b.event(true, "AbortRefused", note);
+        }
+        _ => {}
     }
 
-    if plan.suspend && obs.status.phase != Some(Phase::Aborting) {
+    if plan.suspend && obs.status.phase != Some(Phase::Aborting) && !obs.deleting {
         let msg = format!(
             "suspended in phase {}: both tokens stay valid until promotion; set spec.suspend=false to resume",
             obs.status.phase.map(|p| p.as_str()).unwrap_or("?")
@@ -350,6 +531,26 @@ pub fn decide(obs: &Observation) -> Decision {
         b.cond(ROTATING, true, "Suspended", msg.clone());
         b.status.message = Some(msg);
         return b.finish(Action::None, None);
+    }
+
+    // Right before each step towards promotion: every target still holds the new credential.
+    if matches!(
+        obs.status.phase,
+        Some(Phase::RollingOut | Phase::Verifying | Phase::Promoting)
+    ) && !obs.reverted.is_empty()
+    {
+        return decide_reverted(b);
+    }
+    // ... and nobody else's consumers of this Auth Token would lose it.
+    if let (Some(Phase::Verifying | Phase::Promoting), Some(c), CredentialKind::AuthToken) =
+        (obs.status.phase, &obs.account_conflict, plan.credential)
+    {
+        let msg = format!(
+            "{}. Nothing is promoted and both tokens stay valid; or set tokenrotator.io/abort to roll back",
+            c.message(&obs.spec.twilio.account_sid)
+        );
+        b.hold(reasons::ACCOUNT_CONFLICT, msg);
+        return b.finish(Action::None, Some(HOLD_POLL));
     }
 
     match obs.status.phase {
@@ -397,8 +598,53 @@ pub fn decide(obs: &Observation) -> Decision {
         }
         Some(Phase::Retiring) => decide_retiring(b, plan),
         Some(Phase::Aborting) => decide_aborting(b, plan),
-        _ => decide_idle(b, plan),
+        Some(Phase::Pending | Phase::Ready | Phase::Aborted | Phase::Failed) | None => {
+            decide_idle(b, plan)
+        }
     }
+}
+
+/// How often a reverted target is written again before the rotation holds.
+const MAX_REDISTRIBUTIONS: u32 = 1;
+
+/// A target Secret lost the new credential (a GitOps sync, an External Secrets refresh, a
+/// `kubectl apply`): pods that restart now would read the old one, which promotion kills.
+/// Write it again and roll the consumers out again, once; if it is reverted again, hold until
+/// the user fixes the other writer and asks for another try with `rotate-now`.
+fn decide_reverted(mut b: Builder<'_>) -> Decision {
+    let obs = b.obs;
+    let id = current_id(&b);
+    let which: Vec<String> = obs.reverted.iter().map(|r| r.to_string()).collect();
+    let which = which.join(", ");
+    let done = obs
+        .status
+        .rotation
+        .as_ref()
+        .map_or(0, |r| r.redistributions);
+    let retry = obs.rotate_now.is_some() && obs.rotate_now != obs.status.last_rotate_now;
+    if done < MAX_REDISTRIBUTIONS || retry {
+        if retry {
+            b.status.last_rotate_now = obs.rotate_now.clone();
+        }
+        if let Some(r) = b.rotation() {
+            r.redistributions = done + 1;
+        }
+        b.enter(
+            Phase::RollingOut,
+            "a target Secret was reverted by another writer: writing the new token again and restarting its consumers",
+        );
+        b.event(
+            true,
+            reasons::TARGET_SECRET_REVERTED,
+            format!("rotation {id}: {which} no longer held the new token; writing it again and restarting the consumers"),
+        );
+        return b.finish(Action::Distribute, Some(Duration::ZERO));
+    }
+    let msg = format!(
+        "{which} was reverted again after the new token was written a second time. Nothing is promoted and both tokens stay valid. Make the other writer leave that key alone (Argo CD: ignoreDifferences on /data with RespectIgnoreDifferences=true; External Secrets: creationPolicy Merge or Orphan; Flux or kubectl apply: stop applying the key), then set a new tokenrotator.io/rotate-now value to write it again, or set tokenrotator.io/abort to roll back"
+    );
+    b.hold(reasons::TARGET_SECRET_REVERTED, msg);
+    b.finish(Action::None, Some(HOLD_POLL))
 }
 
 impl Builder<'_> {
@@ -414,13 +660,31 @@ impl Builder<'_> {
     }
 }
 
+/// What the schedule counts from: the last promotion, or the end of a later run that did not
+/// succeed (so an aborted or failed run is not started again at once).
+fn last_run(status: &TokenRotationStatus) -> Option<DateTime<Utc>> {
+    let promoted = status.last_rotation_time.as_ref().map(from_k8s);
+    let attempted = status.last_attempt_time.as_ref().map(from_k8s);
+    promoted.max(attempted)
+}
+
+/// A run that did not succeed ends: its end is what the schedule counts from next.
+fn end_attempt(b: &mut Builder<'_>, plan: &Plan, result: RotationResult) {
+    let now = b.obs.now;
+    b.status.last_result = Some(result);
+    b.status.last_attempt_time = Some(to_k8s(now));
+    if let Ok(Some(s)) = &plan.schedule {
+        b.status.next_rotation_time =
+            schedule::next_run(s, last_run(&b.status), b.obs.created, &b.obs.uid).map(to_k8s);
+    }
+}
+
 fn update_schedule(b: &mut Builder<'_>, plan: &Plan) {
     let obs = b.obs;
     match &plan.schedule {
         Ok(Some(s)) => {
-            let last = obs.status.last_rotation_time.as_ref().map(from_k8s);
             b.status.next_rotation_time =
-                schedule::next_run(s, last, obs.created, &obs.uid).map(to_k8s);
+                schedule::next_run(s, last_run(&b.status), obs.created, &obs.uid).map(to_k8s);
             if conditions::get(&b.status.conditions, DEGRADED)
                 .is_some_and(|c| c.status == "True" && c.reason == "InvalidSchedule")
             {
@@ -454,14 +718,27 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
     }
     let schedule_broken = plan.schedule.is_err();
 
-    if (manual || due) && !plan.suspend {
+    if let (Some(conflict), CredentialKind::AuthToken, false) =
+        (&obs.account_conflict, plan.credential, obs.deleting)
+    {
+        // Never a queue: whichever of the two promoted would kill the token the other's
+        // consumers hold.
+        if manual {
+            b.status.last_rotate_now = obs.rotate_now.clone();
+        }
+        let msg = conflict.message(&obs.spec.twilio.account_sid);
+        b.status.rotation = None;
+        b.status.phase = Some(Phase::Pending);
+        b.cond(READY, false, reasons::ACCOUNT_CONFLICT, msg.clone());
+        b.cond(ROTATING, false, reasons::ACCOUNT_CONFLICT, msg.clone());
+        b.degrade(reasons::ACCOUNT_CONFLICT, msg);
+        return b.finish(Action::None, Some(Duration::from_secs(30)));
+    }
+
+    if (manual || due) && !plan.suspend && !obs.deleting {
         if let Some(holder) = &obs.account_holder {
-            let who = match holder.strip_prefix("ClusterTokenRotation/") {
-                Some(name) => format!("ClusterTokenRotation {name}"),
-                None => format!("TokenRotation {holder}"),
-            };
             let msg = format!(
-                "waiting for {who}, which is rotating the same Twilio account (one secondary token per account)"
+                "waiting for {holder}, which is rotating the same Twilio account (one secondary token per account)"
             );
             let waiting_already = conditions::get(&b.status.conditions, ROTATING)
                 .is_some_and(|c| c.reason == "WaitingForAccount");
@@ -495,6 +772,9 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             workloads: Vec::new(),
             abort_step: None,
             held_reason: None,
+            create_called: false,
+            redistributions: 0,
+            spec: Some(obs.spec.clone()),
         });
         b.enter(
             Phase::Staging,
@@ -521,30 +801,41 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
 
     // Nothing to do: report the resting state.
     b.status.rotation = None;
-    let aborted = b.status.last_result == Some(RotationResult::Aborted);
-    let (phase, ready_reason, ready_msg) = if aborted {
-        (
+    let (phase, ready, ready_reason, ready_msg) = match b.status.last_result {
+        Some(RotationResult::Aborted) => (
             Phase::Aborted,
+            false,
             "RotationAborted",
             "the last rotation was aborted; the old token is in use",
-        )
-    } else if b.status.last_result == Some(RotationResult::Succeeded) {
-        (
+        ),
+        Some(RotationResult::Failed) => (
+            Phase::Failed,
+            false,
+            reasons::ROTATION_FAILED,
+            "the last rotation was given up before anything was created; the old token is in use",
+        ),
+        Some(RotationResult::Succeeded) => (
             Phase::Ready,
+            true,
             "RotationSucceeded",
             "the last rotation succeeded",
-        )
-    } else {
-        (
+        ),
+        None => (
             Phase::Ready,
+            true,
             "NoRotationNeeded",
             "no rotation has been needed yet",
-        )
+        ),
     };
     b.status.phase = Some(phase);
-    b.cond(READY, !aborted, ready_reason, ready_msg);
+    b.cond(READY, ready, ready_reason, ready_msg);
     b.cond(ROTATING, false, "Idle", "no rotation in flight");
-    if !schedule_broken {
+    // A failed run's reason (refused credentials) stays until a run succeeds; a resolved
+    // account conflict does not.
+    let keep_degraded = b.status.last_result == Some(RotationResult::Failed)
+        && conditions::get(&b.status.conditions, DEGRADED)
+            .is_some_and(|c| c.status == "True" && c.reason != reasons::ACCOUNT_CONFLICT);
+    if !schedule_broken && !keep_degraded {
         b.healthy();
         let msg = match (&b.status.next_rotation_time, plan.suspend) {
             (_, true) => "suspended: no rotation starts until spec.suspend is false".to_string(),
@@ -561,6 +852,10 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
         .as_ref()
         .map(|t| remaining(from_k8s(t), obs.now).min(IDLE_MAX))
         .or(Some(IDLE_MAX));
+    if obs.deleting {
+        // Nothing in flight: the controller lets the deletion go on.
+        return b.finish(Action::None, None);
+    }
     b.finish(Action::None, requeue)
 }
 
@@ -573,11 +868,18 @@ fn current_id(b: &Builder<'_>) -> String {
 }
 
 fn decide_staging(mut b: Builder<'_>, plan: &Plan) -> Decision {
+    let obs = b.obs;
     let id = current_id(&b);
-    let already_stored = b.obs.staged_for.as_deref() == Some(id.as_str());
+    let already_stored = obs.staged_for.as_deref() == Some(id.as_str());
+    let called = obs
+        .status
+        .rotation
+        .as_ref()
+        .is_some_and(|r| r.create_called);
     // Next: distribute. The token is in the staging Secret before any status says so.
     if let Some(r) = b.rotation() {
         r.staged = true;
+        r.create_called |= !already_stored;
     }
     b.enter(
         Phase::Distributing,
@@ -597,7 +899,23 @@ fn decide_staging(mut b: Builder<'_>, plan: &Plan) -> Decision {
         reason,
         format!("rotation {id}: created {what} and stored it in the staging Secret"),
     );
-    b.finish(Action::Stage, Some(Duration::ZERO))
+    // A secondary that exists is ours only if an earlier attempt may have made it, or the
+    // user said to delete it (by naming this rotation).
+    let told = obs.delete_secondary.as_deref() == Some(id.as_str());
+    let action = Action::Stage {
+        clear_existing: called || told,
+    };
+    let mut d = b.finish(action, Some(Duration::ZERO));
+    if !called {
+        // Recorded before Twilio is first called: after a crash during the call, the next
+        // attempt knows the secondary it finds may be its own.
+        let mut before = obs.status.clone();
+        if let Some(r) = before.rotation.as_mut() {
+            r.create_called = true;
+        }
+        d.before = Some(before);
+    }
+    d
 }
 
 fn decide_distributing(mut b: Builder<'_>) -> Decision {
@@ -647,12 +965,9 @@ enum RolloutState {
     Done,
 }
 
-fn rollout_state(
-    b: &mut Builder<'_>,
-    plan: &Plan,
-    stamp: &str,
-    enforce_timeout: bool,
-) -> RolloutState {
+/// Where the rollout onto `serve` stands. Rolling back (`Serve::Old`) has no timeout, and a
+/// workload that no longer exists has nothing to roll back.
+fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) -> RolloutState {
     let obs = b.obs;
     let phase_start = obs
         .status
@@ -678,9 +993,12 @@ fn rollout_state(
         return RolloutState::Restart(Action::Restart {
             stamp: stamp.to_owned(),
             workloads: view.unstamped.clone(),
+            serve,
         });
     }
-    if view.workloads.iter().all(|w| w.done) {
+    let gone =
+        |w: &WorkloadProgress| serve == Serve::Old && w.reason.as_deref() == Some("NotFound");
+    if view.workloads.iter().all(|w| w.done || gone(w)) {
         return RolloutState::Done;
     }
     let blocked: Vec<String> = view
@@ -706,7 +1024,7 @@ fn rollout_state(
         };
         return RolloutState::Held(reason, format!("rollout blocked: {}", blocked.join(", ")));
     }
-    if enforce_timeout && obs.now - phase_start > to_chrono(plan.rollout_timeout) {
+    if serve == Serve::New && obs.now - phase_start > to_chrono(plan.rollout_timeout) {
         let pending: Vec<String> = view
             .workloads
             .iter()
@@ -753,7 +1071,13 @@ fn progress_summary(b: &Builder<'_>) -> String {
 
 fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
     let id = current_id(&b);
-    match rollout_state(&mut b, plan, &id, true) {
+    let stamp = b
+        .status
+        .rotation
+        .as_ref()
+        .map(RotationStatus::rollout_stamp)
+        .unwrap_or_default();
+    match rollout_state(&mut b, plan, &stamp, Serve::New) {
         RolloutState::Restart(action) => {
             if let Action::Restart { workloads, .. } = &action {
                 let names: Vec<String> = workloads.iter().map(|w| w.to_string()).collect();
@@ -780,19 +1104,7 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
             let msg = format!(
                 "{msg}. Nothing is promoted and both tokens stay valid; fix the workloads, or set the tokenrotator.io/abort annotation to roll back"
             );
-            let first = b
-                .status
-                .rotation
-                .as_ref()
-                .is_some_and(|r| r.held_reason.as_deref() != Some(reason));
-            if let Some(r) = b.rotation() {
-                r.held_reason = Some(reason.to_owned());
-            }
-            if first {
-                b.event(true, "RotationHeld", msg.clone());
-            }
-            b.degrade(reason, msg.clone());
-            b.cond(ROTATING, true, "Held", msg);
+            b.hold(reason, msg);
             b.finish(Action::None, Some(HOLD_POLL))
         }
         RolloutState::Done => {
@@ -819,7 +1131,14 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
         .as_ref()
         .and_then(|r| r.promoted_time.as_ref().map(from_k8s))
         .unwrap_or(obs.now);
-    let until = promoted + to_chrono(plan.propagation_delay + plan.overlap);
+    // Being deleted: the overlap (for webhook validators of the previous token) is cut short,
+    // propagation is not.
+    let overlap = if obs.deleting {
+        Duration::ZERO
+    } else {
+        plan.overlap
+    };
+    let until = promoted + to_chrono(plan.propagation_delay + overlap);
     if obs.now < until {
         let msg = format!("retiring the previous token at {}", until.to_rfc3339());
         b.status.message = Some(msg.clone());
@@ -924,8 +1243,13 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.finish(Action::RestoreSecrets, Some(Duration::ZERO))
         }
         AbortStep::RollBack => {
-            let stamp = format!("{id}-rollback");
-            match rollout_state(&mut b, plan, &stamp, false) {
+            let stamp = b
+                .status
+                .rotation
+                .as_ref()
+                .map(RotationStatus::rollback_stamp)
+                .unwrap_or_default();
+            match rollout_state(&mut b, plan, &stamp, Serve::Old) {
                 RolloutState::Restart(action) => b.finish(action, Some(POLL)),
                 RolloutState::Waiting => {
                     b.status.message = Some(format!("rolling back: {}", progress_summary(&b)));
@@ -951,9 +1275,15 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
             }
         }
         AbortStep::DeleteSecondary => {
+            // Twilio holds something of ours only once a create may have been called.
+            let at_twilio = b
+                .status
+                .rotation
+                .as_ref()
+                .is_some_and(|r| r.staged || r.create_called);
             b.status.rotation = None;
             b.status.phase = Some(Phase::Aborted);
-            b.status.last_result = Some(RotationResult::Aborted);
+            end_attempt(&mut b, plan, RotationResult::Aborted);
             b.cond(
                 READY,
                 false,
@@ -968,13 +1298,81 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
                 "RotationAborted",
                 format!("rotation {id} aborted and rolled back; the new token was deleted"),
             );
-            b.finish(Action::DeleteSecondary, Some(Duration::ZERO))
+            b.finish(Action::DeleteSecondary { at_twilio }, Some(Duration::ZERO))
         }
     }
 }
 
 /// The status to write when `action` failed: nothing advances, the failure is reported and the
 /// step is retried.
+/// How long creating the new credential may keep failing (Twilio down, the staging Secret
+/// not writable) before the rotation gives its claim on the account up.
+const STAGING_GIVE_UP: Duration = Duration::from_secs(600);
+
+/// Bookkeeping after a failed Stage: whether a secondary may exist now, and whether the
+/// rotation gives up (it must not hold the account's claim forever).
+/// Returns how to finish when the rotation gives up.
+fn staging_failed(
+    b: &mut Builder<'_>,
+    plan: &Plan,
+    class: FailureClass,
+    message: &str,
+) -> Option<Option<Duration>> {
+    let obs = b.obs;
+    let r = obs.status.rotation.as_ref()?;
+    // Refused credentials and a foreign secondary mean Twilio created nothing.
+    let created_nothing = matches!(
+        class,
+        FailureClass::CredentialsMissing
+            | FailureClass::AuthenticationFailed
+            | FailureClass::StandardKeyCredentials
+            | FailureClass::ForeignSecondary
+    );
+    let called = r.create_called || !created_nothing;
+    if let Some(r) = b.rotation() {
+        r.create_called = called;
+    }
+    if created_nothing && !called && class != FailureClass::ForeignSecondary {
+        // Credentials that do not work for the account cannot hold its claim.
+        let id = current_id(b);
+        let msg = format!(
+            "{message}. Rotation {id} was given up: nothing was created, the old token stays in use and the account is free for other rotations; the next attempt is the next scheduled run or a new tokenrotator.io/rotate-now value"
+        );
+        b.status.rotation = None;
+        b.status.phase = Some(Phase::Failed);
+        end_attempt(b, plan, RotationResult::Failed);
+        b.cond(READY, false, reasons::ROTATION_FAILED, msg.clone());
+        b.cond(ROTATING, false, "Idle", "no rotation in flight");
+        b.degrade(class.reason(), msg.clone());
+        b.event(true, reasons::ROTATION_FAILED, msg);
+        let requeue = b
+            .status
+            .next_rotation_time
+            .as_ref()
+            .map_or(IDLE_MAX, |t| remaining(from_k8s(t), obs.now).min(IDLE_MAX));
+        return Some(Some(requeue));
+    }
+    let started = from_k8s(&r.start_time);
+    if !created_nothing && obs.now - started > to_chrono(STAGING_GIVE_UP) {
+        // Whatever a failed attempt may have left at Twilio is deleted on the way out.
+        b.enter(
+            Phase::Aborting,
+            "creating the new token kept failing: giving the rotation up",
+        );
+        if let Some(r) = b.rotation() {
+            r.abort_step = Some(AbortStep::DeleteSecondary);
+        }
+        b.degrade(class.reason(), message.to_owned());
+        b.event(
+            true,
+            "RotationAborting",
+            format!("{message}; creating the new token kept failing for {} minutes: the rotation is given up", STAGING_GIVE_UP.as_secs() / 60),
+        );
+        return Some(Some(Duration::ZERO));
+    }
+    None
+}
+
 pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Decision {
     let mut b = Builder::new(obs);
     if let Ok(plan) = &obs.plan {
@@ -989,37 +1387,35 @@ pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Deci
             }
         }
     }
-    let what = match action {
-        Action::None => "updating status",
-        Action::Stage => "creating the new token",
-        Action::Distribute => "writing the new token into the target Secrets",
-        Action::Restart { .. } => "restarting workloads",
-        Action::Verify => "verifying the new token",
-        Action::Promote => "promoting the new token",
-        Action::Retire { .. } => "retiring the previous token",
-        Action::RestoreSecrets => "restoring the old token",
-        Action::DeleteSecondary => "deleting the unused token",
-    };
+    let what = action.describe();
+    let id = current_id(&b);
     let advice = match failure.class {
-        FailureClass::CredentialsMissing => "; create the credentials Secret named in spec.twilio.credentialsSecretRef",
+        FailureClass::CredentialsMissing => "; create the credentials Secret named in spec.twilio.credentialsSecretRef".to_owned(),
         FailureClass::AuthenticationFailed => {
-            "; put the account's current Auth Token into the Secret named in spec.twilio.credentialsSecretRef"
+            "; put the account's current Auth Token into the Secret named in spec.twilio.credentialsSecretRef".to_owned()
         }
-        FailureClass::NewTokenRefused => "; the rotation holds: both tokens stay valid until this is resolved or aborted",
+        FailureClass::NewTokenRefused => "; the rotation holds: both tokens stay valid until this is resolved or aborted".to_owned(),
         FailureClass::StandardKeyCredentials => {
-            "; put the account's Auth Token (without keySidKey) or a Main API key into spec.twilio.credentialsSecretRef"
+            "; put the account's Auth Token (without keySidKey) or a Main API key into spec.twilio.credentialsSecretRef".to_owned()
         }
-        FailureClass::OutcomeUnknown => "; the state is re-read before retrying",
-        _ => "; retrying",
+        FailureClass::OutcomeUnknown => "; the state is re-read before retrying".to_owned(),
+        FailureClass::ForeignSecondary => format!(
+            "; whoever made it (the Twilio Console, another tool, another cluster) may be using it, so it is not deleted. Delete it in the Twilio Console, or set the annotation {DELETE_SECONDARY_ANNOTATION}={id} to let the operator delete it and go on, or set tokenrotator.io/abort to give up this rotation"
+        ),
+        _ => "; retrying".to_owned(),
     };
-    b.degrade(
-        failure.class.reason(),
-        format!("{what} failed: {}{advice}", failure.message),
-    );
+    let message = format!("{what} failed: {}{advice}", failure.message);
+    if let (Action::Stage { .. }, Ok(plan)) = (action, &obs.plan) {
+        if let Some(requeue) = staging_failed(&mut b, plan, failure.class, &message) {
+            return b.finish(Action::None, requeue);
+        }
+    }
+    b.degrade(failure.class.reason(), message);
     let retry = match failure.class {
         FailureClass::CredentialsMissing
         | FailureClass::AuthenticationFailed
-        | FailureClass::StandardKeyCredentials => Duration::from_secs(30),
+        | FailureClass::StandardKeyCredentials
+        | FailureClass::ForeignSecondary => Duration::from_secs(30),
         FailureClass::OutcomeUnknown => Duration::from_secs(1),
         FailureClass::TwilioRateLimited => Duration::from_secs(5),
         _ => HOLD_POLL,

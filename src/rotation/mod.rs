@@ -10,10 +10,11 @@
 pub mod conditions;
 pub(crate) mod machine;
 mod plan;
+pub mod reasons;
 
 pub use machine::{
-    decide, on_failure, Action, Decision, EventNote, Failure, FailureClass, Observation,
-    RolloutView, StagedKeys, WorkloadAt,
+    decide, on_failure, AccountConflict, Action, Decision, EventNote, Failure, FailureClass,
+    Holder, Observation, RevertedKey, RolloutView, Serve, StagedKeys, WorkloadAt,
 };
 pub use plan::{CredentialKind, Plan, PlanError};
 

@@ -35,14 +35,27 @@ fn obs(status: TokenRotationStatus) -> Observation {
         staging_base: "twilio".into(),
         uid: "uid-1".into(),
         created: t0() - CD::days(1),
+        spec: spec(),
+        spec_changed: false,
         plan: Plan::new(&spec(), None),
         rotate_now: None,
         abort: None,
+        delete_secondary: None,
+        deleting: false,
         status,
         account_holder: None,
+        account_conflict: None,
         staged_for: None,
         staged_keys: None,
         rollout: None,
+        reverted: Vec::new(),
+    }
+}
+
+fn holder(ns: &str, name: &str) -> Holder {
+    Holder::TokenRotation {
+        namespace: ns.into(),
+        name: name.into(),
     }
 }
 
@@ -210,7 +223,7 @@ fn suspend_blocks_new_rotations_and_holds_in_flight() {
 fn second_rotation_on_the_same_account_waits_with_a_clear_condition() {
     let mut o = obs(TokenRotationStatus::default());
     o.rotate_now = Some("1".into());
-    o.account_holder = Some("shop/other".into());
+    o.account_holder = Some(holder("shop", "other"));
     let d = decide(&o);
     assert_eq!(d.action, Action::None);
     assert_eq!(d.status.phase, Some(Phase::Pending));
@@ -234,7 +247,12 @@ fn second_rotation_on_the_same_account_waits_with_a_clear_condition() {
 fn staging_creates_and_stores_then_distributes() {
     let s = started();
     let d = decide(&obs(s.clone()));
-    assert_eq!(d.action, Action::Stage);
+    assert_eq!(
+        d.action,
+        Action::Stage {
+            clear_existing: false
+        }
+    );
     assert_eq!(d.status.phase, Some(Phase::Distributing));
     assert!(d.status.rotation.as_ref().unwrap().staged);
     assert_eq!(d.events[0].reason, "SecondaryTokenCreated");
@@ -255,10 +273,16 @@ fn staging_resumes_without_a_second_token_when_the_token_was_stored() {
 fn staging_after_crash_before_storing_stages_again() {
     // Crash between creating the secondary and storing it: no staging Secret for this ID, so
     // Stage runs again (it deletes the unknown secondary first).
-    let s = started();
+    let mut s = started();
+    s.rotation.as_mut().unwrap().create_called = true;
     let mut o = obs(s.clone());
     o.staged_for = Some("some-older-rotation".into());
-    assert_eq!(decide(&o).action, Action::Stage);
+    assert_eq!(
+        decide(&o).action,
+        Action::Stage {
+            clear_existing: true
+        }
+    );
 }
 
 #[test]
@@ -295,7 +319,8 @@ fn rolling_out_restarts_unstamped_workloads_with_the_rotation_id() {
         d.action,
         Action::Restart {
             stamp: id(&s),
-            workloads: vec![api()]
+            workloads: vec![api()],
+            serve: Serve::New,
         }
     );
     assert_eq!(d.status.phase, Some(Phase::RollingOut));
@@ -502,7 +527,8 @@ fn abort_before_promotion_rolls_back_in_order() {
         d.action,
         Action::Restart {
             stamp: format!("{rid}-rollback"),
-            workloads: vec![api()]
+            workloads: vec![api()],
+            serve: Serve::Old,
         }
     );
     o.rollout = Some(RolloutView {
@@ -519,7 +545,7 @@ fn abort_before_promotion_rolls_back_in_order() {
     let mut o = obs(d.status);
     o.abort = Some("please".into());
     let d = decide(&o);
-    assert_eq!(d.action, Action::DeleteSecondary);
+    assert_eq!(d.action, Action::DeleteSecondary { at_twilio: true });
     assert_eq!(d.status.phase, Some(Phase::Aborted));
     assert_eq!(d.status.last_result, Some(RotationResult::Aborted));
     let ready = get(&d.status.conditions, READY).unwrap();
@@ -586,10 +612,10 @@ fn failures_map_to_documented_reasons_and_never_advance() {
         (FailureClass::StagingLost, "StagingSecretLost"),
         (FailureClass::TwilioRejected, "TwilioRejected"),
     ] {
-        let s = started();
+        let s = at_phase(Phase::Distributing);
         let d = on_failure(
             &obs(s.clone()),
-            &Action::Stage,
+            &Action::Distribute,
             &Failure {
                 class,
                 message: "details".into(),
@@ -603,7 +629,9 @@ fn failures_map_to_documented_reasons_and_never_advance() {
         assert_eq!(d.status.rotation, s.rotation);
         let c = get(&d.status.conditions, DEGRADED).unwrap();
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason));
-        assert!(c.message.contains("creating the new token failed: details"));
+        assert!(c
+            .message
+            .contains("writing the new token into the target Secrets failed: details"));
         assert_eq!(d.events[0].reason, reason);
         assert!(d.requeue_after.is_some());
     }
@@ -635,7 +663,7 @@ fn resumes_from_every_phase_after_a_crash() {
             let d = decide(&o);
             // Perform the action.
             match &d.action {
-                Action::Stage => {
+                Action::Stage { .. } => {
                     stage_calls += 1;
                     staged_for = status.rotation.as_ref().map(|r| r.id.clone());
                 }
@@ -816,10 +844,380 @@ fn standard_key_credentials_say_what_to_fix() {
         class: FailureClass::StandardKeyCredentials,
         message: "SKabc is a Standard or restricted API key".into(),
     };
-    let d = on_failure(&o, &Action::Stage, &f);
+    let d = on_failure(
+        &o,
+        &Action::Stage {
+            clear_existing: false,
+        },
+        &f,
+    );
     let c = get(&d.status.conditions, DEGRADED).unwrap();
     assert_eq!(c.reason, "StandardKeyCredentials");
     assert!(c.message.contains("Main API key"), "{}", c.message);
     assert_eq!(d.events[0].reason, "StandardKeyCredentials");
-    assert_eq!(d.status.phase, Some(Phase::Staging));
+    // Nothing was created: the rotation gives the account up rather than holding it.
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert!(d.status.rotation.is_none());
+}
+
+fn reverted() -> RevertedKey {
+    RevertedKey {
+        namespace: "shop".into(),
+        secret: "creds".into(),
+        key: "TWILIO_AUTH_TOKEN".into(),
+        manager: Some("argocd-controller".into()),
+    }
+}
+
+/// A reverted target before promotion is written again once, with a new restart stamp; the
+/// second time the rotation holds naming the Secret and the writer, and a new rotate-now value
+/// asks for one more try.
+#[test]
+fn reverted_target_is_written_again_once_then_holds() {
+    for phase in [Phase::RollingOut, Phase::Verifying, Phase::Promoting] {
+        let s = at_phase(phase);
+        let mut o = obs(s.clone());
+        o.reverted = vec![reverted()];
+        let d = decide(&o);
+        assert_eq!(d.action, Action::Distribute, "{phase}");
+        assert_eq!(d.status.phase, Some(Phase::RollingOut));
+        let r = d.status.rotation.clone().unwrap();
+        assert_eq!(r.redistributions, 1);
+        assert_eq!(r.rollout_stamp(), format!("{}-2", id(&s)), "a new stamp");
+        assert_eq!(d.events[0].reason, "TargetSecretReverted");
+        assert!(d.events[0].note.contains("argocd-controller"));
+
+        // Reverted again: hold, promote nothing.
+        let mut o2 = obs(d.status);
+        o2.reverted = vec![reverted()];
+        let held = decide(&o2);
+        assert_eq!(held.action, Action::None);
+        assert_eq!(held.status.phase, Some(Phase::RollingOut));
+        let c = get(&held.status.conditions, DEGRADED).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "TargetSecretReverted")
+        );
+        assert!(c
+            .message
+            .contains("Secret shop/creds key TWILIO_AUTH_TOKEN"));
+        assert!(c.message.contains("\"argocd-controller\""));
+        assert!(c.message.contains("ignoreDifferences"));
+        assert_eq!(
+            get(&held.status.conditions, ROTATING).unwrap().reason,
+            "Held"
+        );
+        assert!(held.events.iter().any(|e| e.reason == "RotationHeld"));
+        // Held: no repeated Events.
+        let mut o3 = obs(held.status.clone());
+        o3.reverted = vec![reverted()];
+        assert!(decide(&o3).events.is_empty());
+        // The user fixed the writer and asks again.
+        o3.rotate_now = Some("retry".into());
+        let again = decide(&o3);
+        assert_eq!(again.action, Action::Distribute);
+        assert_eq!(again.status.rotation.unwrap().redistributions, 2);
+        assert_eq!(again.status.last_rotate_now.as_deref(), Some("retry"));
+    }
+    // Nothing reverted: the rollout goes on as usual.
+    let o = obs(at_phase(Phase::Verifying));
+    assert_eq!(decide(&o).action, Action::Verify);
+}
+
+/// Two resources rotating one account's Auth Token: the later one never starts and says who
+/// owns the account and how to merge; rotate-now is consumed, not queued.
+#[test]
+fn later_auth_token_resource_on_the_same_account_never_rotates() {
+    let mut o = obs(TokenRotationStatus::default());
+    o.rotate_now = Some("1".into());
+    o.account_conflict = Some(AccountConflict {
+        other: holder("billing", "twilio"),
+        owner: false,
+    });
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert!(d.status.rotation.is_none());
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    let c = get(&d.status.conditions, DEGRADED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "AccountConflict")
+    );
+    assert!(c.message.contains("TokenRotation billing/twilio"));
+    assert!(c.message.contains("ClusterTokenRotation"));
+    assert_eq!(d.status.last_rotate_now.as_deref(), Some("1"));
+    // The owner going away lifts the conflict; the consumed request does not fire later.
+    let mut o2 = obs(d.status);
+    o2.rotate_now = Some("1".into());
+    let d2 = decide(&o2);
+    assert_eq!(d2.status.phase, Some(Phase::Ready));
+    assert!(!is_true(&d2.status.conditions, DEGRADED));
+    // API keys of one account may coexist.
+    let mut k = obs(TokenRotationStatus::default());
+    k.plan = Plan::new(&key_spec(0), None);
+    k.rotate_now = Some("1".into());
+    k.account_conflict = Some(AccountConflict {
+        other: holder("billing", "twilio"),
+        owner: false,
+    });
+    assert_eq!(decide(&k).status.phase, Some(Phase::Staging));
+    // The owner does not start either, and one in flight holds before promoting.
+    let mut own = obs(TokenRotationStatus::default());
+    own.rotate_now = Some("1".into());
+    own.account_conflict = Some(AccountConflict {
+        other: holder("billing", "twilio"),
+        owner: true,
+    });
+    let d = decide(&own);
+    assert!(d.status.rotation.is_none());
+    assert!(get(&d.status.conditions, DEGRADED)
+        .unwrap()
+        .message
+        .contains("also rotates"));
+    let mut fl = obs(at_phase(Phase::Verifying));
+    fl.account_conflict = own.account_conflict.clone();
+    let d = decide(&fl);
+    assert_eq!(d.action, Action::None, "nothing is verified or promoted");
+    assert_eq!(d.status.phase, Some(Phase::Verifying));
+    assert_eq!(
+        get(&d.status.conditions, DEGRADED).unwrap().reason,
+        "AccountConflict"
+    );
+    assert!(d.events.iter().any(|e| e.reason == "RotationHeld"));
+}
+
+/// The first create records the attempt before Twilio is called and leaves an existing
+/// secondary alone; later attempts (or the user's go-ahead naming the rotation) clear it.
+#[test]
+fn staging_records_the_attempt_first_and_never_clears_a_foreign_secondary() {
+    let s = started();
+    let d = decide(&obs(s.clone()));
+    assert_eq!(
+        d.action,
+        Action::Stage {
+            clear_existing: false
+        }
+    );
+    let before = d.before.clone().expect("status written before the call");
+    assert_eq!(before.phase, Some(Phase::Staging));
+    assert!(before.rotation.as_ref().unwrap().create_called);
+    assert!(d.status.rotation.as_ref().unwrap().create_called);
+
+    // Twilio says a secondary exists: it is someone else's.
+    let mut o = obs(before.clone());
+    o.status.rotation.as_mut().unwrap().create_called = false;
+    let f = Failure {
+        class: FailureClass::ForeignSecondary,
+        message: "the account already has a secondary".into(),
+    };
+    let held = on_failure(&o, &d.action, &f);
+    assert_eq!(held.status.phase, Some(Phase::Staging));
+    let r = held.status.rotation.clone().unwrap();
+    assert!(!r.create_called, "nothing of ours exists");
+    let c = get(&held.status.conditions, DEGRADED).unwrap();
+    assert_eq!(c.reason, "ForeignSecondaryToken");
+    assert!(c
+        .message
+        .contains(&format!("tokenrotator.io/delete-secondary={}", r.id)));
+    // Retried as before: still not cleared.
+    assert_eq!(
+        decide(&obs(held.status.clone())).action,
+        Action::Stage {
+            clear_existing: false
+        }
+    );
+    // The user names this rotation: the next attempt deletes it.
+    let mut told = obs(held.status.clone());
+    told.delete_secondary = Some(r.id.clone());
+    assert_eq!(
+        decide(&told).action,
+        Action::Stage {
+            clear_existing: true
+        }
+    );
+    let mut stale = obs(held.status.clone());
+    stale.delete_secondary = Some("some-other-rotation".into());
+    assert_eq!(
+        decide(&stale).action,
+        Action::Stage {
+            clear_existing: false
+        }
+    );
+    // Aborted while held: nothing was created, so nothing is deleted at Twilio.
+    let mut ab = obs(held.status.clone());
+    ab.abort = Some("1".into());
+    let d = decide(&ab);
+    let mut ab2 = obs(d.status);
+    ab2.abort = Some("1".into());
+    assert_eq!(
+        decide(&ab2).action,
+        Action::DeleteSecondary { at_twilio: false }
+    );
+
+    // A transient failure may have created one: the next attempt clears it.
+    let f = Failure {
+        class: FailureClass::OutcomeUnknown,
+        message: "timed out".into(),
+    };
+    let d = on_failure(
+        &obs(s.clone()),
+        &Action::Stage {
+            clear_existing: false,
+        },
+        &f,
+    );
+    assert!(d.status.rotation.as_ref().unwrap().create_called);
+    // Retried without another status write first (the record stands).
+    assert!(decide(&obs(d.status.clone())).before.is_none());
+    assert_eq!(
+        decide(&obs(d.status)).action,
+        Action::Stage {
+            clear_existing: true
+        }
+    );
+}
+
+/// Refused credentials at Staging give the account up at once; the schedule counts from then.
+#[test]
+fn refused_credentials_give_the_account_up_and_wait_for_the_next_slot() {
+    let mut o = obs(TokenRotationStatus::default());
+    o.plan = Plan::new(&spec(), Some("@every 24h"));
+    o.status.last_rotation_time = Some(crate::time::to_k8s(t0() - CD::days(3)));
+    let started = decide(&o).status;
+    assert_eq!(started.phase, Some(Phase::Staging));
+    let mut o = obs(started);
+    o.plan = Plan::new(&spec(), Some("@every 24h"));
+    let f = Failure {
+        class: FailureClass::AuthenticationFailed,
+        message: "Twilio refused the credential".into(),
+    };
+    let d = on_failure(
+        &o,
+        &Action::Stage {
+            clear_existing: false,
+        },
+        &f,
+    );
+    assert!(d.status.rotation.is_none(), "the claim is given up");
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.last_result, Some(RotationResult::Failed));
+    assert!(d.events.iter().any(|e| e.reason == "RotationFailed"));
+    let next = from_k8s(d.status.next_rotation_time.as_ref().unwrap());
+    assert!(next >= t0() + CD::hours(24), "not again at once: {next}");
+    // At rest: still Degraded with the reason, not started again.
+    let mut rest = obs(d.status);
+    rest.plan = Plan::new(&spec(), Some("@every 24h"));
+    let d = decide(&rest);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert!(d.status.rotation.is_none());
+    assert_eq!(
+        get(&d.status.conditions, DEGRADED).unwrap().reason,
+        "AuthenticationFailed"
+    );
+}
+
+/// An aborted scheduled run is not started again at once: the next run is the next slot
+/// after the abort.
+#[test]
+fn aborted_scheduled_run_waits_for_the_next_slot() {
+    let mut s = at_phase(Phase::Aborting);
+    s.last_rotation_time = Some(crate::time::to_k8s(t0() - CD::days(3)));
+    s.rotation.as_mut().unwrap().abort_step = Some(AbortStep::DeleteSecondary);
+    let mut o = obs(s);
+    o.plan = Plan::new(&spec(), Some("@every 24h"));
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Aborted));
+    let next = from_k8s(d.status.next_rotation_time.as_ref().unwrap());
+    assert!(next >= t0() + CD::hours(24), "{next}");
+    let mut o = obs(d.status);
+    o.plan = Plan::new(&spec(), Some("@every 24h"));
+    o.now = t0() + CD::minutes(5);
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Aborted), "not restarted");
+}
+
+/// Deleting the resource before promotion rolls back like an abort; after it, the rotation
+/// completes (without the overlap); idle, nothing starts.
+#[test]
+fn deletion_rolls_back_before_promotion_and_completes_after() {
+    for phase in [Phase::Distributing, Phase::RollingOut, Phase::Verifying] {
+        let mut o = obs(at_phase(phase));
+        o.deleting = true;
+        let d = decide(&o);
+        assert_eq!(d.status.phase, Some(Phase::Aborting), "{phase}");
+        assert_eq!(
+            d.status.rotation.unwrap().abort_step,
+            Some(AbortStep::RestoreSecrets)
+        );
+        assert!(d.events[0].note.contains("being deleted"));
+    }
+    let mut o = obs(at_phase(Phase::Staging));
+    o.deleting = true;
+    let d = decide(&o);
+    assert_eq!(
+        d.status.rotation.unwrap().abort_step,
+        Some(AbortStep::DeleteSecondary)
+    );
+    let mut o = obs(at_phase(Phase::Promoting));
+    o.deleting = true;
+    assert_eq!(decide(&o).action, Action::Promote);
+    // Retiring while deleted waits propagation only.
+    let mut s = at_phase(Phase::Retiring);
+    s.rotation.as_mut().unwrap().promoted_time = Some(crate::time::to_k8s(t0()));
+    let mut o = obs(s);
+    o.now = t0() + CD::seconds(61);
+    assert_eq!(decide(&o).action, Action::None, "overlap still running");
+    o.deleting = true;
+    assert!(matches!(decide(&o).action, Action::Retire { .. }));
+    // Suspend does not stop a deletion's rollback.
+    let mut susp = spec();
+    susp.suspend = true;
+    let mut o = obs(at_phase(Phase::RollingOut));
+    o.plan = Plan::new(&susp, None);
+    o.deleting = true;
+    assert_eq!(decide(&o).status.phase, Some(Phase::Aborting));
+    // Idle and deleted: nothing starts, nothing to requeue.
+    let mut o = obs(TokenRotationStatus::default());
+    o.rotate_now = Some("1".into());
+    o.deleting = true;
+    let d = decide(&o);
+    assert!(d.status.rotation.is_none());
+    assert_eq!(d.requeue_after, None);
+}
+
+/// A rollback has nothing to wait for on a workload that no longer exists.
+#[test]
+fn rollback_counts_deleted_workloads_as_done() {
+    let mut s = at_phase(Phase::Aborting);
+    s.rotation.as_mut().unwrap().abort_step = Some(AbortStep::RollBack);
+    let mut o = obs(s);
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(false, Some("NotFound"))],
+        unstamped: vec![],
+    });
+    let d = decide(&o);
+    assert_eq!(
+        d.status.rotation.unwrap().abort_step,
+        Some(AbortStep::DeleteSecondary)
+    );
+}
+
+/// Edits during a rotation are reported as applying to the next one.
+#[test]
+fn spec_edits_in_flight_are_reported() {
+    let mut o = obs(at_phase(Phase::RollingOut));
+    o.spec_changed = true;
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(false, None)],
+        unstamped: vec![],
+    });
+    let d = decide(&o);
+    let c = get(&d.status.conditions, ROTATING).unwrap();
+    assert!(
+        c.message.contains("applies to the next rotation"),
+        "{}",
+        c.message
+    );
+    // The started rotation records the spec it runs with.
+    assert_eq!(started().rotation.unwrap().spec, Some(spec()));
 }

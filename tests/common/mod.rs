@@ -165,12 +165,25 @@ pub fn config(world: &World, failpoints: Failpoints) -> Config {
         instance: Some("test".into()),
         failpoints,
         metrics: Default::default(),
+        safety: Default::default(),
     }
 }
 
 pub fn start_controller(world: &World, failpoints: Failpoints) -> tokio::task::JoinHandle<()> {
+    start_controller_with(world, config(world, failpoints))
+}
+
+/// Runs the real controller with `cfg` (e.g. with a safety check switched off, for a negative
+/// control).
+pub fn start_controller_with(world: &World, cfg: Config) -> tokio::task::JoinHandle<()> {
+    // TR_TEST_LOG=token_rotator=debug shows the controller's logs when debugging a test.
+    if let Ok(filter) = std::env::var("TR_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let client = world.client.clone();
-    let cfg = config(world, failpoints);
     tokio::spawn(async move {
         if let Err(e) = controller::run(client, cfg).await {
             panic!("controller stopped: {e}");

@@ -83,10 +83,11 @@ What the operator does in the API, and nothing more. Shared by the ClusterRole (
 and the per-namespace Roles (scope namespaces).
 */}}
 {{- define "token-rotator.operatorRules" -}}
-# Watch TokenRotations and write their status.
+# Watch TokenRotations and write their status; patch adds and removes the finalizer a
+# rotation in flight holds (deleting the resource then rolls the rotation back first).
 - apiGroups: ["tokenrotator.io"]
   resources: ["tokenrotations"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["tokenrotator.io"]
   resources: ["tokenrotations/status"]
   verbs: ["get", "update", "patch"]

@@ -1,0 +1,645 @@
+//! End to end: the cluster fights back. Other writers revert the target Secret, two resources
+//! claim one account, the resource is deleted mid-rotation, a secondary token made elsewhere
+//! exists, a held scheduled run is aborted, the spec changes mid-flight. In every case the pods
+//! keep calling Twilio and none is refused, or the rotation holds with nothing promoted; each
+//! safety check has a negative control (the same scenario with the check off refuses calls or
+//! loses the rollback).
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use sandbox::workloads::WorkloadKind;
+use std::time::Duration;
+use token_rotator::api::{
+    ClusterTokenRotation, Phase, TokenRotation, TokenRotationSpec, TokenRotationStatus,
+};
+use token_rotator::controller::failpoints::Failpoints;
+use token_rotator::controller::SafetyOverrides;
+
+fn degraded(s: &TokenRotationStatus) -> Option<(String, String)> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+fn with_spec(mut tr: TokenRotation, f: impl FnOnce(&mut TokenRotationSpec)) -> TokenRotation {
+    f(&mut tr.spec);
+    tr
+}
+
+/// Writes `token` back into `ns`/twilio-creds as another tool would (a merge patch of
+/// `stringData` under its own field manager).
+async fn revert(w: &World, ns: &str, token: &str, manager: &str) {
+    let pp = PatchParams {
+        field_manager: Some(manager.into()),
+        ..PatchParams::default()
+    };
+    Api::<Secret>::namespaced(w.client.clone(), ns)
+        .patch(
+            "twilio-creds",
+            &pp,
+            &Patch::Merge(serde_json::json!({"stringData": {"TWILIO_AUTH_TOKEN": token}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn phase_of(w: &World, name: &str) -> Option<Phase> {
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .and_then(|t| t.status)
+        .and_then(|s| s.phase)
+}
+
+/// A rollout slow enough to act during it.
+fn slow_rollout(w: &World) {
+    w.sb.workloads.set_readiness_delay(
+        WorkloadKind::Deployment,
+        NS,
+        "api",
+        Duration::from_millis(800),
+    );
+}
+
+/// GitOps writes the old token back once while the workloads roll out: the operator writes it
+/// again, restarts the consumers again, and promotes with zero refused calls; the Event names
+/// the writer. Without the check (negative control) the same scenario refuses calls.
+async fn revert_once(safety: SafetyOverrides) -> (u64, u64, TokenRotationStatus, World) {
+    let w = world(2).await;
+    slow_rollout(&w);
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety = safety;
+    let ctl = start_controller_with(&w, cfg);
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    revert(&w, NS, &w.old_token, "argocd-controller").await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    // Let pods that restarted onto a dead token show it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    (served, refused, st, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverted_target_is_written_again_and_consumers_never_refused() {
+    let (served, refused, st, w) = revert_once(SafetyOverrides::default()).await;
+    assert!(served > 0);
+    assert_eq!(refused, 0, "no consumer call refused");
+    assert_eq!(st.phase, Some(Phase::Ready));
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_ne!(new, w.old_token);
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some(new.as_str())
+    );
+    let events = wait_events(&w, &["TargetSecretReverted", "RotationSucceeded"]).await;
+    let note = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("TargetSecretReverted"))
+        .and_then(|e| e.note.clone())
+        .unwrap();
+    assert!(
+        note.contains("Secret shop/twilio-creds key TWILIO_AUTH_TOKEN")
+            && note.contains("argocd-controller"),
+        "{note}"
+    );
+    let dump = serde_json::to_string(&events).unwrap() + &serde_json::to_string(&st).unwrap();
+    assert!(!dump.contains(&new) && !dump.contains(&w.old_token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_without_the_target_recheck_a_revert_refuses_calls() {
+    let safety = SafetyOverrides {
+        skip_target_recheck: true,
+        ..SafetyOverrides::default()
+    };
+    let (_, refused, st, _w) = revert_once(safety).await;
+    assert_eq!(st.phase, Some(Phase::Ready), "it promoted regardless");
+    assert!(refused > 0, "pods restarted onto the reverted token");
+}
+
+/// A writer that keeps reverting (Argo CD self-heal): after one more write the rotation holds,
+/// naming the Secret and the field manager, with nothing promoted; abort rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_reverter_holds_naming_the_writer_then_aborts_cleanly() {
+    let w = world(2).await;
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    let client = w.client.clone();
+    let old = w.old_token.clone();
+    let reverter = tokio::spawn(async move {
+        let pp = PatchParams {
+            field_manager: Some("kustomize-controller".into()),
+            ..PatchParams::default()
+        };
+        let api = Api::<Secret>::namespaced(client, NS);
+        loop {
+            let _ = api
+                .patch(
+                    "twilio-creds",
+                    &pp,
+                    &Patch::Merge(serde_json::json!({"stringData": {"TWILIO_AUTH_TOKEN": old}})),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let st = wait_status(&w, "twilio", Duration::from_secs(40), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "TargetSecretReverted")
+    })
+    .await;
+    let (_, msg) = degraded(&st).unwrap();
+    assert!(
+        msg.contains("Secret shop/twilio-creds key TWILIO_AUTH_TOKEN"),
+        "{msg}"
+    );
+    assert!(msg.contains("kustomize-controller"), "{msg}");
+    assert!(msg.contains("ignoreDifferences"), "{msg}");
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str()),
+        "nothing promoted"
+    );
+    assert!(matches!(
+        st.phase,
+        Some(Phase::RollingOut | Phase::Verifying)
+    ));
+    annotate(&w, "twilio", "tokenrotator.io/abort", "1").await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(40), |s| {
+        s.phase == Some(Phase::Aborted)
+    })
+    .await;
+    reverter.abort();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+    assert!(token_works(&w, &w.old_token).await);
+    assert!(st.rotation.is_none());
+}
+
+/// Two namespaces consume one account, each with its own TokenRotation: neither promotes (the
+/// later never rotates, the owner holds), both say why; merged into one ClusterTokenRotation
+/// the account rotates with zero refused calls in both namespaces.
+async fn two_owners(safety: SafetyOverrides) -> (u64, World) {
+    let w = world(2).await;
+    populate(
+        &w.sb,
+        "billing",
+        &w.old_token,
+        serde_json::json!({"TWILIO_ACCOUNT_SID": w.sid, "TWILIO_AUTH_TOKEN": w.old_token}),
+        &["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"],
+        2,
+    )
+    .await;
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety = safety;
+    let ctl = start_controller_with(&w, cfg);
+    create(&w, &rotation(&w, "twilio", serde_json::json!({}))).await;
+    // creationTimestamp has whole seconds: billing is the later one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut billing = rotation(&w, "twilio", serde_json::json!({}));
+    billing.metadata.namespace = Some("billing".into());
+    let billing_api = Api::<TokenRotation>::namespaced(w.client.clone(), "billing");
+    billing_api
+        .create(&PostParams::default(), &billing)
+        .await
+        .unwrap();
+    // Both teams ask for a rotation.
+    annotate(&w, "twilio", "tokenrotator.io/rotate-now", "1").await;
+    billing_api
+        .patch(
+            "twilio",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"annotations": {"tokenrotator.io/rotate-now": "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    if safety.skip_account_conflict {
+        wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, refused) = traffic.stop().await;
+        ctl.abort();
+        return (refused, w);
+    }
+    let shop = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "AccountConflict")
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let billing_st = loop {
+        let st = billing_api
+            .get("twilio")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        if degraded(&st).is_some_and(|(r, _)| r == "AccountConflict") {
+            break st;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{st:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (_, msg) = degraded(&billing_st).unwrap();
+    assert!(msg.contains("TokenRotation shop/twilio"), "{msg}");
+    assert!(msg.contains("never does"), "{msg}");
+    let (_, msg) = degraded(&shop).unwrap();
+    assert!(msg.contains("TokenRotation billing/twilio"), "{msg}");
+    assert!(billing_st.rotation.is_none());
+    // Give a wrong promotion every chance to happen.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str()),
+        "nothing promoted while both exist"
+    );
+
+    // The fix the message names: one ClusterTokenRotation over both namespaces.
+    for ns in [NS, "billing"] {
+        Api::<TokenRotation>::namespaced(w.client.clone(), ns)
+            .delete("twilio", &DeleteParams::default())
+            .await
+            .unwrap();
+        Api::<Namespace>::all(w.client.clone())
+            .patch(
+                ns,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"twilio": "shared"}}})),
+            )
+            .await
+            .unwrap();
+    }
+    let ctr: ClusterTokenRotation = serde_json::from_value(serde_json::json!({
+        "apiVersion": "tokenrotator.io/v1alpha1",
+        "kind": "ClusterTokenRotation",
+        "metadata": {"name": "shared", "annotations": {"tokenrotator.io/rotate-now": "1"}},
+        "spec": {
+            "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
+            "credentialsNamespace": NS,
+            "rotation": {
+                "twilio": {"accountSid": w.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+                "authToken": {},
+                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
+                             "tokenKey": "TWILIO_AUTH_TOKEN"}],
+                "propagationDelay": "1s",
+                "overlap": "1s"
+            }
+        }
+    }))
+    .unwrap();
+    let api: Api<ClusterTokenRotation> = Api::all(w.client.clone());
+    api.create(&PostParams::default(), &ctr).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = api.get("shared").await.unwrap().status.unwrap_or_default();
+        if st.rotations == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{st:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, refused) = traffic.stop().await;
+    ctl.abort();
+    assert_ne!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+    (refused, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_resources_on_one_auth_token_conflict_instead_of_queueing() {
+    let (refused, _w) = two_owners(SafetyOverrides::default()).await;
+    assert_eq!(refused, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_without_the_conflict_check_the_other_namespace_is_refused() {
+    let safety = SafetyOverrides {
+        skip_account_conflict: true,
+        ..SafetyOverrides::default()
+    };
+    let (refused, _w) = two_owners(safety).await;
+    assert!(
+        refused > 0,
+        "billing's pods kept the token shop promoted away"
+    );
+}
+
+/// Deleted during the rollout (a GitOps prune, a rename) and created again: the finalizer rolls
+/// the first rotation back (old token in the Secrets and the credentials, secondary deleted),
+/// then the new resource rotates; no call refused, and the operator's credential works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_mid_rollout_rolls_back_then_the_recreated_resource_rotates() {
+    let w = world(2).await;
+    slow_rollout(&w);
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    let api = Api::<TokenRotation>::namespaced(w.client.clone(), NS);
+    api.delete("twilio", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut saw_aborting = false;
+    while let Some(tr) = api.get_opt("twilio").await.unwrap() {
+        saw_aborting |= tr.status.and_then(|s| s.phase) == Some(Phase::Aborting);
+        assert!(tokio::time::Instant::now() < deadline, "deletion hangs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_aborting, "the deletion rolled the rotation back first");
+    assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+    for (secret, key) in [
+        ("twilio-creds", "TWILIO_AUTH_TOKEN"),
+        ("twilio-admin", "authToken"),
+    ] {
+        assert_eq!(
+            secret_value(&w, secret, key).await.as_deref(),
+            Some(w.old_token.as_str()),
+            "{secret}: the old token is back"
+        );
+    }
+
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert_eq!(st.phase, Some(Phase::Ready));
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_ne!(new, w.old_token);
+    assert_eq!(
+        secret_value(&w, "twilio-admin", "authToken")
+            .await
+            .as_deref(),
+        Some(new.as_str()),
+        "the operator's credential is the live token"
+    );
+    assert!(
+        Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+            .get("twilio")
+            .await
+            .unwrap()
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty(),
+        "no finalizer once idle"
+    );
+}
+
+/// Without the finalizer the same deletion orphans the rotation: the consumers are left on an
+/// unpromoted secondary nobody will promote or delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_without_the_finalizer_a_deletion_orphans_the_rotation() {
+    let w = world(2).await;
+    slow_rollout(&w);
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety.skip_finalizer = true;
+    let ctl = start_controller_with(&w, cfg);
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .delete("twilio", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ctl.abort();
+    assert!(phase_of(&w, "twilio").await.is_none(), "gone at once");
+    let secondary = w.sb.twilio.secondary_token(&w.sid).expect("orphaned");
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some(secondary.as_str()),
+        "consumers are left on a secondary nobody owns"
+    );
+}
+
+/// A secondary token made in the Console (or by another cluster) before the rotation is never
+/// deleted: the rotation holds naming how to go on; told so by rotation ID, it deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_made_elsewhere_is_never_deleted_without_being_told() {
+    let w = world(2).await;
+    let twilio =
+        token_rotator::twilio::TwilioClient::new(config(&w, Failpoints::default()).twilio).unwrap();
+    let creds = token_rotator::twilio::Credentials::auth_token(&w.sid, w.old_token.clone().into());
+    twilio.create_secondary_auth_token(&creds).await.unwrap();
+    let foreign = w.sb.twilio.secondary_token(&w.sid).unwrap();
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "ForeignSecondaryToken")
+    })
+    .await;
+    let id = st.rotation.as_ref().unwrap().id.clone();
+    let (_, msg) = degraded(&st).unwrap();
+    assert!(
+        msg.contains(&format!("tokenrotator.io/delete-secondary={id}")),
+        "{msg}"
+    );
+    assert_eq!(st.phase, Some(Phase::Staging));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        w.sb.twilio.secondary_token(&w.sid).as_deref(),
+        Some(foreign.as_str()),
+        "the foreign secondary is untouched"
+    );
+    annotate(&w, "twilio", "tokenrotator.io/delete-secondary", &id).await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(90), |s| s.rotations == 1).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert_eq!(st.phase, Some(Phase::Ready));
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_ne!(new, foreign);
+    assert_ne!(new, w.old_token);
+}
+
+/// A scheduled run held by a slow rollout and aborted reaches Aborted within its rollout
+/// window, and the next run is the next slot after the abort, not at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborting_a_held_scheduled_run_completes_and_waits_for_the_next_slot() {
+    use chrono::{Duration as CD, Utc};
+    let w = world(1).await;
+    w.sb.workloads
+        .set_readiness_delay(WorkloadKind::Deployment, NS, "api", Duration::from_secs(8));
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let tr = with_spec(
+        rotation(
+            &w,
+            "twilio",
+            serde_json::json!({"tokenrotator.io/schedule": "@every 24h"}),
+        ),
+        |s| s.rollout_timeout = "2s".into(),
+    );
+    create(&w, &tr).await;
+    let last = (Utc::now() - CD::days(3))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .patch_status(
+            "twilio",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"status": {"lastRotationTime": last, "rotations": 4}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let ctl = start_controller(&w, Failpoints::default());
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        degraded(s).is_some_and(|(r, _)| r == "RolloutTimeout")
+    })
+    .await;
+    annotate(&w, "twilio", "tokenrotator.io/abort", "1").await;
+    w.sb.workloads
+        .set_readiness_delay(WorkloadKind::Deployment, NS, "api", Duration::ZERO);
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::Aborted)
+    })
+    .await;
+    assert!(degraded(&st).is_none(), "{st:#?}");
+    let next = token_rotator::time::from_k8s(st.next_rotation_time.as_ref().unwrap());
+    assert!(
+        next > Utc::now() + CD::hours(23),
+        "next slot after the abort: {next}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        phase_of(&w, "twilio").await,
+        Some(Phase::Aborted),
+        "not started again"
+    );
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+    assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+}
+
+/// Switching the spec from authToken to apiKey mid-flight cannot skip promotion: the rotation
+/// in flight runs with the spec it started with, and says the edit waits for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_edits_mid_flight_apply_to_the_next_rotation() {
+    let w = world(2).await;
+    slow_rollout(&w);
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .patch(
+            "twilio",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {
+                "authToken": null,
+                "apiKey": {},
+                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
+                             "tokenKey": "TWILIO_API_SECRET", "keySidKey": "TWILIO_API_KEY"}]
+            }})),
+        )
+        .await
+        .unwrap();
+    let noted = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.contains("applies to the next rotation"))
+            || s.rotations == 1
+    })
+    .await;
+    assert_eq!(noted.rotations, 0, "the edit was reported while in flight");
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert!(st.api_key.is_none(), "no API key was made");
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_ne!(new, w.old_token, "the Auth Token was promoted");
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some(new.as_str())
+    );
+}
+
+/// Deleting the namespace mid-rotation does not hang: the rotation is rolled back (the
+/// secondary deleted, the old token still the primary) and the namespace goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_namespace_mid_rotation_rolls_back_and_does_not_hang() {
+    let w = world(2).await;
+    slow_rollout(&w);
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    let namespaces = Api::<Namespace>::all(w.client.clone());
+    namespaces
+        .delete(NS, &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while namespaces.get_opt(NS).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "namespace deletion hangs: {:?}",
+            phase_of(&w, "twilio").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ctl.abort();
+    assert!(
+        w.sb.twilio.secondary_token(&w.sid).is_none(),
+        "secondary deleted"
+    );
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+}
