@@ -20,11 +20,13 @@ pub const SCHEDULE_ANNOTATION: &str = "tokenrotator.io/schedule";
 pub const ROTATE_NOW_ANNOTATION: &str = "tokenrotator.io/rotate-now";
 /// Any new value aborts the rotation in flight (before promotion), rolling back safely.
 pub const ABORT_ANNOTATION: &str = "tokenrotator.io/abort";
-/// Pod-template annotation whose value is the rotation ID: one restart per rotation.
+/// Start of the pod-template annotation whose value is the rotation's stamp (one restart per
+/// rotation); each resource has its own, `tokenrotator.io/rotation-<8 hex>`.
 pub const RESTART_ANNOTATION: &str = "tokenrotator.io/rotation";
 /// Label on staging Secrets, naming the TokenRotation that owns them.
 pub const STAGING_LABEL: &str = "tokenrotator.io/staging-for";
-/// Field manager for every server-side apply the operator makes.
+/// Start of the field manager of every server-side apply the operator makes; each resource has
+/// its own, `token-rotator:<namespace>/<name>` or `token-rotator:cluster:<name>`.
 pub const FIELD_MANAGER: &str = "token-rotator";
 /// Held by a resource while a rotation is in flight, so that deleting it first rolls the
 /// rotation back (before promotion) or finishes it (after).

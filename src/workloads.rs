@@ -4,9 +4,7 @@
 //! Discovery and progress are pure functions over the API objects; the I/O at the bottom only
 //! lists workloads and applies the restart stamp.
 
-use crate::api::{
-    WorkloadKind, WorkloadProgress, WorkloadRef, WorkloadsSpec, FIELD_MANAGER, RESTART_ANNOTATION,
-};
+use crate::api::{WorkloadKind, WorkloadProgress, WorkloadRef, WorkloadsSpec};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -43,12 +41,13 @@ impl Workload {
         }
     }
 
-    pub fn stamp(&self) -> Option<&str> {
+    /// The value of pod-template annotation `key` (a resource's restart stamp).
+    pub fn stamp(&self, key: &str) -> Option<&str> {
         self.template
             .metadata
             .as_ref()
             .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(RESTART_ANNOTATION))
+            .and_then(|a| a.get(key))
             .map(String::as_str)
     }
 
@@ -208,10 +207,11 @@ pub fn dependents(
     (chosen, missing)
 }
 
-/// How far a workload is with running `stamp`. Done means: the stamp is on the template, the
-/// controller observed it, every wanted pod is updated and available, and no old pod is left.
-pub fn progress(w: &Workload, stamp: &str) -> WorkloadProgress {
-    let stamped = w.stamp() == Some(stamp);
+/// How far a workload is with running `stamp` (under annotation `key`). Done means: the stamp
+/// is on the template, the controller observed it, every wanted pod is updated and available,
+/// and no old pod is left.
+pub fn progress(w: &Workload, key: &str, stamp: &str) -> WorkloadProgress {
+    let stamped = w.stamp(key) == Some(stamp);
     let observed = w.observed_generation >= w.generation;
     let done = stamped
         && observed
@@ -243,6 +243,9 @@ pub fn progress(w: &Workload, stamp: &str) -> WorkloadProgress {
         reason,
     }
 }
+
+/// Progress reason of a dependent workload in a namespace being deleted.
+pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
 
 /// Missing named workloads count as not done, so the rotation waits (and is held at timeout).
 pub fn missing_progress(r: &WorkloadRef) -> WorkloadProgress {
@@ -291,21 +294,30 @@ pub async fn list(client: &Client, namespace: &str) -> Result<Vec<Workload>, kub
     Ok(out)
 }
 
-/// Stamps the pod template with the restart annotation by server-side apply: the operator owns
-/// only that annotation, so GitOps tools that own the rest of the template keep it.
+/// The restart annotation a resource stamps with, and the field manager that owns it.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamper<'a> {
+    pub key: &'a str,
+    pub field_manager: &'a str,
+}
+
+/// Stamps the pod template with the restart annotation by server-side apply: each resource owns
+/// only its own annotation, so GitOps tools that own the rest of the template keep it, and a
+/// second resource restarting the same workload keeps its own.
 pub async fn stamp(
     client: &Client,
     namespace: &str,
     w: &WorkloadRef,
+    by: Stamper<'_>,
     stamp: &str,
 ) -> Result<(), kube::Error> {
     let body = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": w.kind.as_str(),
         "metadata": {"name": w.name, "namespace": namespace},
-        "spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}}}
+        "spec": {"template": {"metadata": {"annotations": {by.key: stamp}}}}
     });
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let pp = PatchParams::apply(by.field_manager).force();
     let patch = Patch::Apply(&body);
     match w.kind {
         WorkloadKind::Deployment => {
@@ -336,6 +348,8 @@ mod tests {
         VolumeProjection,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    const RESTART_ANNOTATION: &str = "tokenrotator.io/rotation-0123abcd";
 
     fn template(spec: PodSpec, stamp: Option<&str>) -> PodTemplateSpec {
         PodTemplateSpec {
@@ -486,25 +500,34 @@ mod tests {
     #[test]
     fn progress_requires_stamp_observation_and_no_old_pods() {
         let mut w = workload("api", env_ref("t"));
-        assert_eq!(progress(&w, "r1").reason.as_deref(), Some("NotRestarted"));
+        assert_eq!(
+            progress(&w, RESTART_ANNOTATION, "r1").reason.as_deref(),
+            Some("NotRestarted")
+        );
         w.template = template(env_ref("t"), Some("r1"));
         w.generation = 2;
         assert_eq!(
-            progress(&w, "r1").reason.as_deref(),
+            progress(&w, RESTART_ANNOTATION, "r1").reason.as_deref(),
             Some("WaitingForController")
         );
         w.observed_generation = 2;
         w.updated = 2;
         w.current = 4; // one surge pod, old pods still around
-        let p = progress(&w, "r1");
+        let p = progress(&w, RESTART_ANNOTATION, "r1");
         assert!(!p.done);
         assert_eq!(p.reason.as_deref(), Some("RollingOut"));
         w.updated = 3;
         w.available = 3;
-        assert!(!progress(&w, "r1").done, "an old pod remains");
+        assert!(
+            !progress(&w, RESTART_ANNOTATION, "r1").done,
+            "an old pod remains"
+        );
         w.current = 3;
-        assert!(progress(&w, "r1").done);
-        assert!(!progress(&w, "r2").done, "another stamp is another rollout");
+        assert!(progress(&w, RESTART_ANNOTATION, "r1").done);
+        assert!(
+            !progress(&w, RESTART_ANNOTATION, "r2").done,
+            "another stamp is another rollout"
+        );
     }
 
     #[test]
@@ -513,11 +536,14 @@ mod tests {
         w.template = template(env_ref("t"), Some("r1"));
         w.updated = 0;
         w.paused = true;
-        assert_eq!(progress(&w, "r1").reason.as_deref(), Some("Paused"));
+        assert_eq!(
+            progress(&w, RESTART_ANNOTATION, "r1").reason.as_deref(),
+            Some("Paused")
+        );
         w.paused = false;
         w.deadline_exceeded = true;
         assert_eq!(
-            progress(&w, "r1").reason.as_deref(),
+            progress(&w, RESTART_ANNOTATION, "r1").reason.as_deref(),
             Some("ProgressDeadlineExceeded")
         );
     }
@@ -528,8 +554,8 @@ mod tests {
         w.kind = WorkloadKind::StatefulSet;
         w.template = template(env_ref("t"), Some("r1"));
         w.revisions_differ = true;
-        assert!(!progress(&w, "r1").done);
+        assert!(!progress(&w, RESTART_ANNOTATION, "r1").done);
         w.revisions_differ = false;
-        assert!(progress(&w, "r1").done);
+        assert!(progress(&w, RESTART_ANNOTATION, "r1").done);
     }
 }

@@ -643,3 +643,172 @@ async fn deleting_the_namespace_mid_rotation_rolls_back_and_does_not_hang() {
         Some(w.old_token.as_str())
     );
 }
+
+/// Two API key rotations write different keys of one Secret: neither removes the other's keys
+/// (server-side apply drops the fields a manager stops sending, so each resource applies as its
+/// own field manager). With one shared manager (negative control) the second apply removes the
+/// first resource's keys.
+async fn shared_secret(safety: SafetyOverrides) -> World {
+    let w = key_world(1, sandbox::twilio::KeyKind::Standard).await;
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety = safety;
+    let ctl = start_controller_with(&w, cfg);
+    let first = key_rotation(&w, "first", serde_json::json!({}));
+    let second = with_spec(key_rotation(&w, "second", serde_json::json!({})), |s| {
+        s.secrets[0].key_sid_key = Some("SECOND_API_KEY".into());
+        s.secrets[0].token_key = "SECOND_API_SECRET".into();
+        s.secrets[0].account_sid_key = None;
+    });
+    create(&w, &first).await;
+    wait_status(&w, "first", Duration::from_secs(60), |s| s.rotations == 1).await;
+    create(&w, &second).await;
+    if safety.shared_field_manager {
+        // Its distribution is what removes the keys (and its rollout then stalls on pods that
+        // lost them).
+        wait_status(&w, "second", Duration::from_secs(60), |s| {
+            s.phase == Some(Phase::RollingOut) || s.rotations == 1
+        })
+        .await;
+    } else {
+        wait_status(&w, "second", Duration::from_secs(60), |s| s.rotations == 1).await;
+    }
+    ctl.abort();
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_resources_writing_one_secret_keep_each_others_keys() {
+    let w = shared_secret(SafetyOverrides::default()).await;
+    for key in [
+        "TWILIO_API_KEY",
+        "TWILIO_API_SECRET",
+        "SECOND_API_KEY",
+        "SECOND_API_SECRET",
+    ] {
+        assert!(
+            secret_value(&w, "twilio-creds", key).await.is_some(),
+            "{key} survived the other resource's writes"
+        );
+    }
+    let key = secret_value(&w, "twilio-creds", "TWILIO_API_KEY")
+        .await
+        .unwrap();
+    assert!(
+        w.sb.twilio.keys(&w.sid).iter().any(|k| k.sid == key),
+        "the first resource's key is live"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_one_shared_field_manager_removes_the_other_resources_keys() {
+    let safety = SafetyOverrides {
+        shared_field_manager: true,
+        ..SafetyOverrides::default()
+    };
+    let w = shared_secret(safety).await;
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "TWILIO_API_SECRET").await,
+        None,
+        "the second apply dropped the first resource's key"
+    );
+}
+
+/// Two rotations of two accounts restart one Deployment that reads both: each resource stamps
+/// its own annotation, so each restarts it once and both complete. With one shared annotation
+/// (negative control) they overwrite each other's stamp and restart it over and over.
+async fn shared_workload(safety: SafetyOverrides) -> (i64, bool) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let w = world(1).await;
+    let (sid_b, token_b) = w.sb.twilio.create_account();
+    let secrets = Api::<Secret>::namespaced(w.client.clone(), NS);
+    for (name, data) in [
+        ("other-admin", serde_json::json!({"authToken": token_b})),
+        (
+            "other-creds",
+            serde_json::json!({"OTHER_SID": sid_b, "OTHER_TOKEN": token_b}),
+        ),
+    ] {
+        let s: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": NS}, "stringData": data
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let deployments = Api::<Deployment>::namespaced(w.client.clone(), NS);
+    deployments
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                serde_json::json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": "app", "env": [{"name": "OTHER_TOKEN", "valueFrom": {"secretKeyRef":
+                        {"name": "other-creds", "key": "OTHER_TOKEN"}}}]}
+                ]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let generation = |d: Deployment| d.metadata.generation.unwrap_or_default();
+    let before = generation(deployments.get("api").await.unwrap());
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety = safety;
+    let ctl = start_controller_with(&w, cfg);
+    let a = manual_rotation(&w, "account-a");
+    let b = with_spec(manual_rotation(&w, "account-b"), |s| {
+        s.twilio.account_sid = sid_b.clone();
+        s.twilio.credentials_secret_ref.name = "other-admin".into();
+        s.secrets[0].name = "other-creds".into();
+        s.secrets[0].account_sid_key = Some("OTHER_SID".into());
+        s.secrets[0].token_key = "OTHER_TOKEN".into();
+        s.secrets[0].previous_token_key = None;
+        s.rollout_timeout = "8s".into();
+    });
+    let a = with_spec(a, |s| s.rollout_timeout = "8s".into());
+    create(&w, &a).await;
+    create(&w, &b).await;
+    let api = Api::<TokenRotation>::namespaced(w.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let both = loop {
+        let done = |n: &'static str| {
+            let api = api.clone();
+            async move {
+                api.get(n)
+                    .await
+                    .unwrap()
+                    .status
+                    .is_some_and(|s| s.rotations == 1)
+            }
+        };
+        if done("account-a").await && done("account-b").await {
+            break true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ctl.abort();
+    let restarts = generation(deployments.get("api").await.unwrap()) - before;
+    (restarts, both)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_resources_restarting_one_workload_restart_it_once_each() {
+    let (restarts, both) = shared_workload(SafetyOverrides::default()).await;
+    assert!(both, "both rotations completed");
+    assert_eq!(restarts, 2, "one restart per rotation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_one_shared_stamp_makes_two_resources_fight() {
+    let safety = SafetyOverrides {
+        shared_field_manager: true,
+        ..SafetyOverrides::default()
+    };
+    let (restarts, both) = shared_workload(safety).await;
+    assert!(
+        restarts > 2 || !both,
+        "shared stamp: {restarts} restarts, both completed: {both}"
+    );
+}

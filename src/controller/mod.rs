@@ -81,6 +81,9 @@ pub struct SafetyOverrides {
     pub skip_account_conflict: bool,
     /// Never hold a finalizer: deleting a resource mid-rotation orphans the rotation.
     pub skip_finalizer: bool,
+    /// One field manager and one restart annotation for every resource, as before they were
+    /// per resource.
+    pub shared_field_manager: bool,
 }
 
 pub struct Context {

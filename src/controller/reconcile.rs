@@ -5,8 +5,8 @@ use super::secrets::{self, Credential, Distribution, Staged};
 use super::subject::{Rotated, Subject};
 use super::{Context, Error};
 use crate::api::{
-    AbortStep, Phase, RestartPolicy, TokenRotationSpec, TokenRotationStatus, WorkloadRef,
-    ABORT_ANNOTATION, DELETE_SECONDARY_ANNOTATION, FINALIZER, ROTATE_NOW_ANNOTATION,
+    AbortStep, Phase, RestartPolicy, TokenRotationSpec, TokenRotationStatus, WorkloadProgress,
+    WorkloadRef, ABORT_ANNOTATION, DELETE_SECONDARY_ANNOTATION, FINALIZER, ROTATE_NOW_ANNOTATION,
     SCHEDULE_ANNOTATION,
 };
 use crate::providers::{api_key, auth_token};
@@ -69,7 +69,11 @@ async fn reconcile_one<K: Rotated>(
         ctx.config.metrics.forget(&metrics_ns, &name);
         return Ok(Requeue::await_change());
     };
-    let tr = Subject::of(&ctx.client, &obj).await?;
+    let mut tr = Subject::of(&ctx.client, &obj).await?;
+    if ctx.config.safety.shared_field_manager {
+        tr.field_manager = crate::api::FIELD_MANAGER.to_owned();
+        tr.stamp_key = crate::api::RESTART_ANNOTATION.to_owned();
+    }
     let me = tr.holder.clone();
     let metrics_ns = tr.metrics_namespace.clone();
     let lock_key = account_key(
@@ -243,7 +247,7 @@ async fn observe<K: Rotated>(obj: &K, tr: &Subject, ctx: &Context) -> Result<Obs
     Ok(Observation {
         now,
         generation: obj.meta().generation,
-        staging_base: tr.staging_base.clone(),
+        staging_secret: tr.staging_secret.clone(),
         uid: tr.uid.clone(),
         created: obj
             .meta()
@@ -287,7 +291,16 @@ async fn reverted_targets(
     }
     let mut out = Vec::new();
     for (ns, name, key) in wanted {
-        match secrets::key_writer(&ctx.client, ns, name, key, &staged.new.secret).await {
+        let state = secrets::key_writer(
+            &ctx.client,
+            &tr.field_manager,
+            ns,
+            name,
+            key,
+            &staged.new.secret,
+        )
+        .await;
+        match state {
             Ok(secrets::KeyState::Holds) => {}
             Ok(secrets::KeyState::Differs { manager }) => out.push(RevertedKey {
                 namespace: ns.to_owned(),
@@ -301,17 +314,34 @@ async fn reverted_targets(
     Ok(out)
 }
 
-/// Rollout progress of the dependent workloads in every target namespace.
+/// Rollout progress of the dependent workloads in every target namespace. In a matched
+/// namespace that is being deleted nothing is restarted, but its dependent workloads that
+/// still exist count as not done: their pods may still run the old token.
 async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<RolloutView, Error> {
     let targets: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
     let mut view = RolloutView::default();
+    for ns in &tr.terminating {
+        let all = workloads::list(&ctx.client, ns).await?;
+        let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
+        view.workloads.extend(deps.iter().map(|w| WorkloadProgress {
+            namespace: Some(ns.clone()),
+            kind: w.kind,
+            name: w.name.clone(),
+            desired: w.desired,
+            updated: 0,
+            available: w.available,
+            done: false,
+            reason: Some(workloads::NAMESPACE_TERMINATING.to_owned()),
+        }));
+    }
     for ns in &tr.targets {
         let all = workloads::list(&ctx.client, ns).await?;
         let (deps, missing) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
         let start = view.workloads.len();
         for w in &deps {
-            view.workloads.push(workloads::progress(w, stamp));
-            if w.stamp() != Some(stamp) {
+            view.workloads
+                .push(workloads::progress(w, &tr.stamp_key, stamp));
+            if w.stamp(&tr.stamp_key) != Some(stamp) {
                 view.unstamped.push(WorkloadAt {
                     namespace: ns.clone(),
                     kind: w.kind,
@@ -623,7 +653,7 @@ async fn distribute(ctx: &Context, tr: &Subject, d: Distribution<'_>) -> Result<
     for ns in &namespaces {
         let (targets, credentials) = (tr.targets.contains(ns), *ns == tr.home);
         for (name, data) in secrets::desired(&tr.spec, d, targets, credentials) {
-            match secrets::apply(&ctx.client, ns, &name, &data).await {
+            match secrets::apply(&ctx.client, &tr.field_manager, ns, &name, &data).await {
                 Ok(()) => {}
                 // A namespace being deleted takes no new Secret, and nobody there will read it.
                 Err(e) if secrets::namespace_terminating(&e) => {
@@ -704,7 +734,11 @@ async fn execute(
                     kind: w.kind,
                     name: w.name.clone(),
                 };
-                match workloads::stamp(&ctx.client, &w.namespace, &r, stamp).await {
+                let by = workloads::Stamper {
+                    key: &tr.stamp_key,
+                    field_manager: &tr.field_manager,
+                };
+                match workloads::stamp(&ctx.client, &w.namespace, &r, by, stamp).await {
                     Ok(()) => {}
                     // Deleted meanwhile: nothing of it runs to restart.
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -848,6 +882,7 @@ async fn store_staged(
     for attempt in 1..=6 {
         match secrets::write_staging(
             &ctx.client,
+            &tr.field_manager,
             &tr.home,
             tr.owner.as_ref(),
             &r.staging_secret,

@@ -2,7 +2,7 @@
 //! `token-rotator` that names only the keys the operator owns, so other keys (and fields other
 //! managers own) are left alone, and a key the operator stops applying is removed.
 
-use crate::api::{TokenRotationSpec, FIELD_MANAGER, FINALIZER, STAGING_LABEL};
+use crate::api::{TokenRotationSpec, FINALIZER, STAGING_LABEL};
 pub use crate::secret::Credential;
 use crate::secret::SecretString;
 use base64::Engine;
@@ -138,9 +138,10 @@ fn encode(data: &BTreeMap<String, SecretString>) -> serde_json::Map<String, serd
         .collect()
 }
 
-/// Applies the operator's keys into one Secret, creating it if missing.
+/// Applies one resource's keys into one Secret as `field_manager`, creating it if missing.
 pub async fn apply(
     client: &Client,
+    field_manager: &str,
     namespace: &str,
     name: &str,
     data: &BTreeMap<String, SecretString>,
@@ -154,7 +155,7 @@ pub async fn apply(
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     api.patch(
         name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
+        &PatchParams::apply(field_manager).force(),
         &Patch::Apply(&body),
     )
     .await?;
@@ -189,9 +190,11 @@ pub enum KeyState {
     },
 }
 
-/// Compares one key of one Secret with `expected`, in memory.
+/// Compares one key of one Secret with `expected`, in memory; `ours` is this resource's
+/// field manager.
 pub async fn key_writer(
     client: &Client,
+    ours: &str,
     namespace: &str,
     name: &str,
     key: &str,
@@ -210,12 +213,12 @@ pub async fn key_writer(
         return Ok(KeyState::Holds);
     }
     Ok(KeyState::Differs {
-        manager: last_writer(&secret, key),
+        manager: last_writer(&secret, ours, key),
     })
 }
 
-/// The manager other than ours that last wrote `data.<key>` (else anything in `data`).
-fn last_writer(secret: &Secret, key: &str) -> Option<String> {
+/// The manager other than `ours` that last wrote `data.<key>` (else anything in `data`).
+fn last_writer(secret: &Secret, ours: &str, key: &str) -> Option<String> {
     let entries = secret
         .metadata
         .managed_fields
@@ -224,7 +227,7 @@ fn last_writer(secret: &Secret, key: &str) -> Option<String> {
     let others = || {
         entries
             .iter()
-            .filter(|e| e.manager.as_deref().is_some_and(|m| m != FIELD_MANAGER))
+            .filter(|e| e.manager.as_deref().is_some_and(|m| m != ours))
     };
     let owns = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
                 path: &[&str]| {
@@ -303,6 +306,7 @@ pub async fn read_staging(
 /// finalizer: deleting its namespace cannot take it before the rotation is rolled back.
 pub async fn write_staging(
     client: &Client,
+    field_manager: &str,
     namespace: &str,
     owner: Option<&OwnerReference>,
     name: &str,
@@ -340,7 +344,7 @@ pub async fn write_staging(
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     api.patch(
         name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
+        &PatchParams::apply(field_manager).force(),
         &Patch::Apply(&body),
     )
     .await?;

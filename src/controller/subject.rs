@@ -6,7 +6,7 @@
 use crate::api::{
     ClusterTokenRotation, NamespaceTargets, TokenRotation, TokenRotationSpec, TokenRotationStatus,
 };
-use crate::rotation::Holder;
+use crate::rotation::{staging_secret_name, Holder};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams};
@@ -44,9 +44,10 @@ pub trait Rotated:
     fn identity(&self) -> (String, Holder) {
         Self::identity_of(self.namespace().as_deref(), &self.name_any())
     }
-    /// Base of the staging Secret's name: cluster rotations are prefixed so that one cannot
-    /// share a staging Secret with a TokenRotation of the same name in its namespace.
-    fn staging_base(&self) -> String;
+    /// The name a new rotation gives its staging Secret: the two kinds use suffixes that can
+    /// never produce the same name, so a ClusterTokenRotation cannot share a staging Secret
+    /// with a TokenRotation in its credentials namespace.
+    fn staging_secret(&self) -> String;
 }
 
 impl Rotated for TokenRotation {
@@ -81,8 +82,8 @@ impl Rotated for TokenRotation {
             },
         )
     }
-    fn staging_base(&self) -> String {
-        self.name_any()
+    fn staging_secret(&self) -> String {
+        staging_secret_name(&self.name_any(), "-rotation-staging")
     }
 }
 
@@ -118,8 +119,8 @@ impl Rotated for ClusterTokenRotation {
             },
         )
     }
-    fn staging_base(&self) -> String {
-        format!("cluster-{}", self.name_any())
+    fn staging_secret(&self) -> String {
+        staging_secret_name(&self.name_any(), "-clusterrotation-staging")
     }
 }
 
@@ -131,6 +132,10 @@ pub struct Subject {
     pub metrics_namespace: String,
     /// Account lock holder.
     pub holder: Holder,
+    /// Field manager of every write it makes (its own, see [`Holder::field_manager`]).
+    pub field_manager: String,
+    /// The pod-template annotation it restarts workloads with.
+    pub stamp_key: String,
     /// The spec the rotation runs with: the one recorded when the rotation in flight started
     /// (edits apply to the next rotation), else the resource's own.
     pub spec: TokenRotationSpec,
@@ -147,7 +152,7 @@ pub struct Subject {
     pub cluster: bool,
     pub owner: Option<OwnerReference>,
     pub reference: ObjectReference,
-    pub staging_base: String,
+    pub staging_secret: String,
     pub uid: String,
 }
 
@@ -168,6 +173,8 @@ impl Subject {
         Ok(Self {
             name: obj.name_any(),
             metrics_namespace,
+            field_manager: holder.field_manager(),
+            stamp_key: holder.stamp_key(),
             holder,
             spec_changed: spec != *live,
             spec,
@@ -177,7 +184,7 @@ impl Subject {
             cluster: obj.namespace_targets().is_some(),
             owner: obj.controller_owner_ref(&()),
             reference: obj.object_ref(&()),
-            staging_base: obj.staging_base(),
+            staging_secret: obj.staging_secret(),
             uid: obj.uid().unwrap_or_default(),
         })
     }

@@ -7,7 +7,7 @@ use crate::api::{
     conditions::{DEGRADED, READY, ROTATING},
     AbortStep, ApiKeyStatus, Phase, RestartPolicy, RotationResult, RotationStatus,
     TokenRotationSpec, TokenRotationStatus, Trigger, WorkloadKind, WorkloadProgress,
-    DELETE_SECONDARY_ANNOTATION,
+    DELETE_SECONDARY_ANNOTATION, FIELD_MANAGER, RESTART_ANNOTATION,
 };
 use crate::schedule;
 use crate::time::{from_k8s, to_k8s};
@@ -26,9 +26,8 @@ const IDLE_MAX: Duration = Duration::from_secs(3600);
 pub struct Observation {
     pub now: DateTime<Utc>,
     pub generation: Option<i64>,
-    /// What the staging Secret is named after: the resource's name (prefixed for a
-    /// ClusterTokenRotation, so it cannot collide with a TokenRotation's).
-    pub staging_base: String,
+    /// The name a new rotation gives its staging Secret.
+    pub staging_secret: String,
     pub uid: String,
     pub created: DateTime<Utc>,
     /// The spec the rotation runs with: the one recorded when the rotation in flight started,
@@ -69,6 +68,41 @@ pub enum Holder {
     TokenRotation { namespace: String, name: String },
     ClusterTokenRotation { name: String },
 }
+
+impl Holder {
+    /// The server-side apply field manager of everything this resource writes. One per
+    /// resource, so that two resources writing different keys of one Secret (or stamping one
+    /// workload) never remove each other's fields; namespaces cannot contain `:`, so the two
+    /// kinds cannot collide.
+    pub fn field_manager(&self) -> String {
+        let name = match self {
+            Self::TokenRotation { namespace, name } => format!("{namespace}/{name}"),
+            Self::ClusterTokenRotation { name } => format!("cluster:{name}"),
+        };
+        let full = format!("{FIELD_MANAGER}:{name}");
+        if full.len() <= MAX_FIELD_MANAGER {
+            return full;
+        }
+        // Too long for the API server: cut, and keep it unique with a hash of the whole.
+        let tag = format!("~{:08x}", crate::hash::fnv1a32(full.bytes()));
+        let mut cut: String = full.chars().take(MAX_FIELD_MANAGER - tag.len()).collect();
+        while cut.len() > MAX_FIELD_MANAGER - tag.len() {
+            cut.pop();
+        }
+        cut + &tag
+    }
+
+    /// The pod-template annotation this resource restarts workloads with (its value is the
+    /// rotation's stamp). One per resource, so two resources restarting one workload do not
+    /// overwrite each other's stamp.
+    pub fn stamp_key(&self) -> String {
+        let h = crate::hash::fnv1a32(self.field_manager().bytes());
+        format!("{RESTART_ANNOTATION}-{h:08x}")
+    }
+}
+
+/// The API server's limit on a field manager's length.
+const MAX_FIELD_MANAGER: usize = 128;
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -454,11 +488,13 @@ fn rotation_id(obs: &Observation) -> String {
     format!("{}-{:04x}", obs.now.format("%Y%m%d-%H%M%S"), h & 0xffff)
 }
 
-pub fn staging_secret_name(resource: &str) -> String {
-    const SUFFIX: &str = "-rotation-staging";
-    let keep = 253 - SUFFIX.len();
+/// The staging Secret of resource `resource`, ending with `suffix`: `-rotation-staging` for a
+/// TokenRotation, `-clusterrotation-staging` for a ClusterTokenRotation. No name of one kind
+/// can be a name of the other (one has `-` before `rotation-staging`, the other `r`).
+pub fn staging_secret_name(resource: &str, suffix: &str) -> String {
+    let keep = 253 - suffix.len();
     let base: String = resource.chars().take(keep).collect();
-    format!("{}{}", base.trim_end_matches(['-', '.']), SUFFIX)
+    format!("{}{}", base.trim_end_matches(['-', '.']), suffix)
 }
 
 /// Decides the next step.
@@ -764,7 +800,7 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             trigger,
             start_time: to_k8s(obs.now),
             phase_start_time: to_k8s(obs.now),
-            staging_secret: staging_secret_name(&obs.staging_base),
+            staging_secret: obs.staging_secret.clone(),
             staged: false,
             promoted_time: None,
             key_sid: None,

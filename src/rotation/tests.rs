@@ -32,7 +32,7 @@ fn obs(status: TokenRotationStatus) -> Observation {
     Observation {
         now: t0(),
         generation: Some(1),
-        staging_base: "twilio".into(),
+        staging_secret: "twilio-rotation-staging".into(),
         uid: "uid-1".into(),
         created: t0() - CD::days(1),
         spec: spec(),
@@ -718,7 +718,7 @@ fn resumes_from_every_phase_after_a_crash() {
 #[test]
 fn staging_secret_names_fit_the_kubernetes_limit() {
     let long = "a".repeat(253);
-    let n = super::machine::staging_secret_name(&long);
+    let n = super::machine::staging_secret_name(&long, "-rotation-staging");
     assert!(n.len() <= 253);
     assert!(n.ends_with("-rotation-staging"));
 }
@@ -1220,4 +1220,65 @@ fn spec_edits_in_flight_are_reported() {
     );
     // The started rotation records the spec it runs with.
     assert_eq!(started().rotation.unwrap().spec, Some(spec()));
+}
+
+/// Each resource writes as its own field manager and stamps its own annotation: distinct for
+/// every resource, within the API server's limits, and stable.
+#[test]
+fn field_managers_and_stamp_keys_are_per_resource() {
+    let cluster = |n: &str| Holder::ClusterTokenRotation { name: n.into() };
+    let all = [
+        holder("shop", "twilio"),
+        holder("billing", "twilio"),
+        holder("cluster", "shared"),
+        cluster("shared"),
+        holder("shop", &"a".repeat(253)),
+        holder("shop", &format!("{}b", "a".repeat(252))),
+    ];
+    let managers: std::collections::BTreeSet<String> =
+        all.iter().map(Holder::field_manager).collect();
+    assert_eq!(managers.len(), all.len(), "{managers:?}");
+    assert!(managers
+        .iter()
+        .all(|m| m.len() <= 128 && m.starts_with("token-rotator:")));
+    assert_eq!(
+        holder("shop", "twilio").field_manager(),
+        "token-rotator:shop/twilio"
+    );
+    assert_eq!(
+        cluster("shared").field_manager(),
+        "token-rotator:cluster:shared"
+    );
+    let keys: std::collections::BTreeSet<String> = all.iter().map(Holder::stamp_key).collect();
+    assert_eq!(keys.len(), all.len());
+    for k in &keys {
+        let (prefix, name) = k.split_once('/').unwrap();
+        assert_eq!(prefix, "tokenrotator.io");
+        assert!(name.len() <= 63, "{k}");
+    }
+    assert_eq!(
+        holder("shop", "twilio").stamp_key(),
+        holder("shop", "twilio").stamp_key()
+    );
+}
+
+/// A ClusterTokenRotation's staging Secret can never be named like a TokenRotation's in its
+/// credentials namespace (`cluster-x` used to collide with cluster rotation `x`).
+#[test]
+fn staging_names_of_the_two_kinds_never_collide() {
+    use super::machine::staging_secret_name;
+    for name in ["x", "cluster-x", "x-cluster", "x.cluster", "a-b"] {
+        let ctr = staging_secret_name(name, "-clusterrotation-staging");
+        assert!(!ctr.ends_with("-rotation-staging"), "{ctr}");
+        for tr_name in [
+            "x",
+            "cluster-x",
+            "x-cluster",
+            "x.cluster",
+            "a-b",
+            "x-cluster",
+        ] {
+            assert_ne!(ctr, staging_secret_name(tr_name, "-rotation-staging"));
+        }
+    }
 }
