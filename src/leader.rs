@@ -4,6 +4,9 @@
 //! shutdown) or lets it expire (crash).
 
 use crate::metrics::Metrics;
+use chrono::{DateTime, TimeZone, Utc};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use std::future::Future;
 use std::time::Duration;
@@ -20,10 +23,23 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// Renew this long before expiry: a third of the lease, so two renewals can fail in a row.
+    /// Renew this long before expiry: two thirds of the lease, so the holder renews every
+    /// third of it and one failed renewal is not yet a lost lease.
     fn grace_seconds(&self) -> u64 {
-        (self.duration_seconds / 3).clamp(1, self.duration_seconds.saturating_sub(1).max(1))
+        (self.duration_seconds * 2 / 3).clamp(1, self.duration_seconds.saturating_sub(1).max(1))
     }
+
+    /// A leader whose last renewal is older than this stops acting: two thirds of the lease
+    /// (client-go's 10 s of 15 s), so it has stopped before the lease expires and a standby
+    /// may take it.
+    pub fn renew_deadline(&self) -> Duration {
+        Duration::from_millis(self.duration_seconds * 2000 / 3)
+    }
+}
+
+/// Whether a leader last renewed at `last_renewal` must stop acting at `now`.
+fn past_deadline(last_renewal: DateTime<Utc>, now: DateTime<Utc>, deadline: Duration) -> bool {
+    now - last_renewal > chrono::Duration::from_std(deadline).unwrap_or(chrono::Duration::MAX)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +56,8 @@ pub enum LeaderError<E: std::error::Error + 'static> {
     LoopEnded,
     #[error("lost the leader lease; stopped acting so that another replica can take over")]
     Lost,
+    #[error("could not renew the leader lease within {0:?}; stopped acting before it expires so that another replica can take over")]
+    RenewDeadline(Duration),
     #[error(transparent)]
     Work(E),
 }
@@ -65,7 +83,7 @@ where
         name: cfg.name.clone(),
         source,
     };
-    let manager = LeaseManagerBuilder::new(client, cfg.name.clone())
+    let manager = LeaseManagerBuilder::new(client.clone(), cfg.name.clone())
         .with_namespace(cfg.namespace.clone())
         .with_identity(cfg.identity.clone())
         .with_duration(cfg.duration_seconds)
@@ -91,6 +109,7 @@ where
     let result = tokio::select! {
         r = work() => r.map_err(LeaderError::Work),
         () = lost(&mut leading) => Err(LeaderError::Lost),
+        e = renewals_stop(&client, &cfg) => Err(e),
         () = &mut shutdown => Ok(()),
     };
     metrics.set_leader(false);
@@ -107,6 +126,41 @@ where
     result
 }
 
+/// Resolves once this replica's lease is no longer renewed: another holder, or no renewal
+/// seen within the renew deadline (the API server unreachable, renewals refused). The lease
+/// manager itself keeps reporting "leader" while it cannot reach the API server, which would
+/// leave this replica acting after the lease expired and a standby took over.
+async fn renewals_stop<E: std::error::Error + 'static>(
+    client: &kube::Client,
+    cfg: &LeaseConfig,
+) -> LeaderError<E> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let deadline = cfg.renew_deadline();
+    let period = (deadline / 4).min(Duration::from_secs(1));
+    let mut last_renewal = Utc::now();
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        if let Ok(Ok(read)) = tokio::time::timeout(period, api.get_opt(&cfg.name)).await {
+            let spec = read.and_then(|l| l.spec).unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+                return LeaderError::Lost;
+            }
+            if let Some(t) = spec.renew_time {
+                let renewed = Utc
+                    .timestamp_millis_opt(t.0.as_millisecond())
+                    .single()
+                    .unwrap_or(last_renewal);
+                last_renewal = last_renewal.max(renewed);
+            }
+        }
+        if past_deadline(last_renewal, Utc::now(), deadline) {
+            tracing::warn!(lease = %cfg.name, ?deadline, "no renewal of the leader lease within the renew deadline; stopping");
+            return LeaderError::RenewDeadline(deadline);
+        }
+    }
+}
+
 /// Resolves once this replica no longer holds the lease (or the lease loop died).
 async fn lost(leading: &mut watch::Receiver<bool>) {
     loop {
@@ -120,20 +174,46 @@ async fn lost(leading: &mut watch::Receiver<bool>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn grace_is_a_third_and_always_below_the_duration() {
-        let cfg = |d| LeaseConfig {
+    fn cfg(d: u64) -> LeaseConfig {
+        LeaseConfig {
             name: "l".into(),
             namespace: "n".into(),
             identity: "i".into(),
             duration_seconds: d,
-        };
-        assert_eq!(cfg(15).grace_seconds(), 5);
-        assert_eq!(cfg(2).grace_seconds(), 1);
-        assert_eq!(cfg(4).grace_seconds(), 1);
-        for d in 2..100 {
-            let g = cfg(d).grace_seconds();
-            assert!(g >= 1 && g < d, "duration {d} grace {g}");
         }
+    }
+
+    /// Renewals come every third of the lease; the renew deadline falls after one missed
+    /// renewal and before the lease expires (client-go: 15 s lease, 10 s deadline).
+    #[test]
+    fn renewals_and_deadline_fit_inside_the_lease() {
+        assert_eq!(cfg(15).grace_seconds(), 10);
+        assert_eq!(cfg(15).renew_deadline(), Duration::from_secs(10));
+        assert_eq!(cfg(2).grace_seconds(), 1);
+        for d in 2..100 {
+            let c = cfg(d);
+            let g = c.grace_seconds();
+            assert!(g >= 1 && g < d, "duration {d} grace {g}");
+            let every = Duration::from_secs(d - g);
+            let deadline = c.renew_deadline();
+            let lease = Duration::from_secs(d);
+            assert!(deadline < lease, "duration {d}: stops before expiry");
+            assert!(
+                deadline >= every,
+                "duration {d}: one renewal fits the deadline"
+            );
+        }
+    }
+
+    #[test]
+    fn past_the_deadline_only_after_it() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let d = Duration::from_secs(10);
+        assert!(!past_deadline(t, t + chrono::Duration::seconds(10), d));
+        assert!(past_deadline(
+            t,
+            t + chrono::Duration::milliseconds(10_001),
+            d
+        ));
     }
 }
