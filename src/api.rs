@@ -608,6 +608,10 @@ pub struct RotationStatus {
     /// reverted by another writer; each time the consumers roll out again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redistributions: u32,
+    /// API key rotation: the staging Secret was lost and rebuilt from the target Secrets, which
+    /// do not hold the previous key's secret, so the rotation can only go forward.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous_lost: bool,
     /// The spec this rotation runs with, recorded when it starts: edits made meanwhile apply
     /// to the next rotation (`suspend` and the annotations act at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -812,3 +812,90 @@ async fn negative_control_one_shared_stamp_makes_two_resources_fight() {
         "shared stamp: {restarts} restarts, both completed: {both}"
     );
 }
+
+/// Deletes the staging Secret (as someone cleaning up by hand would) once the rollout runs.
+async fn lose_staging(w: &World) {
+    let st = wait_status(w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    let name = st.rotation.unwrap().staging_secret;
+    let secrets = Api::<Secret>::namespaced(w.client.clone(), NS);
+    // It carries the operator's finalizer; a person deleting it by hand removes that too.
+    secrets
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    secrets
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// The staging Secret deleted after distribution: the rotation rebuilds it (the new token is
+/// in the credentials Secret, Twilio names the old one as the primary) and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_secret_lost_after_distribution_is_rebuilt_and_the_rotation_completes() {
+    let w = world(2).await;
+    slow_rollout(&w);
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    lose_staging(&w).await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert_eq!(st.phase, Some(Phase::Ready));
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_ne!(new, w.old_token);
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some(new.as_str())
+    );
+    wait_events(&w, &["StagingSecretLost", "RotationSucceeded"]).await;
+}
+
+/// Lost staging Secret, then abort: the old token (Twilio's primary) goes back everywhere and
+/// the secondary is deleted; nothing stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_secret_lost_then_aborted_restores_the_old_token() {
+    let w = world(2).await;
+    w.sb.workloads
+        .fail_new_pods(WorkloadKind::Deployment, NS, "api", true);
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    lose_staging(&w).await;
+    // Rebuilt while the rollout is stuck, then aborted.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.sb.workloads
+        .fail_new_pods(WorkloadKind::Deployment, NS, "api", false);
+    annotate(&w, "twilio", "tokenrotator.io/abort", "1").await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| {
+        s.phase == Some(Phase::Aborted)
+    })
+    .await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert!(st.rotation.is_none());
+    assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+    for (secret, key) in [
+        ("twilio-creds", "TWILIO_AUTH_TOKEN"),
+        ("twilio-admin", "authToken"),
+    ] {
+        assert_eq!(
+            secret_value(&w, secret, key).await.as_deref(),
+            Some(w.old_token.as_str())
+        );
+    }
+}

@@ -717,17 +717,20 @@ async fn execute(
             if tr.cluster {
                 // A namespace may have started matching since distribution: its Secret gets
                 // the credential the restarted pods must read before they restart.
-                let s = staged(ctx, obs, tr).await?;
-                let d = match serve {
-                    Serve::Old => Distribution::Restore {
-                        old: s.previous.as_ref(),
-                    },
-                    Serve::New => Distribution::New {
-                        new: &s.new,
-                        old: s.previous.as_ref(),
-                    },
-                };
-                distribute(ctx, tr, d).await?;
+                match serve {
+                    Serve::Old => {
+                        let old = old_credential(ctx, tr, obs).await?;
+                        distribute(ctx, tr, Distribution::Restore { old: old.as_ref() }).await?;
+                    }
+                    Serve::New => {
+                        let s = staged(ctx, obs, tr).await?;
+                        let d = Distribution::New {
+                            new: &s.new,
+                            old: s.previous.as_ref(),
+                        };
+                        distribute(ctx, tr, d).await?;
+                    }
+                }
             }
             for w in refs {
                 let r = WorkloadRef {
@@ -810,15 +813,16 @@ async fn execute(
             delete_staging(ctx, obs, tr).await
         }
         Action::RestoreSecrets => {
-            let s = staged(ctx, obs, tr).await?;
-            distribute(
-                ctx,
-                tr,
-                Distribution::Restore {
-                    old: s.previous.as_ref(),
-                },
-            )
-            .await
+            let old = old_credential(ctx, tr, obs).await?;
+            distribute(ctx, tr, Distribution::Restore { old: old.as_ref() }).await
+        }
+        Action::Recover => {
+            let s = if keys {
+                recover_api_key(ctx, tr, obs).await?
+            } else {
+                recover_auth_token(ctx, tr).await?
+            };
+            store_staged(ctx, tr, obs, s).await
         }
         Action::DeleteSecondary { at_twilio: false } => delete_staging(ctx, obs, tr).await,
         Action::DeleteSecondary { at_twilio: true } => {
@@ -840,6 +844,90 @@ async fn execute(
             }
             delete_staging(ctx, obs, tr).await
         }
+    }
+}
+
+/// The credential an abort restores: the staging Secret's previous one; for an Auth Token whose
+/// staging Secret is gone, the account's primary (the old token until promotion), as Twilio
+/// names it to whoever authenticates.
+async fn old_credential(
+    ctx: &Context,
+    tr: &Subject,
+    obs: &Observation,
+) -> Result<Option<Credential>, Failure> {
+    match staged(ctx, obs, tr).await {
+        Ok(s) => Ok(s.previous),
+        Err(f) if f.class == FailureClass::StagingLost && tr.spec.auth_token.is_some() => {
+            let held = operator_token(ctx, tr).await?;
+            let twilio = twilio_client(ctx, tr)?;
+            let creds = Credentials::auth_token(&tr.spec.twilio.account_sid, held);
+            let account = twilio
+                .fetch_account(&creds)
+                .await
+                .map_err(|e| auth_token::failure(&e, FailureClass::AuthenticationFailed))?;
+            match account.auth_token {
+                Some(primary) => Ok(Some(Credential::auth_token(primary))),
+                None => Err(f),
+            }
+        }
+        Err(f) => Err(f),
+    }
+}
+
+/// The staging Secret of an Auth Token rotation, rebuilt after distribution: the credentials
+/// Secret holds the new token since then, and Twilio names the primary (the old token until
+/// promotion) to anyone who authenticates.
+async fn recover_auth_token(ctx: &Context, tr: &Subject) -> Result<Staged, Failure> {
+    let held = operator_token(ctx, tr).await?;
+    let twilio = twilio_client(ctx, tr)?;
+    let creds = Credentials::auth_token(&tr.spec.twilio.account_sid, held.clone());
+    let account = twilio
+        .fetch_account(&creds)
+        .await
+        .map_err(|e| auth_token::failure(&e, FailureClass::AuthenticationFailed))?;
+    let lost = |why: &str| {
+        Failure {
+        class: FailureClass::StagingLost,
+        message: format!("the staging Secret was deleted and cannot be rebuilt: {why}; set tokenrotator.io/abort to roll back"),
+    }
+    };
+    let Some(primary) = account.auth_token else {
+        return Err(lost(
+            "Twilio did not return the account's primary Auth Token",
+        ));
+    };
+    if primary == held {
+        return Err(lost(
+            "the credentials Secret holds the primary Auth Token, not the new one",
+        ));
+    }
+    Ok(Staged {
+        rotation_id: String::new(),
+        new: Credential::auth_token(held),
+        previous: Some(Credential::auth_token(primary)),
+    })
+}
+
+/// The staging Secret of an API key rotation, rebuilt after distribution from the first target
+/// Secret, when it holds the key this rotation made (its SID is in status). The previous key's
+/// secret is gone with it: the rotation can only go forward.
+async fn recover_api_key(
+    ctx: &Context,
+    tr: &Subject,
+    obs: &Observation,
+) -> Result<Staged, Failure> {
+    let want = obs.status.rotation.as_ref().and_then(|r| r.key_sid.clone());
+    let held = current_key(ctx, tr).await?;
+    match (want, held) {
+        (Some(want), Some(held)) if held.key_sid.as_deref() == Some(want.as_str()) => Ok(Staged {
+            rotation_id: String::new(),
+            new: held,
+            previous: None,
+        }),
+        _ => Err(Failure {
+            class: FailureClass::StagingLost,
+            message: "the staging Secret was deleted and the target Secrets no longer hold this rotation's new API key, so it cannot be rebuilt".into(),
+        }),
     }
 }
 

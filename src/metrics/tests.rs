@@ -21,6 +21,7 @@ fn in_flight(phase: Phase, phase_start: DateTime<Utc>) -> TokenRotationStatus {
             held_reason: None,
             create_called: false,
             redistributions: 0,
+            previous_lost: false,
             spec: None,
         }),
         ..Default::default()

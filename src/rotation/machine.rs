@@ -235,6 +235,10 @@ pub enum Action {
     Retire { delete_keys: Vec<String> },
     /// Put the old token back into every target Secret and the credentials Secret.
     RestoreSecrets,
+    /// Rebuild a staging Secret deleted after distribution from what the Secrets and Twilio
+    /// hold: the new token is in the credentials Secret (the new API key in the targets), the
+    /// old Auth Token is the account's primary.
+    Recover,
     /// Delete the staging Secret and, with `at_twilio`, the unused secondary token (or the new
     /// API key): without it, this rotation never called Twilio to create one.
     DeleteSecondary { at_twilio: bool },
@@ -252,6 +256,7 @@ impl Action {
             Self::Promote => "Promote",
             Self::Retire { .. } => "Retire",
             Self::RestoreSecrets => "RestoreSecrets",
+            Self::Recover => "Recover",
             Self::DeleteSecondary { .. } => "DeleteSecondary",
         }
     }
@@ -267,6 +272,7 @@ impl Action {
             Self::Promote => "promoting the new token",
             Self::Retire { .. } => "retiring the previous token",
             Self::RestoreSecrets => "restoring the old token",
+            Self::Recover => "rebuilding the lost staging Secret",
             Self::DeleteSecondary { .. } => "deleting the unused token",
         }
     }
@@ -520,9 +526,21 @@ pub fn decide(obs: &Observation) -> Decision {
     if abort_requested {
         b.status.last_abort = obs.abort.clone();
     }
+    let previous_lost = obs
+        .status
+        .rotation
+        .as_ref()
+        .is_some_and(|r| r.previous_lost);
     match obs.status.phase {
+        Some(Phase::RollingOut | Phase::Verifying) if abort_requested && previous_lost => {
+            b.event(
+                true,
+                "AbortRefused",
+                "the staging Secret was lost and with it the previous API key's secret: there is nothing to roll back to, the rotation completes",
+            );
+        }
         Some(Phase::Staging | Phase::Distributing | Phase::RollingOut | Phase::Verifying)
-            if abort_requested || obs.deleting =>
+            if (abort_requested || obs.deleting) && !previous_lost =>
         {
             let staged = obs.status.rotation.as_ref().is_some_and(|r| r.staged);
             let first = if staged {
@@ -567,6 +585,16 @@ pub fn decide(obs: &Observation) -> Decision {
         b.cond(ROTATING, true, "Suspended", msg.clone());
         b.status.message = Some(msg);
         return b.finish(Action::None, None);
+    }
+
+    // The staging Secret was deleted after distribution: rebuild it before anything needs it.
+    // (Rolling back needs only the old Auth Token, which Twilio names as the primary.)
+    let needs_staging = matches!(
+        obs.status.phase,
+        Some(Phase::RollingOut | Phase::Verifying | Phase::Promoting)
+    );
+    if needs_staging && obs.staged_for.as_deref() != Some(current_id(&b).as_str()) {
+        return decide_recover(b, plan);
     }
 
     // Right before each step towards promotion: every target still holds the new credential.
@@ -638,6 +666,26 @@ pub fn decide(obs: &Observation) -> Decision {
             decide_idle(b, plan)
         }
     }
+}
+
+fn decide_recover(mut b: Builder<'_>, plan: &Plan) -> Decision {
+    let id = current_id(&b);
+    let already = conditions::get(&b.status.conditions, DEGRADED)
+        .is_some_and(|c| c.status == "True" && c.reason == "StagingSecretLost");
+    if !already {
+        b.event(
+            true,
+            "StagingSecretLost",
+            format!("rotation {id}: the staging Secret was deleted after distribution; rebuilding it from the Secrets and Twilio"),
+        );
+    }
+    if plan.credential == CredentialKind::ApiKey {
+        if let Some(r) = b.rotation() {
+            // Only the new key is in the targets now.
+            r.previous_lost = true;
+        }
+    }
+    b.finish(Action::Recover, Some(Duration::ZERO))
 }
 
 /// How often a reverted target is written again before the rotation holds.
@@ -810,6 +858,7 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             held_reason: None,
             create_called: false,
             redistributions: 0,
+            previous_lost: false,
             spec: Some(obs.spec.clone()),
         });
         b.enter(

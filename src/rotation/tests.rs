@@ -28,7 +28,14 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
 }
 
+/// What the controller observes with `status`: the staging Secret holds the current
+/// rotation's token once the status says it was staged.
 fn obs(status: TokenRotationStatus) -> Observation {
+    let staged_for = status
+        .rotation
+        .as_ref()
+        .filter(|r| r.staged)
+        .map(|r| r.id.clone());
     Observation {
         now: t0(),
         generation: Some(1),
@@ -45,7 +52,7 @@ fn obs(status: TokenRotationStatus) -> Observation {
         status,
         account_holder: None,
         account_conflict: None,
-        staged_for: None,
+        staged_for,
         staged_keys: None,
         rollout: None,
         reverted: Vec::new(),
@@ -299,7 +306,9 @@ fn distributing_applies_then_rolls_out() {
 #[test]
 fn distributing_with_lost_staging_secret_starts_the_token_over() {
     let s = at_phase(Phase::Distributing);
-    let d = decide(&obs(s));
+    let mut o = obs(s);
+    o.staged_for = None;
+    let d = decide(&o);
     assert_eq!(d.action, Action::None);
     assert_eq!(d.status.phase, Some(Phase::Staging));
     assert!(!d.status.rotation.as_ref().unwrap().staged);
@@ -1281,4 +1290,32 @@ fn staging_names_of_the_two_kinds_never_collide() {
             assert_ne!(ctr, staging_secret_name(tr_name, "-rotation-staging"));
         }
     }
+}
+
+/// A staging Secret deleted after distribution is rebuilt before anything needs it; for an API
+/// key the previous key's secret is gone with it, so an abort is refused from then on.
+#[test]
+fn staging_lost_after_distribution_is_rebuilt() {
+    for phase in [Phase::RollingOut, Phase::Verifying, Phase::Promoting] {
+        let mut o = obs(at_phase(phase));
+        o.staged_for = None;
+        let d = decide(&o);
+        assert_eq!(d.action, Action::Recover, "{phase}");
+        assert_eq!(d.status.phase, Some(phase), "nothing advances");
+        assert_eq!(d.events[0].reason, "StagingSecretLost");
+        assert!(!d.status.rotation.unwrap().previous_lost);
+    }
+    let mut o = obs(at_phase(Phase::RollingOut));
+    o.plan = Plan::new(&key_spec(0), None);
+    o.staged_for = None;
+    let d = decide(&o);
+    assert_eq!(d.action, Action::Recover);
+    assert!(d.status.rotation.as_ref().unwrap().previous_lost);
+    let mut o = obs(d.status);
+    o.plan = Plan::new(&key_spec(0), None);
+    o.abort = Some("1".into());
+    o.staged_for = Some(id(&o.status));
+    let d = decide(&o);
+    assert_ne!(d.status.phase, Some(Phase::Aborting));
+    assert!(d.events.iter().any(|e| e.reason == "AbortRefused"));
 }
