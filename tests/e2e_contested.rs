@@ -899,3 +899,84 @@ async fn staging_secret_lost_then_aborted_restores_the_old_token() {
         );
     }
 }
+
+/// A namespace matched by a ClusterTokenRotation is deleted mid-rotation: nothing more is
+/// written there, its consumers are waited on until they are gone, and the rotation completes
+/// instead of stalling; no call refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matched_namespace_deleted_mid_rotation_does_not_stall_it() {
+    let w = world(1).await;
+    let env = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"];
+    let creds = serde_json::json!({"TWILIO_ACCOUNT_SID": w.sid, "TWILIO_AUTH_TOKEN": w.old_token});
+    populate(&w.sb, "leaving", &w.old_token, creds, &env, 1).await;
+    w.sb.workloads.set_readiness_delay(
+        WorkloadKind::Deployment,
+        "leaving",
+        "api",
+        Duration::from_secs(3),
+    );
+    for ns in [NS, "leaving"] {
+        Api::<Namespace>::all(w.client.clone())
+            .patch(
+                ns,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"twilio": "shared"}}})),
+            )
+            .await
+            .unwrap();
+    }
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    let ctr: ClusterTokenRotation = serde_json::from_value(serde_json::json!({
+        "apiVersion": "tokenrotator.io/v1alpha1",
+        "kind": "ClusterTokenRotation",
+        "metadata": {"name": "shared", "annotations": {"tokenrotator.io/rotate-now": "1"}},
+        "spec": {
+            "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
+            "credentialsNamespace": NS,
+            "rotation": {
+                "twilio": {"accountSid": w.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+                "authToken": {},
+                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
+                             "tokenKey": "TWILIO_AUTH_TOKEN"}],
+                "rolloutTimeout": "1m",
+                "propagationDelay": "1s",
+                "overlap": "1s"
+            }
+        }
+    }))
+    .unwrap();
+    let api: Api<ClusterTokenRotation> = Api::all(w.client.clone());
+    api.create(&PostParams::default(), &ctr).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = api.get("shared").await.unwrap().status.unwrap_or_default();
+        if st.phase == Some(Phase::RollingOut) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{st:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Api::<Namespace>::all(w.client.clone())
+        .delete("leaving", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        let st = api.get("shared").await.unwrap().status.unwrap_or_default();
+        if st.rotations == 1 {
+            break st;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stalled: {st:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert_eq!(st.namespaces, vec![NS.to_string()]);
+    assert_ne!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+}

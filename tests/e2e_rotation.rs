@@ -232,3 +232,72 @@ async fn missed_scheduled_rotation_runs_once_on_start() {
     assert_eq!(refused, 0);
     assert_ne!(w.sb.twilio.primary_token(&w.sid).unwrap(), w.old_token);
 }
+
+/// The abort path crashes too: at every step of rolling back (restoring the Secrets, deleting
+/// the unused secondary), before the action, between it and its status write, and after it.
+/// A restarted controller finishes the abort: the old token everywhere, no secondary left, no
+/// refused call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_crash_at_every_step_of_an_abort() {
+    use sandbox::workloads::WorkloadKind;
+    let mut points: Vec<String> = Vec::new();
+    for s in ["RestoreSecrets", "DeleteSecondary"] {
+        for when in ["before", "after", "status"] {
+            points.push(format!("{when}:{s}"));
+        }
+    }
+    for point in points {
+        let w = world(1).await;
+        w.sb.workloads.set_readiness_delay(
+            WorkloadKind::Deployment,
+            NS,
+            "api",
+            Duration::from_millis(1500),
+        );
+        let traffic = consumer_traffic(&w, Duration::from_millis(20));
+        let (fp, mut hits) = Failpoints::new();
+        fp.arm(&point);
+        let first = start_controller(&w, fp);
+        create(&w, &manual_rotation(&w, "twilio")).await;
+        wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+            s.phase == Some(Phase::RollingOut)
+        })
+        .await;
+        annotate(&w, "twilio", "tokenrotator.io/abort", "1").await;
+        let hit = tokio::time::timeout(Duration::from_secs(30), hits.recv())
+            .await
+            .unwrap_or_else(|_| panic!("failpoint {point} never reached"));
+        assert_eq!(hit.as_deref(), Some(point.as_str()));
+        first.abort();
+        let _ = first.await;
+
+        let second = start_controller(&w, Failpoints::default());
+        let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| {
+            s.phase == Some(Phase::Aborted)
+        })
+        .await;
+        let (_, refused) = traffic.stop().await;
+        second.abort();
+        assert!(st.rotation.is_none(), "{point}");
+        assert_eq!(
+            w.sb.twilio.primary_token(&w.sid).as_deref(),
+            Some(w.old_token.as_str()),
+            "{point}"
+        );
+        assert!(
+            w.sb.twilio.secondary_token(&w.sid).is_none(),
+            "{point}: the unused secondary is deleted"
+        );
+        for (secret, key) in [
+            ("twilio-creds", "TWILIO_AUTH_TOKEN"),
+            ("twilio-admin", "authToken"),
+        ] {
+            assert_eq!(
+                secret_value(&w, secret, key).await.as_deref(),
+                Some(w.old_token.as_str()),
+                "{point}: {secret}"
+            );
+        }
+        assert_eq!(refused, 0, "{point}");
+    }
+}
