@@ -130,7 +130,7 @@ impl Collector for ResourceGauges {
         )?;
         gauge_family(
             "token_rotator_rotation_held",
-            "1 while a rotation is held (rollout timeout, paused workload, failing verification).",
+            "1 while a rotation is held before promotion (rollout timeout, paused or failing workload, a reverted target Secret, an account conflict).",
             &|s| Some(if s.held { 1.0 } else { 0.0 }),
         )?;
 
