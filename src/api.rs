@@ -482,6 +482,10 @@ pub struct TokenRotationStatus {
     /// API key rotation: which keys are in use (SIDs only; they are not secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeyStatus>,
+    /// Twilio refused this resource's credentials at the last check: it does not count as an
+    /// owner of the account's Auth Token until they work again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub credentials_refused: bool,
     /// When the last rotation that did not succeed ended (aborted, or given up before anything
     /// was created); the schedule's next run counts from it, so a failed run is not retried
     /// at once.

@@ -980,3 +980,134 @@ async fn a_matched_namespace_deleted_mid_rotation_does_not_stall_it() {
         Some(w.old_token.as_str())
     );
 }
+
+/// An older TokenRotation in another namespace names the same account with credentials Twilio
+/// refuses (a namespace editor's junk): it cannot stall the account. Its credentials are
+/// checked, it stops counting as the owner, and the real rotation completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junk_resource_with_refused_credentials_cannot_stall_the_account() {
+    let w = world(2).await;
+    let wrong = "0123456789abcdef0123456789abcdef";
+    populate(
+        &w.sb,
+        "junk",
+        wrong,
+        serde_json::json!({"TWILIO_ACCOUNT_SID": w.sid, "TWILIO_AUTH_TOKEN": wrong}),
+        &["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"],
+        0,
+    )
+    .await;
+    let mut junk = rotation(&w, "junk", serde_json::json!({}));
+    junk.metadata.namespace = Some("junk".into());
+    let junk_api = Api::<TokenRotation>::namespaced(w.client.clone(), "junk");
+    junk_api
+        .create(&PostParams::default(), &junk)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert_eq!(st.phase, Some(Phase::Ready));
+    let junk_st = junk_api
+        .get("junk")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default();
+    assert!(junk_st.credentials_refused, "{junk_st:#?}");
+    assert_eq!(
+        degraded(&junk_st).map(|d| d.0).as_deref(),
+        Some("AuthenticationFailed")
+    );
+}
+
+/// The credentials Secret is reverted to the old (dead) token after promotion: retirement
+/// writes the rotation's own new token, never what the credentials Secret holds by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retirement_writes_the_rotations_own_token_after_a_revert() {
+    let w = world(1).await;
+    let ctl = start_controller(&w, Failpoints::default());
+    create(
+        &w,
+        &with_spec(manual_rotation(&w, "twilio"), |s| s.overlap = "3s".into()),
+    )
+    .await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::Retiring)
+    })
+    .await;
+    Api::<Secret>::namespaced(w.client.clone(), NS)
+        .patch(
+            "twilio-admin",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"authToken": w.old_token}})),
+        )
+        .await
+        .unwrap();
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| s.rotations == 1).await;
+    ctl.abort();
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_ne!(new, w.old_token);
+    for (secret, key) in [
+        ("twilio-creds", "TWILIO_AUTH_TOKEN"),
+        ("twilio-admin", "authToken"),
+    ] {
+        assert_eq!(
+            secret_value(&w, secret, key).await.as_deref(),
+            Some(new.as_str()),
+            "{secret}: the live token, not the reverted dead one"
+        );
+    }
+}
+
+/// Deleting the CRD mid-rotation does not hang: every resource is deleted, each rotation in
+/// flight is rolled back first (the old token stays the primary, the secondary is deleted),
+/// and the CRD goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_crd_mid_rotation_rolls_back_and_does_not_hang() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let w = world(2).await;
+    slow_rollout(&w);
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
+    let crds = Api::<CustomResourceDefinition>::all(w.client.clone());
+    crds.delete("tokenrotations.tokenrotator.io", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while crds
+        .get_opt("tokenrotations.tokenrotator.io")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "CRD deletion hangs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+    assert_eq!(
+        w.sb.twilio.primary_token(&w.sid).as_deref(),
+        Some(w.old_token.as_str())
+    );
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some(w.old_token.as_str())
+    );
+}

@@ -217,6 +217,22 @@ async fn controller_for<K: subject::Rotated>(
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let wc = watcher::Config::default;
+    // Any change to a resource rotating an account's Auth Token wakes the others on it, so an
+    // account conflict is seen (and a junk claimant's credentials checked) at once.
+    let controller = controller.watches(
+        scoped_api::<TokenRotation>(client, scope),
+        wc(),
+        same_auth_token_account(store.clone()),
+    );
+    let controller = match scope {
+        // ClusterTokenRotations are readable only by a cluster-wide install.
+        None => controller.watches(
+            Api::<ClusterTokenRotation>::all(client.clone()),
+            wc(),
+            same_auth_token_account(store.clone()),
+        ),
+        Some(_) => controller,
+    };
     Ok(controller
         // Staging Secrets carry an owner reference: their changes wake their rotation.
         .owns(
@@ -253,6 +269,30 @@ async fn drive<K: subject::Rotated>(controller: Controller<K>, ctx: Arc<Context>
             }
         })
         .await;
+}
+
+/// Maps a resource rotating an Auth Token to the other resources of kind `K` rotating the same
+/// account's Auth Token.
+fn same_auth_token_account<K: subject::Rotated, W: subject::Rotated>(
+    store: Store<K>,
+) -> impl Fn(W) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
+    move |changed| {
+        let account = |spec: &crate::api::TokenRotationSpec| {
+            spec.auth_token.as_ref().map(|_| {
+                locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref())
+            })
+        };
+        let Some(key) = account(changed.rotation_spec()) else {
+            return Vec::new();
+        };
+        store
+            .state()
+            .iter()
+            .filter(|r| r.uid() != changed.uid())
+            .filter(|r| account(r.rotation_spec()).as_ref() == Some(&key))
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect()
+    }
 }
 
 /// Maps a workload to the rotations in flight that cover its namespace (only those wait on

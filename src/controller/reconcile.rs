@@ -461,16 +461,9 @@ fn account_conflict<K: Rotated>(
     })
 }
 
-/// The resource's last run was refused the account (its credentials are wrong or missing).
+/// Twilio refused the resource's credentials at its last check.
 fn credentials_refused(st: &TokenRotationStatus) -> bool {
-    st.conditions.iter().any(|c| {
-        c.type_ == crate::api::conditions::DEGRADED
-            && c.status == "True"
-            && matches!(
-                c.reason.as_str(),
-                "AuthenticationFailed" | "CredentialsSecretNotFound" | "StandardKeyCredentials"
-            )
-    })
+    st.credentials_refused
 }
 
 /// Writes `status` and returns the resource as written.
@@ -815,6 +808,15 @@ async fn execute(
         Action::RestoreSecrets => {
             let old = old_credential(ctx, tr, obs).await?;
             distribute(ctx, tr, Distribution::Restore { old: old.as_ref() }).await
+        }
+        Action::CheckCredentials => {
+            let token = operator_token(ctx, tr).await?;
+            let twilio = twilio_client(ctx, tr)?;
+            twilio
+                .fetch_account(&Credentials::auth_token(sid, token))
+                .await
+                .map(|_| ())
+                .map_err(|e| auth_token::failure(&e, FailureClass::AuthenticationFailed))
         }
         Action::Recover => {
             let s = if keys {

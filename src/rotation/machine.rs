@@ -235,6 +235,9 @@ pub enum Action {
     Retire { delete_keys: Vec<String> },
     /// Put the old token back into every target Secret and the credentials Secret.
     RestoreSecrets,
+    /// Authenticate with the operator's credentials (a read): whether this resource may claim
+    /// the account at all.
+    CheckCredentials,
     /// Rebuild a staging Secret deleted after distribution from what the Secrets and Twilio
     /// hold: the new token is in the credentials Secret (the new API key in the targets), the
     /// old Auth Token is the account's primary.
@@ -257,6 +260,7 @@ impl Action {
             Self::Retire { .. } => "Retire",
             Self::RestoreSecrets => "RestoreSecrets",
             Self::Recover => "Recover",
+            Self::CheckCredentials => "CheckCredentials",
             Self::DeleteSecondary { .. } => "DeleteSecondary",
         }
     }
@@ -273,6 +277,7 @@ impl Action {
             Self::Retire { .. } => "retiring the previous token",
             Self::RestoreSecrets => "restoring the old token",
             Self::Recover => "rebuilding the lost staging Secret",
+            Self::CheckCredentials => "checking the operator's credentials",
             Self::DeleteSecondary { .. } => "deleting the unused token",
         }
     }
@@ -806,17 +811,20 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
         (&obs.account_conflict, plan.credential, obs.deleting)
     {
         // Never a queue: whichever of the two promoted would kill the token the other's
-        // consumers hold.
-        if manual {
-            b.status.last_rotate_now = obs.rotate_now.clone();
-        }
+        // consumers hold. A rotate-now request stays pending until the conflict is resolved.
         let msg = conflict.message(&obs.spec.twilio.account_sid);
         b.status.rotation = None;
         b.status.phase = Some(Phase::Pending);
         b.cond(READY, false, reasons::ACCOUNT_CONFLICT, msg.clone());
         b.cond(ROTATING, false, reasons::ACCOUNT_CONFLICT, msg.clone());
-        b.degrade(reasons::ACCOUNT_CONFLICT, msg);
-        return b.finish(Action::None, Some(Duration::from_secs(30)));
+        // Refused credentials stay the reported problem (the check below repeats them).
+        if !obs.status.credentials_refused {
+            b.degrade(reasons::ACCOUNT_CONFLICT, msg);
+        }
+        // Whoever claims the account must be able to authenticate for it: a resource whose
+        // credentials Twilio refuses stops counting, so a junk resource cannot stall it.
+        b.status.credentials_refused = false;
+        return b.finish(Action::CheckCredentials, Some(Duration::from_secs(30)));
     }
 
     if (manual || due) && !plan.suspend && !obs.deleting {
@@ -966,6 +974,7 @@ fn decide_staging(mut b: Builder<'_>, plan: &Plan) -> Decision {
         r.staged = true;
         r.create_called |= !already_stored;
     }
+    b.status.credentials_refused = false;
     b.enter(
         Phase::Distributing,
         "writing the new token into the target Secrets",
@@ -1490,6 +1499,15 @@ pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Deci
         _ => "; retrying".to_owned(),
     };
     let message = format!("{what} failed: {}{advice}", failure.message);
+    let refused = matches!(
+        failure.class,
+        FailureClass::CredentialsMissing
+            | FailureClass::AuthenticationFailed
+            | FailureClass::StandardKeyCredentials
+    );
+    if refused && matches!(action, Action::Stage { .. } | Action::CheckCredentials) {
+        b.status.credentials_refused = true;
+    }
     if let (Action::Stage { .. }, Ok(plan)) = (action, &obs.plan) {
         if let Some(requeue) = staging_failed(&mut b, plan, failure.class, &message) {
             return b.finish(Action::None, requeue);

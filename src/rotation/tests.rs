@@ -944,7 +944,8 @@ fn later_auth_token_resource_on_the_same_account_never_rotates() {
         owner: false,
     });
     let d = decide(&o);
-    assert_eq!(d.action, Action::None);
+    // The claim is only as good as the credentials: they are checked (a read).
+    assert_eq!(d.action, Action::CheckCredentials);
     assert!(d.status.rotation.is_none());
     assert_eq!(d.status.phase, Some(Phase::Pending));
     let c = get(&d.status.conditions, DEGRADED).unwrap();
@@ -954,12 +955,12 @@ fn later_auth_token_resource_on_the_same_account_never_rotates() {
     );
     assert!(c.message.contains("TokenRotation billing/twilio"));
     assert!(c.message.contains("ClusterTokenRotation"));
-    assert_eq!(d.status.last_rotate_now.as_deref(), Some("1"));
-    // The owner going away lifts the conflict; the consumed request does not fire later.
+    assert_eq!(d.status.last_rotate_now, None, "the request stays pending");
+    // The conflict resolved (the other resource merged away or refused): it rotates.
     let mut o2 = obs(d.status);
     o2.rotate_now = Some("1".into());
     let d2 = decide(&o2);
-    assert_eq!(d2.status.phase, Some(Phase::Ready));
+    assert_eq!(d2.status.phase, Some(Phase::Staging));
     assert!(!is_true(&d2.status.conditions, DEGRADED));
     // API keys of one account may coexist.
     let mut k = obs(TokenRotationStatus::default());
@@ -993,6 +994,42 @@ fn later_auth_token_resource_on_the_same_account_never_rotates() {
         "AccountConflict"
     );
     assert!(d.events.iter().any(|e| e.reason == "RotationHeld"));
+}
+
+/// A resource in an account conflict whose credentials Twilio refuses is marked so (it then
+/// stops counting as a claimant) and keeps reporting the refusal, not the conflict.
+#[test]
+fn refused_credentials_in_a_conflict_are_recorded() {
+    let mut o = obs(TokenRotationStatus::default());
+    o.account_conflict = Some(AccountConflict {
+        other: holder("shop", "twilio"),
+        owner: true,
+    });
+    let d = decide(&o);
+    assert_eq!(d.action, Action::CheckCredentials);
+    let f = Failure {
+        class: FailureClass::AuthenticationFailed,
+        message: "Twilio refused the credential".into(),
+    };
+    let failed = on_failure(&o, &d.action, &f);
+    assert!(failed.status.credentials_refused);
+    assert_eq!(
+        get(&failed.status.conditions, DEGRADED).unwrap().reason,
+        "AuthenticationFailed"
+    );
+    // Next round: still checked, still reported as refused credentials, no new Event.
+    let mut o2 = o.clone();
+    o2.status = failed.status.clone();
+    let d2 = decide(&o2);
+    assert_eq!(d2.action, Action::CheckCredentials);
+    let again = on_failure(&o2, &d2.action, &f);
+    assert!(again.events.is_empty(), "{:?}", again.events);
+    assert_eq!(
+        get(&again.status.conditions, DEGRADED).unwrap().reason,
+        "AuthenticationFailed"
+    );
+    // Fixed credentials: the check passes and the flag clears.
+    assert!(!d2.status.credentials_refused);
 }
 
 /// The first create records the attempt before Twilio is called and leaves an existing
