@@ -70,6 +70,7 @@ fn slow_rollout(w: &World) {
 /// again, restarts the consumers again, and promotes with zero refused calls; the Event names
 /// the writer. Without the check (negative control) the same scenario refuses calls.
 async fn revert_once(safety: SafetyOverrides) -> (u64, u64, TokenRotationStatus, World) {
+    capture_logs();
     let w = world(2).await;
     slow_rollout(&w);
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
@@ -117,6 +118,7 @@ async fn reverted_target_is_written_again_and_consumers_never_refused() {
     );
     let dump = serde_json::to_string(&events).unwrap() + &serde_json::to_string(&st).unwrap();
     assert!(!dump.contains(&new) && !dump.contains(&w.old_token));
+    assert_no_token_in_logs(&[&new, &w.old_token]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,6 +455,7 @@ async fn negative_control_without_the_finalizer_a_deletion_orphans_the_rotation(
 /// deleted: the rotation holds naming how to go on; told so by rotation ID, it deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_made_elsewhere_is_never_deleted_without_being_told() {
+    capture_logs();
     let w = world(2).await;
     let twilio =
         token_rotator::twilio::TwilioClient::new(config(&w, Failpoints::default()).twilio).unwrap();
@@ -489,6 +492,12 @@ async fn a_secondary_made_elsewhere_is_never_deleted_without_being_told() {
     let new = w.sb.twilio.primary_token(&w.sid).unwrap();
     assert_ne!(new, foreign);
     assert_ne!(new, w.old_token);
+    let events = wait_events(&w, &["ForeignSecondaryToken", "RotationSucceeded"]).await;
+    let dump = serde_json::to_string(&events).unwrap() + &serde_json::to_string(&st).unwrap();
+    for t in [&new, &foreign, &w.old_token] {
+        assert!(!dump.contains(t.as_str()), "a token in Events or status");
+    }
+    assert_no_token_in_logs(&[&new, &foreign, &w.old_token]);
 }
 
 /// A scheduled run held by a slow rollout and aborted reaches Aborted within its rollout
@@ -840,6 +849,7 @@ async fn lose_staging(w: &World) {
 /// in the credentials Secret, Twilio names the old one as the primary) and completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_secret_lost_after_distribution_is_rebuilt_and_the_rotation_completes() {
+    capture_logs();
     let w = world(2).await;
     slow_rollout(&w);
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
@@ -860,7 +870,10 @@ async fn staging_secret_lost_after_distribution_is_rebuilt_and_the_rotation_comp
             .as_deref(),
         Some(new.as_str())
     );
-    wait_events(&w, &["StagingSecretLost", "RotationSucceeded"]).await;
+    let events = wait_events(&w, &["StagingSecretLost", "RotationSucceeded"]).await;
+    let dump = serde_json::to_string(&events).unwrap() + &serde_json::to_string(&st).unwrap();
+    assert!(!dump.contains(&new) && !dump.contains(&w.old_token));
+    assert_no_token_in_logs(&[&new, &w.old_token]);
 }
 
 /// Lost staging Secret, then abort: the old token (Twilio's primary) goes back everywhere and

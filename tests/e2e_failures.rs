@@ -10,48 +10,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use sandbox::twilio::{Endpoint, Fault};
 use sandbox::workloads::WorkloadKind;
-use std::io::Write;
-use std::sync::{Mutex, Once};
 use std::time::Duration;
 use token_rotator::api::{Phase, TokenRotation, TokenRotationStatus};
 use token_rotator::controller::failpoints::Failpoints;
-
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-static INIT: Once = Once::new();
-
-struct Sink;
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures every log line of every test in this binary (debug level for the operator).
-fn capture_logs() {
-    INIT.call_once(|| {
-        tracing_subscriber::fmt()
-            .with_env_filter("token_rotator=trace,kube=debug,info")
-            .with_writer(|| Sink)
-            .with_ansi(false)
-            .init();
-    });
-}
-
-fn assert_no_token_in_logs(tokens: &[&str]) {
-    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).to_string();
-    assert!(
-        logs.contains("performing step"),
-        "the controller's logs were captured"
-    );
-    for t in tokens {
-        assert!(!t.is_empty());
-        assert!(!logs.contains(t), "a token appeared in a log line");
-    }
-}
 
 fn degraded(s: &TokenRotationStatus) -> Option<(String, String)> {
     s.conditions
