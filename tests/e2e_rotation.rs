@@ -61,6 +61,11 @@ async fn manual_rotation_completes_with_zero_refused_consumer_requests() {
         .all(|p| p.env.get("TWILIO_AUTH_TOKEN") == Some(&new)));
     assert!(served > 0, "pods kept calling Twilio");
     assert_eq!(refused, 0, "no consumer request was refused");
+    assert_eq!(
+        email_notifications(&w),
+        vec![false, false],
+        "create and promote, without e-mail by default"
+    );
 
     // Events tell the story, and none of them carries a token.
     let events = wait_events(
@@ -84,6 +89,39 @@ async fn manual_rotation_completes_with_zero_refused_consumer_requests() {
         !dump.contains(&new) && !dump.contains(&w.old_token),
         "a token leaked into Events or status"
     );
+}
+
+/// For each Auth Token change Twilio received (create, promote, delete the secondary): whether
+/// it would have e-mailed the account's owners.
+fn email_notifications(w: &World) -> Vec<bool> {
+    use sandbox::twilio::Endpoint;
+    w.sb.twilio
+        .request_log()
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.endpoint,
+                Some(Endpoint::SecondaryCreate | Endpoint::Promote | Endpoint::SecondaryDelete)
+            ) && r.status.is_some_and(|s| s < 300)
+        })
+        .filter_map(|r| r.email_notification)
+        .collect()
+}
+
+/// `spec.authToken.suppressEmailNotification: false` is honoured per resource: Twilio is asked
+/// to e-mail the account's owners about the new token and its promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_notification_is_a_per_resource_choice() {
+    let w = world(1).await;
+    let ctl = start_controller(&w, Failpoints::default());
+    let mut tr = manual_rotation(&w, "twilio");
+    tr.spec.auth_token = Some(token_rotator::api::AuthTokenSpec {
+        suppress_email_notification: Some(false),
+    });
+    create(&w, &tr).await;
+    wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    ctl.abort();
+    assert_eq!(email_notifications(&w), vec![true, true]);
 }
 
 /// The naive ordering (promote before the rollout) that the controller avoids: with the same

@@ -23,8 +23,8 @@ use locks::AccountLocks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// (region, edge) of a Twilio client.
-type RegionEdge = (Option<String>, Option<String>);
+/// (region, edge, suppress e-mail notification) of a Twilio client.
+type ClientKey = (Option<String>, Option<String>, bool);
 
 pub const CONTROLLER_NAME: &str = "token-rotator";
 
@@ -95,8 +95,8 @@ pub struct Context {
     /// The ClusterTokenRotation cache, when the operator watches the whole cluster.
     pub cluster_store: Option<Store<ClusterTokenRotation>>,
     pub locks: AccountLocks,
-    /// One HTTP client per (region, edge), built on first use.
-    twilio_clients: Mutex<HashMap<RegionEdge, TwilioClient>>,
+    /// One HTTP client per (region, edge, e-mail notification), built on first use.
+    twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
 }
 
 impl Context {
@@ -110,12 +110,19 @@ impl Context {
         }
     }
 
+    /// The Twilio client for a resource: its region and edge, and whether its Auth Token
+    /// changes e-mail the account's owners (`spec.authToken.suppressEmailNotification`).
     pub fn twilio(
         &self,
         region: Option<&str>,
         edge: Option<&str>,
+        suppress_email_notification: bool,
     ) -> Result<TwilioClient, TwilioError> {
-        let key = (region.map(str::to_owned), edge.map(str::to_owned));
+        let key = (
+            region.map(str::to_owned),
+            edge.map(str::to_owned),
+            suppress_email_notification,
+        );
         let mut clients = self
             .twilio_clients
             .lock()
@@ -126,6 +133,7 @@ impl Context {
         let mut cfg = self.config.twilio.clone();
         cfg.region = key.0.clone().or(cfg.region);
         cfg.edge = key.1.clone().or(cfg.edge);
+        cfg.suppress_email_notification = suppress_email_notification;
         let client = TwilioClient::with_observer(cfg, self.config.metrics.twilio_observer())?;
         clients.insert(key, client.clone());
         Ok(client)

@@ -511,9 +511,16 @@ fn kube_failure(what: &str, e: kube::Error) -> Failure {
 }
 
 fn twilio_client(ctx: &Context, tr: &Subject) -> Result<TwilioClient, Failure> {
+    let suppress = tr
+        .spec
+        .auth_token
+        .as_ref()
+        .and_then(|a| a.suppress_email_notification)
+        .unwrap_or(true);
     ctx.twilio(
         tr.spec.twilio.region.as_deref(),
         tr.spec.twilio.edge.as_deref(),
+        suppress,
     )
     .map_err(|e| Failure {
         class: FailureClass::TwilioRejected,

@@ -118,6 +118,7 @@ pub struct TwilioConfig {
     pub retry: RetryPolicy,
     /// Sends `SuppressEmailNotification=true` when creating, promoting and deleting the
     /// secondary Auth Token, so Twilio does not e-mail the account's owners on every rotation.
+    /// The controller sets it per resource from `spec.authToken.suppressEmailNotification`.
     pub suppress_email_notification: bool,
     /// `PageSize` for key listings (1–1000).
     pub page_size: u32,
