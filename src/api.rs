@@ -13,7 +13,6 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub const GROUP: &str = "tokenrotator.io";
 /// Cron expression (UTC, 5 fields) or `@every <duration>`.
 pub const SCHEDULE_ANNOTATION: &str = "tokenrotator.io/schedule";
 /// Any new value asks for one rotation.

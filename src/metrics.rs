@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// Every phase, for the one-hot `phase` gauge (a missing series reads as "not in this phase").
@@ -171,6 +171,18 @@ struct Inner {
     reconciles: Family<ResourceLabels, Counter>,
     twilio_calls: Family<CallLabels, Counter>,
     leader: Gauge,
+    /// The label values each resource's counters and histograms have, so its series can be
+    /// dropped with it (the families cannot be listed).
+    series: Mutex<BTreeMap<(String, String), BTreeSet<Series>>>,
+}
+
+/// One labelled series of a resource beyond the gauges.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Series {
+    Reconciles,
+    Result(String),
+    Phase(String),
+    Error(String),
 }
 
 impl std::fmt::Debug for Metrics {
@@ -242,6 +254,7 @@ impl Metrics {
                 reconciles,
                 twilio_calls,
                 leader,
+                series: Mutex::default(),
             }),
         }
     }
@@ -257,7 +270,54 @@ impl Metrics {
         self.inner.leader.set(i64::from(leader));
     }
 
+    fn note(&self, namespace: &str, name: &str, series: Series) {
+        self.inner
+            .series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default()
+            .insert(series);
+    }
+
+    /// Drops every counter and histogram series of one resource.
+    fn drop_series(&self, namespace: &str, name: &str, series: &BTreeSet<Series>) {
+        let (ns, n) = (namespace.to_owned(), name.to_owned());
+        for s in series {
+            match s {
+                Series::Reconciles => {
+                    self.inner.reconciles.remove(&ResourceLabels {
+                        namespace: ns.clone(),
+                        name: n.clone(),
+                    });
+                }
+                Series::Result(result) => {
+                    self.inner.rotations.remove(&ResultLabels {
+                        namespace: ns.clone(),
+                        name: n.clone(),
+                        result: result.clone(),
+                    });
+                }
+                Series::Phase(phase) => {
+                    self.inner.phase_seconds.remove(&PhaseLabels {
+                        namespace: ns.clone(),
+                        name: n.clone(),
+                        phase: phase.clone(),
+                    });
+                }
+                Series::Error(reason) => {
+                    self.inner.reconcile_errors.remove(&ErrorLabels {
+                        namespace: ns.clone(),
+                        name: n.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+    }
+
     pub fn reconciled(&self, namespace: &str, name: &str) {
+        self.note(namespace, name, Series::Reconciles);
         self.inner
             .reconciles
             .get_or_create(&ResourceLabels {
@@ -268,6 +328,7 @@ impl Metrics {
     }
 
     pub fn reconcile_error(&self, namespace: &str, name: &str, reason: &str) {
+        self.note(namespace, name, Series::Error(reason.to_owned()));
         self.inner
             .reconcile_errors
             .get_or_create(&ErrorLabels {
@@ -291,6 +352,7 @@ impl Metrics {
         if old.phase != new.phase {
             let started = old.rotation.as_ref().map(|r| from_k8s(&r.phase_start_time));
             if let (Some(phase), Some(started)) = (old.phase, started) {
+                self.note(namespace, name, Series::Phase(phase.as_str().to_owned()));
                 let secs = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
                 self.inner
                     .phase_seconds
@@ -309,6 +371,7 @@ impl Metrics {
                     RotationResult::Aborted => "Aborted",
                     RotationResult::Failed => "Failed",
                 };
+                self.note(namespace, name, Series::Result(result.to_owned()));
                 self.inner
                     .rotations
                     .get_or_create(&ResultLabels {
@@ -322,7 +385,7 @@ impl Metrics {
         self.observe(namespace, name, new);
     }
 
-    /// Sets the gauges of one resource from its status (also used on start-up, before any write).
+    /// Sets the gauges of one resource from its status.
     pub fn observe(&self, namespace: &str, name: &str, status: &TokenRotationStatus) {
         let state = ResourceState {
             phase: status.phase,
@@ -341,14 +404,9 @@ impl Metrics {
             .insert((namespace.to_owned(), name.to_owned()), state);
     }
 
-    /// Drops a deleted resource's per-resource series.
+    /// Drops a deleted resource's per-resource series: gauges, counters and histograms.
     pub fn forget(&self, namespace: &str, name: &str) {
-        self.inner
-            .resources
-            .resources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(namespace.to_owned(), name.to_owned()));
+        self.retain(|ns, n| !(ns == namespace && n == name));
     }
 
     /// Keeps the per-resource series of the resources for which `live` holds.
@@ -359,6 +417,20 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(ns, name), _| live(ns, name));
+        let gone: Vec<((String, String), BTreeSet<Series>)> = {
+            let mut series = self.inner.series.lock().unwrap_or_else(|e| e.into_inner());
+            let dead: Vec<(String, String)> = series
+                .keys()
+                .filter(|(ns, name)| !live(ns, name))
+                .cloned()
+                .collect();
+            dead.into_iter()
+                .filter_map(|k| series.remove(&k).map(|v| (k, v)))
+                .collect()
+        };
+        for ((ns, name), s) in gone {
+            self.drop_series(&ns, &name, &s);
+        }
     }
 
     /// A Twilio call observer feeding `token_rotator_twilio_requests_total`.

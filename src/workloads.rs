@@ -34,13 +34,6 @@ pub struct Workload {
 }
 
 impl Workload {
-    pub fn reference(&self) -> WorkloadRef {
-        WorkloadRef {
-            kind: self.kind,
-            name: self.name.clone(),
-        }
-    }
-
     /// The value of pod-template annotation `key` (a resource's restart stamp).
     pub fn stamp(&self, key: &str) -> Option<&str> {
         self.template

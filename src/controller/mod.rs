@@ -34,10 +34,6 @@ pub const CONTROLLER_NAME: &str = "token-rotator";
 pub enum Error {
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
-    #[error("encoding status: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("Twilio client configuration: {0}")]
-    TwilioConfig(#[from] TwilioError),
     #[error("the TokenRotation or ClusterTokenRotation CRD is not installed (run `token-rotator crd | kubectl apply -f -`): {0}")]
     CrdMissing(kube::Error),
 }
@@ -48,8 +44,6 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "Conflict",
             Error::Kube(_) => "KubernetesApiError",
-            Error::Encode(_) => "EncodeError",
-            Error::TwilioConfig(_) => "TwilioConfigError",
             Error::CrdMissing(_) => "CrdMissing",
         }
     }

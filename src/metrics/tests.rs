@@ -157,6 +157,47 @@ fn held_rotation_shows_and_forget_drops_the_series() {
     assert!(samples(&text, "token_rotator_phase").is_empty());
 }
 
+/// A deleted resource leaves no series behind: not its gauges, and not its counters and
+/// histograms either; another resource's stay.
+#[test]
+fn forget_drops_counters_and_histograms_too() {
+    let m = Metrics::new();
+    let now = Utc::now().trunc_subsecs(0);
+    for name in ["gone", "kept"] {
+        m.reconciled("ns", name);
+        m.reconcile_error("ns", name, "TwilioUnavailable");
+        let rolling = in_flight(Phase::RollingOut, now - Duration::seconds(5));
+        let mut done = TokenRotationStatus {
+            phase: Some(Phase::Ready),
+            last_result: Some(crate::api::RotationResult::Succeeded),
+            ..Default::default()
+        };
+        done.rotations = 1;
+        m.status_written("ns", name, &rolling, &done, now);
+    }
+    let text = m.encode().unwrap();
+    for metric in [
+        "token_rotator_reconciles_total",
+        "token_rotator_reconcile_errors_total",
+        "token_rotator_rotations_total",
+        "token_rotator_phase_duration_seconds_count",
+    ] {
+        assert_eq!(samples(&text, metric).len(), 2, "{metric}: {text}");
+    }
+    m.forget("ns", "gone");
+    let text = m.encode().unwrap();
+    for metric in [
+        "token_rotator_reconciles_total",
+        "token_rotator_reconcile_errors_total",
+        "token_rotator_rotations_total",
+        "token_rotator_phase_duration_seconds_count",
+    ] {
+        let left = samples(&text, metric);
+        assert_eq!(left.len(), 1, "{metric}: {left:?}");
+        assert!(left[0].contains(r#"name="kept""#), "{left:?}");
+    }
+}
+
 #[test]
 fn twilio_calls_and_errors_are_counted() {
     use crate::twilio::{CallOutcome, CallRecord, Endpoint, ErrorKind};

@@ -86,21 +86,19 @@ pub async fn delete_named(
     client: &TwilioClient,
     operator: &Credentials,
     name: &str,
-) -> Result<usize, Failure> {
+) -> Result<(), Failure> {
     let keys = match client.iam_list_api_keys(operator).await {
         Ok(k) => k,
         Err(e) => return Err(operator_refused(client, operator, &e).await),
     };
-    let mut deleted = 0;
     for k in keys
         .iter()
         .filter(|k| k.friendly_name.as_deref() == Some(name))
     {
         delete(client, operator, &k.sid).await?;
         tracing::info!(key = %k.sid, "deleted an API key no rotation had stored");
-        deleted += 1;
     }
-    Ok(deleted)
+    Ok(())
 }
 
 /// Stage: delete this rotation's orphans, then create the new key (restricted when `policy`

@@ -2,7 +2,7 @@
 
 use crate::rotation::{Failure, FailureClass};
 use crate::secret::SecretString;
-use crate::twilio::{Credentials, ErrorKind, TwilioClient, TwilioError};
+use crate::twilio::{Credentials, DeleteOutcome, ErrorKind, TwilioClient, TwilioError};
 
 /// Maps a client error to the failure the state machine reports, without any secret.
 pub fn failure(err: &TwilioError, refused: FailureClass) -> Failure {
@@ -33,7 +33,13 @@ pub async fn create_secondary(
 ) -> Result<SecretString, Failure> {
     if clear_existing {
         match client.delete_secondary_auth_token(operator).await {
-            Ok(_) => tracing::info!("deleted a secondary Auth Token that no rotation had stored"),
+            Ok(DeleteOutcome::Deleted) => {
+                tracing::info!("deleted a secondary Auth Token that no rotation had stored")
+            }
+            // A retried delete found it gone: the first attempt most likely deleted it.
+            Ok(DeleteOutcome::GoneAfterRetry) => {
+                tracing::info!("a secondary Auth Token no rotation had stored is gone")
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(failure(&e, FailureClass::AuthenticationFailed)),
         }

@@ -16,16 +16,6 @@ pub enum CredentialKind {
     ApiKey,
 }
 
-impl CredentialKind {
-    /// How messages name the credential.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Self::AuthToken => "token",
-            Self::ApiKey => "API key",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub credential: CredentialKind,

@@ -149,12 +149,6 @@ impl TwilioError {
         }
     }
 
-    /// True when repeating the same call later is safe and may succeed (rate limits and
-    /// transient failures). [`ErrorKind::OutcomeUnknown`] is not retryable as is.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.kind(), ErrorKind::RateLimited | ErrorKind::Transient)
-    }
-
     /// The endpoint the error came from, if any.
     pub fn endpoint(&self) -> Option<Endpoint> {
         match self {
@@ -269,7 +263,6 @@ mod tests {
             r#"{"code":20404,"message":"The requested resource /AuthTokens/Promote was not found","more_info":"https://www.twilio.com/docs/errors/20404","status":404}"#,
         );
         assert_eq!(err.kind(), ErrorKind::NotFound);
-        assert!(!err.is_retryable());
         match &err {
             TwilioError::Api {
                 status,
@@ -305,7 +298,6 @@ mod tests {
         );
         assert_eq!(err.kind(), ErrorKind::AuthenticationFailed);
         assert_eq!(err.code(), Some(20003));
-        assert!(!err.is_retryable());
     }
 
     #[test]
@@ -318,13 +310,12 @@ mod tests {
     }
 
     #[test]
-    fn rate_limited_is_retryable() {
+    fn rate_limited_by_status_or_code() {
         let err = api(
             429,
             r#"{"code":20429,"message":"Too Many Requests","more_info":"https://www.twilio.com/docs/errors/20429","status":429}"#,
         );
         assert_eq!(err.kind(), ErrorKind::RateLimited);
-        assert!(err.is_retryable());
         // The code alone is enough, whatever the status.
         assert_eq!(
             ErrorKind::classify(400, Some(20429)),
@@ -336,7 +327,6 @@ mod tests {
     fn server_errors_are_transient_even_without_a_json_body() {
         let err = api(503, "<html>Service Unavailable</html>");
         assert_eq!(err.kind(), ErrorKind::Transient);
-        assert!(err.is_retryable());
         assert!(err.to_string().contains("Service Unavailable"));
         assert!(!err.to_string().contains("<html>"));
         assert_eq!(api(500, "").kind(), ErrorKind::Transient);
@@ -363,7 +353,6 @@ mod tests {
             cause: Box::new(api(502, r#"{"code":20500,"message":"Bad gateway"}"#)),
         };
         assert_eq!(err.kind(), ErrorKind::OutcomeUnknown);
-        assert!(!err.is_retryable());
         assert_eq!(err.status(), Some(502));
         assert_eq!(err.code(), Some(20500));
         assert!(err.to_string().contains("re-read state"));

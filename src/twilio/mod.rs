@@ -23,8 +23,8 @@
 //!   exists; delete it and create a fresh one.
 //! * [`DeleteOutcome::GoneAfterRetry`]: a delete retried after an ambiguous failure found the
 //!   resource gone (most likely deleted by the earlier attempt); treat it as deleted.
-//! * [`TwilioError::is_retryable`]: the same call may be repeated later (rate limits and
-//!   transient failures), ideally by requeueing with backoff.
+//! * [`ErrorKind::RateLimited`] and [`ErrorKind::Transient`]: the same call may be repeated
+//!   later; the controller reports them and requeues with backoff.
 
 mod api_keys;
 mod auth_tokens;
