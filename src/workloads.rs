@@ -215,16 +215,17 @@ pub fn progress(w: &Workload, key: &str, stamp: &str) -> WorkloadProgress {
     let reason = if done {
         None
     } else if w.paused {
-        Some("Paused".to_owned())
+        Some(RolloutReason::Paused)
     } else if w.deadline_exceeded && observed && stamped {
-        Some("ProgressDeadlineExceeded".to_owned())
+        Some(RolloutReason::ProgressDeadlineExceeded)
     } else if !stamped {
-        Some("NotRestarted".to_owned())
+        Some(RolloutReason::NotRestarted)
     } else if !observed {
-        Some("WaitingForController".to_owned())
+        Some(RolloutReason::WaitingForController)
     } else {
-        Some("RollingOut".to_owned())
-    };
+        Some(RolloutReason::RollingOut)
+    }
+    .map(|r| r.as_str().to_owned());
     WorkloadProgress {
         namespace: None,
         kind: w.kind,
@@ -237,8 +238,52 @@ pub fn progress(w: &Workload, key: &str, stamp: &str) -> WorkloadProgress {
     }
 }
 
-/// Progress reason of a dependent workload in a namespace being deleted.
-pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
+/// Why a workload is not done rolling out (`WorkloadProgress.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutReason {
+    /// Paused by its owner: it will not roll out until resumed.
+    Paused,
+    /// Past its progress deadline: the new pods do not become available.
+    ProgressDeadlineExceeded,
+    /// Not stamped with this rotation yet.
+    NotRestarted,
+    /// Its controller has not observed the stamp yet.
+    WaitingForController,
+    RollingOut,
+    /// A named workload that does not exist.
+    NotFound,
+    /// In a namespace being deleted: it is waited on until it is gone, never restarted.
+    NamespaceTerminating,
+}
+
+impl RolloutReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paused => "Paused",
+            Self::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
+            Self::NotRestarted => "NotRestarted",
+            Self::WaitingForController => "WaitingForController",
+            Self::RollingOut => "RollingOut",
+            Self::NotFound => "NotFound",
+            Self::NamespaceTerminating => "NamespaceTerminating",
+        }
+    }
+
+    /// The reason a progress entry in status carries, if it is one of ours.
+    pub fn of(p: &WorkloadProgress) -> Option<Self> {
+        const ALL: [RolloutReason; 7] = [
+            RolloutReason::Paused,
+            RolloutReason::ProgressDeadlineExceeded,
+            RolloutReason::NotRestarted,
+            RolloutReason::WaitingForController,
+            RolloutReason::RollingOut,
+            RolloutReason::NotFound,
+            RolloutReason::NamespaceTerminating,
+        ];
+        let r = p.reason.as_deref()?;
+        ALL.into_iter().find(|x| x.as_str() == r)
+    }
+}
 
 /// Missing named workloads count as not done, so the rotation waits (and is held at timeout).
 pub fn missing_progress(r: &WorkloadRef) -> WorkloadProgress {
@@ -250,7 +295,7 @@ pub fn missing_progress(r: &WorkloadRef) -> WorkloadProgress {
         updated: 0,
         available: 0,
         done: false,
-        reason: Some("NotFound".to_owned()),
+        reason: Some(RolloutReason::NotFound.as_str().to_owned()),
     }
 }
 

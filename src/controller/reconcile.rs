@@ -323,15 +323,21 @@ async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<Rol
     for ns in &tr.terminating {
         let all = workloads::list(&ctx.client, ns).await?;
         let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
-        view.workloads.extend(deps.iter().map(|w| WorkloadProgress {
-            namespace: Some(ns.clone()),
-            kind: w.kind,
-            name: w.name.clone(),
-            desired: w.desired,
-            updated: 0,
-            available: w.available,
-            done: false,
-            reason: Some(workloads::NAMESPACE_TERMINATING.to_owned()),
+        view.workloads.extend(deps.iter().map(|w| {
+            WorkloadProgress {
+                namespace: Some(ns.clone()),
+                kind: w.kind,
+                name: w.name.clone(),
+                desired: w.desired,
+                updated: 0,
+                available: w.available,
+                done: false,
+                reason: Some(
+                    workloads::RolloutReason::NamespaceTerminating
+                        .as_str()
+                        .to_owned(),
+                ),
+            }
         }));
     }
     for ns in &tr.targets {

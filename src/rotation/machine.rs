@@ -11,6 +11,7 @@ use crate::api::{
 };
 use crate::schedule;
 use crate::time::{from_k8s, to_k8s};
+use crate::workloads::RolloutReason;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::time::Duration;
 
@@ -332,17 +333,17 @@ pub enum FailureClass {
 impl FailureClass {
     pub fn reason(self) -> &'static str {
         match self {
-            Self::CredentialsMissing => "CredentialsSecretNotFound",
-            Self::AuthenticationFailed => "AuthenticationFailed",
-            Self::NewTokenRefused => "VerificationFailed",
-            Self::TwilioUnavailable => "TwilioUnavailable",
-            Self::TwilioRateLimited => "TwilioRateLimited",
-            Self::OutcomeUnknown => "TwilioOutcomeUnknown",
-            Self::StagingLost => "StagingSecretLost",
-            Self::Kubernetes => "KubernetesError",
-            Self::TwilioRejected => "TwilioRejected",
-            Self::StandardKeyCredentials => "StandardKeyCredentials",
-            Self::ForeignSecondary => "ForeignSecondaryToken",
+            Self::CredentialsMissing => reasons::CREDENTIALS_SECRET_NOT_FOUND,
+            Self::AuthenticationFailed => reasons::AUTHENTICATION_FAILED,
+            Self::NewTokenRefused => reasons::VERIFICATION_FAILED,
+            Self::TwilioUnavailable => reasons::TWILIO_UNAVAILABLE,
+            Self::TwilioRateLimited => reasons::TWILIO_RATE_LIMITED,
+            Self::OutcomeUnknown => reasons::TWILIO_OUTCOME_UNKNOWN,
+            Self::StagingLost => reasons::STAGING_SECRET_LOST,
+            Self::Kubernetes => reasons::KUBERNETES_ERROR,
+            Self::TwilioRejected => reasons::TWILIO_REJECTED,
+            Self::StandardKeyCredentials => reasons::STANDARD_KEY_CREDENTIALS,
+            Self::ForeignSecondary => reasons::FOREIGN_SECONDARY_TOKEN,
         }
     }
 }
@@ -428,7 +429,7 @@ impl<'a> Builder<'a> {
     }
 
     fn healthy(&mut self) {
-        self.cond(DEGRADED, false, "AsExpected", "");
+        self.cond(DEGRADED, false, reasons::AS_EXPECTED, "");
     }
 
     /// Holds the rotation before promotion: Degraded with `reason`, Rotating=Held, and one
@@ -446,7 +447,7 @@ impl<'a> Builder<'a> {
             self.event(true, reasons::ROTATION_HELD, msg.clone());
         }
         self.degrade(reason, msg.clone());
-        self.cond(ROTATING, true, "Held", msg);
+        self.cond(ROTATING, true, reasons::HELD, msg);
     }
 
     fn rotation(&mut self) -> Option<&mut RotationStatus> {
@@ -463,7 +464,7 @@ impl<'a> Builder<'a> {
         }
         let message = message.into();
         self.cond(ROTATING, true, phase.as_str(), message.clone());
-        self.cond(READY, false, "Rotating", "a rotation is in flight");
+        self.cond(READY, false, reasons::ROTATING, "a rotation is in flight");
         self.status.message = Some(message);
     }
 
@@ -515,7 +516,7 @@ pub fn decide(obs: &Observation) -> Decision {
         Ok(p) => p,
         Err(e) => {
             // Only reachable if the CRD schema was bypassed: hold everything as it is.
-            b.degrade("InvalidSpec", e.to_string());
+            b.degrade(reasons::INVALID_SPEC, e.to_string());
             return b.finish(Action::None, None);
         }
     };
@@ -540,7 +541,7 @@ pub fn decide(obs: &Observation) -> Decision {
         Some(Phase::RollingOut | Phase::Verifying) if abort_requested && previous_lost => {
             b.event(
                 true,
-                "AbortRefused",
+                reasons::ABORT_REFUSED,
                 "the staging Secret was lost and with it the previous API key's secret: there is nothing to roll back to, the rotation completes",
             );
         }
@@ -567,7 +568,7 @@ pub fn decide(obs: &Observation) -> Decision {
             }
             b.event(
                 true,
-                "RotationAborting",
+                reasons::ROTATION_ABORTING,
                 format!("{why}: restoring the old token and rolling workloads back before deleting the new one"),
             );
             return b.finish(Action::None, Some(Duration::ZERO));
@@ -577,7 +578,7 @@ pub fn decide(obs: &Observation) -> Decision {
                 CredentialKind::AuthToken => "the new token is being or has been promoted and the old token no longer works: there is nothing to roll back to, the rotation completes",
                 CredentialKind::ApiKey => "every consumer already runs the new API key and it is verified: the rotation completes",
             };
-            b.event(true, "AbortRefused", note);
+            b.event(true, reasons::ABORT_REFUSED, note);
         }
         _ => {}
     }
@@ -587,7 +588,7 @@ pub fn decide(obs: &Observation) -> Decision {
             "suspended in phase {}: both tokens stay valid until promotion; set spec.suspend=false to resume",
             obs.status.phase.map(|p| p.as_str()).unwrap_or("?")
         );
-        b.cond(ROTATING, true, "Suspended", msg.clone());
+        b.cond(ROTATING, true, reasons::SUSPENDED, msg.clone());
         b.status.message = Some(msg);
         return b.finish(Action::None, None);
     }
@@ -640,19 +641,19 @@ pub fn decide(obs: &Observation) -> Decision {
             };
             b.enter(Phase::Promoting, message);
             b.healthy();
-            b.event(false, "TokenVerified", note);
+            b.event(false, reasons::TOKEN_VERIFIED, note);
             b.finish(Action::Verify, Some(Duration::ZERO))
         }
         Some(Phase::Promoting) => {
             let (message, reason, note) = match plan.credential {
                 CredentialKind::AuthToken => (
                     "promoted; waiting out propagation and overlap before retiring the previous token",
-                    "TokenPromoted",
+                    reasons::TOKEN_PROMOTED,
                     "the new token is now the primary Auth Token; the old token no longer works",
                 ),
                 CredentialKind::ApiKey => (
                     "the new API key is current; waiting out propagation and overlap before deleting the previous key",
-                    "ApiKeyCurrent",
+                    reasons::API_KEY_CURRENT,
                     "every consumer runs the new API key; the previous key stays valid until it is retired",
                 ),
             };
@@ -676,11 +677,11 @@ pub fn decide(obs: &Observation) -> Decision {
 fn decide_recover(mut b: Builder<'_>, plan: &Plan) -> Decision {
     let id = current_id(&b);
     let already = conditions::get(&b.status.conditions, DEGRADED)
-        .is_some_and(|c| c.status == "True" && c.reason == "StagingSecretLost");
+        .is_some_and(|c| c.status == "True" && c.reason == reasons::STAGING_SECRET_LOST);
     if !already {
         b.event(
             true,
-            "StagingSecretLost",
+            reasons::STAGING_SECRET_LOST,
             format!("rotation {id}: the staging Secret was deleted after distribution; rebuilding it from the Secrets and Twilio"),
         );
     }
@@ -775,7 +776,7 @@ fn update_schedule(b: &mut Builder<'_>, plan: &Plan) {
             b.status.next_rotation_time =
                 schedule::next_run(s, last_run(&b.status), obs.created, &obs.uid).map(to_k8s);
             if conditions::get(&b.status.conditions, DEGRADED)
-                .is_some_and(|c| c.status == "True" && c.reason == "InvalidSchedule")
+                .is_some_and(|c| c.status == "True" && c.reason == reasons::INVALID_SCHEDULE)
             {
                 b.healthy();
             }
@@ -783,7 +784,7 @@ fn update_schedule(b: &mut Builder<'_>, plan: &Plan) {
         Ok(None) => b.status.next_rotation_time = None,
         Err(e) => {
             b.status.next_rotation_time = None;
-            b.degrade("InvalidSchedule", e.to_string());
+            b.degrade(reasons::INVALID_SCHEDULE, e.to_string());
         }
     }
 }
@@ -801,7 +802,7 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
         b.status.last_abort = obs.abort.clone();
         b.event(
             true,
-            "AbortIgnored",
+            reasons::ABORT_IGNORED,
             "abort requested but no rotation is in flight",
         );
     }
@@ -833,12 +834,12 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
                 "waiting for {holder}, which is rotating the same Twilio account (one secondary token per account)"
             );
             let waiting_already = conditions::get(&b.status.conditions, ROTATING)
-                .is_some_and(|c| c.reason == "WaitingForAccount");
+                .is_some_and(|c| c.reason == reasons::WAITING_FOR_ACCOUNT);
             if !waiting_already {
-                b.event(false, "WaitingForAccount", msg.clone());
+                b.event(false, reasons::WAITING_FOR_ACCOUNT, msg.clone());
             }
             b.status.phase = Some(Phase::Pending);
-            b.cond(ROTATING, false, "WaitingForAccount", msg.clone());
+            b.cond(ROTATING, false, reasons::WAITING_FOR_ACCOUNT, msg.clone());
             b.status.message = Some(msg);
             return b.finish(Action::None, Some(HOLD_POLL));
         }
@@ -878,7 +879,7 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
         }
         b.event(
             false,
-            "RotationStarted",
+            reasons::ROTATION_STARTED,
             format!(
                 "rotation {id} started ({})",
                 if manual {
@@ -898,7 +899,7 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
         Some(RotationResult::Aborted) => (
             Phase::Aborted,
             false,
-            "RotationAborted",
+            reasons::ROTATION_ABORTED,
             "the last rotation was aborted; the old token is in use",
         ),
         Some(RotationResult::Failed) => (
@@ -910,19 +911,19 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
         Some(RotationResult::Succeeded) => (
             Phase::Ready,
             true,
-            "RotationSucceeded",
+            reasons::ROTATION_SUCCEEDED,
             "the last rotation succeeded",
         ),
         None => (
             Phase::Ready,
             true,
-            "NoRotationNeeded",
+            reasons::NO_ROTATION_NEEDED,
             "no rotation has been needed yet",
         ),
     };
     b.status.phase = Some(phase);
     b.cond(READY, ready, ready_reason, ready_msg);
-    b.cond(ROTATING, false, "Idle", "no rotation in flight");
+    b.cond(ROTATING, false, reasons::IDLE, "no rotation in flight");
     // A failed run's reason (refused credentials) stays until a run succeeds; a resolved
     // account conflict does not.
     let keep_degraded = b.status.last_result == Some(RotationResult::Failed)
@@ -985,8 +986,8 @@ fn decide_staging(mut b: Builder<'_>, plan: &Plan) -> Decision {
         return b.finish(Action::None, Some(Duration::ZERO));
     }
     let (reason, what) = match plan.credential {
-        CredentialKind::AuthToken => ("SecondaryTokenCreated", "the secondary Auth Token"),
-        CredentialKind::ApiKey => ("ApiKeyCreated", "a new API key"),
+        CredentialKind::AuthToken => (reasons::SECONDARY_TOKEN_CREATED, "the secondary Auth Token"),
+        CredentialKind::ApiKey => (reasons::API_KEY_CREATED, "a new API key"),
     };
     b.event(
         false,
@@ -1026,7 +1027,7 @@ fn decide_distributing(mut b: Builder<'_>) -> Decision {
         );
         b.event(
             true,
-            "StagingSecretLost",
+            reasons::STAGING_SECRET_LOST,
             "the staging Secret holding the new token was deleted before distribution; starting the token over",
         );
         return b.finish(Action::None, Some(Duration::ZERO));
@@ -1045,7 +1046,7 @@ fn decide_distributing(mut b: Builder<'_>) -> Decision {
     b.healthy();
     b.event(
         false,
-        "SecretsUpdated",
+        reasons::SECRETS_UPDATED,
         format!("rotation {id}: the new token is in every target Secret"),
     );
     b.finish(Action::Distribute, Some(Duration::ZERO))
@@ -1090,8 +1091,14 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
             serve,
         });
     }
-    let gone =
-        |w: &WorkloadProgress| serve == Serve::Old && w.reason.as_deref() == Some("NotFound");
+    // Rolling back waits on nothing that is gone or going (a namespace being deleted).
+    let gone = |w: &WorkloadProgress| {
+        serve == Serve::Old
+            && matches!(
+                RolloutReason::of(w),
+                Some(RolloutReason::NotFound | RolloutReason::NamespaceTerminating)
+            )
+    };
     if view.workloads.iter().all(|w| w.done || gone(w)) {
         return RolloutState::Done;
     }
@@ -1099,22 +1106,22 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
         .workloads
         .iter()
         .filter(|w| !w.done)
-        .filter_map(|w| {
-            w.reason
-                .as_ref()
-                .filter(|r| r.as_str() == "Paused" || r.as_str() == "ProgressDeadlineExceeded")
-                .map(|r| format!("{} ({r})", label(w)))
+        .filter_map(|w| match RolloutReason::of(w) {
+            Some(r @ (RolloutReason::Paused | RolloutReason::ProgressDeadlineExceeded)) => {
+                Some(format!("{} ({})", label(w), r.as_str()))
+            }
+            _ => None,
         })
         .collect();
     if !blocked.is_empty() {
         let reason = if view
             .workloads
             .iter()
-            .any(|w| w.reason.as_deref() == Some("Paused"))
+            .any(|w| RolloutReason::of(w) == Some(RolloutReason::Paused))
         {
-            "WorkloadPaused"
+            reasons::WORKLOAD_PAUSED
         } else {
-            "RolloutFailed"
+            reasons::ROLLOUT_FAILED
         };
         return RolloutState::Held(reason, format!("rollout blocked: {}", blocked.join(", ")));
     }
@@ -1134,7 +1141,7 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
             })
             .collect();
         return RolloutState::Held(
-            "RolloutTimeout",
+            reasons::ROLLOUT_TIMEOUT,
             format!(
                 "rollout did not finish within rolloutTimeout: {}",
                 pending.join(", ")
@@ -1177,7 +1184,7 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
                 let names: Vec<String> = workloads.iter().map(|w| w.to_string()).collect();
                 b.event(
                     false,
-                    "WorkloadsRestarted",
+                    reasons::WORKLOADS_RESTARTED,
                     format!("rotation {id}: restarting {}", names.join(", ")),
                 );
             }
@@ -1190,7 +1197,7 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
                 format!("waiting for the rollout: {}", progress_summary(&b))
             };
             b.status.message = Some(msg.clone());
-            b.cond(ROTATING, true, "RollingOut", msg);
+            b.cond(ROTATING, true, Phase::RollingOut.as_str(), msg);
             b.healthy_if_not_held();
             b.finish(Action::None, Some(POLL))
         }
@@ -1209,7 +1216,7 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.healthy();
             b.event(
                 false,
-                "RolloutComplete",
+                reasons::ROLLOUT_COMPLETE,
                 format!("rotation {id}: every dependent workload runs the new token"),
             );
             b.finish(Action::None, Some(Duration::ZERO))
@@ -1236,7 +1243,7 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
     if obs.now < until {
         let msg = format!("retiring the previous token at {}", until.to_rfc3339());
         b.status.message = Some(msg.clone());
-        b.cond(ROTATING, true, "Retiring", msg);
+        b.cond(ROTATING, true, Phase::Retiring.as_str(), msg);
         return b.finish(Action::None, Some(remaining(until, obs.now)));
     }
     let id = current_id(&b);
@@ -1252,10 +1259,10 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
     b.cond(
         READY,
         true,
-        "RotationSucceeded",
+        reasons::ROTATION_SUCCEEDED,
         format!("rotation {id} succeeded"),
     );
-    b.cond(ROTATING, false, "Idle", "no rotation in flight");
+    b.cond(ROTATING, false, reasons::IDLE, "no rotation in flight");
     if plan.schedule.is_ok() {
         b.healthy();
     }
@@ -1279,7 +1286,7 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
     };
     b.event(
         false,
-        "RotationSucceeded",
+        reasons::ROTATION_SUCCEEDED,
         format!("rotation {id} completed: {note}"),
     );
     b.finish(Action::Retire { delete_keys }, Some(Duration::ZERO))
@@ -1331,7 +1338,7 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.status.message = Some("rolling workloads back onto the old token".into());
             b.event(
                 true,
-                "SecretsRestored",
+                reasons::SECRETS_RESTORED,
                 format!("rotation {id}: the old token is back in every target Secret"),
             );
             b.finish(Action::RestoreSecrets, Some(Duration::ZERO))
@@ -1381,15 +1388,15 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.cond(
                 READY,
                 false,
-                "RotationAborted",
+                reasons::ROTATION_ABORTED,
                 format!("rotation {id} was aborted; the old token is in use"),
             );
-            b.cond(ROTATING, false, "Idle", "no rotation in flight");
+            b.cond(ROTATING, false, reasons::IDLE, "no rotation in flight");
             b.healthy();
             b.status.message = Some(format!("rotation {id} aborted; the old token is in use"));
             b.event(
                 true,
-                "RotationAborted",
+                reasons::ROTATION_ABORTED,
                 format!("rotation {id} aborted and rolled back; the new token was deleted"),
             );
             b.finish(Action::DeleteSecondary { at_twilio }, Some(Duration::ZERO))
@@ -1436,7 +1443,7 @@ fn staging_failed(
         b.status.phase = Some(Phase::Failed);
         end_attempt(b, plan, RotationResult::Failed);
         b.cond(READY, false, reasons::ROTATION_FAILED, msg.clone());
-        b.cond(ROTATING, false, "Idle", "no rotation in flight");
+        b.cond(ROTATING, false, reasons::IDLE, "no rotation in flight");
         b.degrade(class.reason(), msg.clone());
         b.event(true, reasons::ROTATION_FAILED, msg);
         let requeue = b
@@ -1459,7 +1466,7 @@ fn staging_failed(
         b.degrade(class.reason(), message.to_owned());
         b.event(
             true,
-            "RotationAborting",
+            reasons::ROTATION_ABORTING,
             format!("{message}; creating the new token kept failing for {} minutes: the rotation is given up", STAGING_GIVE_UP.as_secs() / 60),
         );
         return Some(Some(Duration::ZERO));
