@@ -1,14 +1,17 @@
 //! The controller: Kubernetes and Twilio I/O around the pure state machine in
 //! [`crate::rotation`]. One reconcile observes, decides, performs one action, writes status.
 
+mod execute;
 pub mod failpoints;
 pub mod locks;
+mod observe;
 mod reconcile;
 pub mod secrets;
 pub mod subject;
 
 use crate::api::{ClusterTokenRotation, TokenRotation, STAGING_LABEL};
 use crate::metrics::Metrics;
+use crate::providers::CredentialKind;
 use crate::twilio::{TwilioClient, TwilioConfig, TwilioError};
 use failpoints::Failpoints;
 use futures::StreamExt;
@@ -224,14 +227,14 @@ async fn controller_for<K: subject::Rotated>(
     let controller = controller.watches(
         scoped_api::<TokenRotation>(client, scope),
         wc(),
-        same_auth_token_account(store.clone()),
+        same_owned_account(store.clone()),
     );
     let controller = match scope {
         // ClusterTokenRotations are readable only by a cluster-wide install.
         None => controller.watches(
             Api::<ClusterTokenRotation>::all(client.clone()),
             wc(),
-            same_auth_token_account(store.clone()),
+            same_owned_account(store.clone()),
         ),
         Some(_) => controller,
     };
@@ -273,16 +276,18 @@ async fn drive<K: subject::Rotated>(controller: Controller<K>, ctx: Arc<Context>
         .await;
 }
 
-/// Maps a resource rotating an Auth Token to the other resources of kind `K` rotating the same
-/// account's Auth Token.
-fn same_auth_token_account<K: subject::Rotated, W: subject::Rotated>(
+/// Maps a resource whose credential has one owner per account (the Auth Token) to the other
+/// resources of kind `K` rotating it on the same account.
+fn same_owned_account<K: subject::Rotated, W: subject::Rotated>(
     store: Store<K>,
 ) -> impl Fn(W) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
     move |changed| {
         let account = |spec: &crate::api::TokenRotationSpec| {
-            spec.auth_token.as_ref().map(|_| {
-                locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref())
-            })
+            CredentialKind::of(spec)
+                .filter(|k| k.one_owner_per_account())
+                .map(|_| {
+                    locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref())
+                })
         };
         let Some(key) = account(changed.rotation_spec()) else {
             return Vec::new();

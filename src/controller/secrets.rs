@@ -3,6 +3,7 @@
 //! managers own) are left alone, and a key the operator stops applying is removed.
 
 use crate::api::{TokenRotationSpec, FINALIZER, STAGING_LABEL};
+use crate::providers::CredentialKind;
 pub use crate::secret::Credential;
 use crate::secret::SecretString;
 use base64::Engine;
@@ -86,6 +87,7 @@ impl<'a> Distribution<'a> {
 /// manager would drop the first one's keys).
 pub fn desired(
     spec: &TokenRotationSpec,
+    kind: CredentialKind,
     d: Distribution<'_>,
     targets: bool,
     credentials: bool,
@@ -120,7 +122,7 @@ pub fn desired(
     }
     // Auth Token rotation: the operator authenticates with the token it rotates. An API key
     // rotation authenticates with a credential it never changes.
-    if credentials && spec.auth_token.is_some() {
+    if credentials && kind.rotates_operator_credential() {
         if let Some(c) = current {
             let creds = &spec.twilio.credentials_secret_ref;
             out.entry(creds.name.clone())
@@ -379,7 +381,8 @@ mod tests {
         spec: &TokenRotationSpec,
         d: Distribution<'_>,
     ) -> BTreeMap<String, BTreeMap<String, SecretString>> {
-        super::desired(spec, d, true, true)
+        let kind = CredentialKind::of(spec).unwrap();
+        super::desired(spec, kind, d, true, true)
     }
 
     fn tok(s: &str) -> Credential {

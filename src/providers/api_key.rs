@@ -5,7 +5,7 @@
 //! Every key gets a friendly name naming the resource and the rotation, so a key created by a
 //! step that crashed before storing its secret can be found and deleted.
 
-use super::auth_token::failure;
+use super::failure;
 use crate::rotation::{Failure, FailureClass};
 use crate::secret::Credential;
 use crate::twilio::{Credentials, ErrorKind, TwilioClient, MAX_FRIENDLY_NAME_CHARS};
@@ -120,6 +120,14 @@ pub async fn create(
             secret: k.secret,
         }),
         Err(e) => Err(operator_refused(client, operator, &e).await),
+    }
+}
+
+/// The operator's credential (the Auth Token or a Main key) authenticates for the account.
+pub async fn authenticates(client: &TwilioClient, operator: &Credentials) -> Result<(), Failure> {
+    match client.fetch_balance(operator).await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(failure(&e, FailureClass::AuthenticationFailed)),
     }
 }
 

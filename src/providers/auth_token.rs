@@ -1,25 +1,9 @@
 //! The Twilio side of an Auth Token rotation: each function is one step, safe to repeat.
 
+use super::failure;
 use crate::rotation::{Failure, FailureClass};
 use crate::secret::SecretString;
-use crate::twilio::{Credentials, DeleteOutcome, ErrorKind, TwilioClient, TwilioError};
-
-/// Maps a client error to the failure the state machine reports, without any secret.
-pub fn failure(err: &TwilioError, refused: FailureClass) -> Failure {
-    let class = match err.kind() {
-        ErrorKind::AuthenticationFailed => refused,
-        ErrorKind::RateLimited => FailureClass::TwilioRateLimited,
-        ErrorKind::Transient => FailureClass::TwilioUnavailable,
-        ErrorKind::OutcomeUnknown => FailureClass::OutcomeUnknown,
-        ErrorKind::NotFound | ErrorKind::SecondaryAlreadyExists | ErrorKind::Permanent => {
-            FailureClass::TwilioRejected
-        }
-    };
-    Failure {
-        class,
-        message: err.to_string(),
-    }
-}
+use crate::twilio::{Credentials, DeleteOutcome, ErrorKind, TwilioClient};
 
 /// Stage: create the secondary token. With `clear_existing`, first delete a secondary this
 /// rotation may have created before (an attempt that crashed before storing it) or that the
@@ -54,6 +38,19 @@ pub async fn create_secondary(
         }
         Err(e) => Err(failure(&e, FailureClass::AuthenticationFailed)),
     }
+}
+
+/// The account's primary Auth Token as Twilio names it to `creds` (which must authenticate):
+/// the old token until promotion, the new one after.
+pub async fn primary(
+    client: &TwilioClient,
+    creds: &Credentials,
+) -> Result<Option<SecretString>, Failure> {
+    client
+        .fetch_account(creds)
+        .await
+        .map(|a| a.auth_token)
+        .map_err(|e| failure(&e, FailureClass::AuthenticationFailed))
 }
 
 /// Verify: the new token authenticates a cheap read.

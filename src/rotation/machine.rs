@@ -574,11 +574,11 @@ pub fn decide(obs: &Observation) -> Decision {
             return b.finish(Action::None, Some(Duration::ZERO));
         }
         Some(Phase::Promoting | Phase::Retiring) if abort_requested => {
-            let note = match plan.credential {
-                CredentialKind::AuthToken => "the new token is being or has been promoted and the old token no longer works: there is nothing to roll back to, the rotation completes",
-                CredentialKind::ApiKey => "every consumer already runs the new API key and it is verified: the rotation completes",
-            };
-            b.event(true, reasons::ABORT_REFUSED, note);
+            b.event(
+                true,
+                reasons::ABORT_REFUSED,
+                plan.credential.words().abort_refused,
+            );
         }
         _ => {}
     }
@@ -612,9 +612,11 @@ pub fn decide(obs: &Observation) -> Decision {
         return decide_reverted(b);
     }
     // ... and nobody else's consumers of this Auth Token would lose it.
-    if let (Some(Phase::Verifying | Phase::Promoting), Some(c), CredentialKind::AuthToken) =
-        (obs.status.phase, &obs.account_conflict, plan.credential)
-    {
+    if let (Some(Phase::Verifying | Phase::Promoting), Some(c), true) = (
+        obs.status.phase,
+        &obs.account_conflict,
+        plan.credential.one_owner_per_account(),
+    ) {
         let msg = format!(
             "{}. Nothing is promoted and both tokens stay valid; or set tokenrotator.io/abort to roll back",
             c.message(&obs.spec.twilio.account_sid)
@@ -629,40 +631,20 @@ pub fn decide(obs: &Observation) -> Decision {
         Some(Phase::RollingOut) => decide_rolling_out(b, plan),
         Some(Phase::Verifying) => {
             // On failure, on_failure keeps Verifying and its clock (the propagation window).
-            let (message, note) = match plan.credential {
-                CredentialKind::AuthToken => (
-                    "the new token works; promoting it to primary",
-                    "Twilio accepts the new token",
-                ),
-                CredentialKind::ApiKey => (
-                    "the new API key works; making it current",
-                    "Twilio accepts the new API key",
-                ),
-            };
-            b.enter(Phase::Promoting, message);
+            let words = plan.credential.words();
+            b.enter(Phase::Promoting, words.verified_message);
             b.healthy();
-            b.event(false, reasons::TOKEN_VERIFIED, note);
+            b.event(false, reasons::TOKEN_VERIFIED, words.verified_note);
             b.finish(Action::Verify, Some(Duration::ZERO))
         }
         Some(Phase::Promoting) => {
-            let (message, reason, note) = match plan.credential {
-                CredentialKind::AuthToken => (
-                    "promoted; waiting out propagation and overlap before retiring the previous token",
-                    reasons::TOKEN_PROMOTED,
-                    "the new token is now the primary Auth Token; the old token no longer works",
-                ),
-                CredentialKind::ApiKey => (
-                    "the new API key is current; waiting out propagation and overlap before deleting the previous key",
-                    reasons::API_KEY_CURRENT,
-                    "every consumer runs the new API key; the previous key stays valid until it is retired",
-                ),
-            };
-            b.enter(Phase::Retiring, message);
+            let words = plan.credential.words();
+            b.enter(Phase::Retiring, words.current_message);
             b.healthy();
             if let Some(r) = b.rotation() {
                 r.promoted_time = Some(to_k8s(obs.now));
             }
-            b.event(false, reason, note);
+            b.event(false, words.current_reason, words.current_note);
             let wait = plan.propagation_delay + plan.overlap;
             b.finish(Action::Promote, Some(wait))
         }
@@ -685,10 +667,14 @@ fn decide_recover(mut b: Builder<'_>, plan: &Plan) -> Decision {
             format!("rotation {id}: the staging Secret was deleted after distribution; rebuilding it from the Secrets and Twilio"),
         );
     }
-    if plan.credential == CredentialKind::ApiKey {
-        if let Some(r) = b.rotation() {
-            // Only the new key is in the targets now.
-            r.previous_lost = true;
+    match plan.credential {
+        // The old Auth Token stays known: it is the account's primary until promotion.
+        CredentialKind::AuthToken => {}
+        CredentialKind::ApiKey => {
+            if let Some(r) = b.rotation() {
+                // Only the new key is in the targets now.
+                r.previous_lost = true;
+            }
         }
     }
     b.finish(Action::Recover, Some(Duration::ZERO))
@@ -808,9 +794,11 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
     }
     let schedule_broken = plan.schedule.is_err();
 
-    if let (Some(conflict), CredentialKind::AuthToken, false) =
-        (&obs.account_conflict, plan.credential, obs.deleting)
-    {
+    if let (Some(conflict), true, false) = (
+        &obs.account_conflict,
+        plan.credential.one_owner_per_account(),
+        obs.deleting,
+    ) {
         // Never a queue: whichever of the two promoted would kill the token the other's
         // consumers hold. A rotate-now request stays pending until the conflict is resolved.
         let msg = conflict.message(&obs.spec.twilio.account_sid);
@@ -985,14 +973,14 @@ fn decide_staging(mut b: Builder<'_>, plan: &Plan) -> Decision {
         // A crash after storing the token but before this status write: nothing to redo.
         return b.finish(Action::None, Some(Duration::ZERO));
     }
-    let (reason, what) = match plan.credential {
-        CredentialKind::AuthToken => (reasons::SECONDARY_TOKEN_CREATED, "the secondary Auth Token"),
-        CredentialKind::ApiKey => (reasons::API_KEY_CREATED, "a new API key"),
-    };
+    let words = plan.credential.words();
     b.event(
         false,
-        reason,
-        format!("rotation {id}: created {what} and stored it in the staging Secret"),
+        words.created_reason,
+        format!(
+            "rotation {id}: created {} and stored it in the staging Secret",
+            words.created_what
+        ),
     );
     // A secondary that exists is ours only if an earlier attempt may have made it, or the
     // user said to delete it (by naming this rotation).

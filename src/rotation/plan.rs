@@ -7,14 +7,7 @@ use std::time::Duration;
 /// Default wait for `restart: Never`: the kubelet's sync period (1m) plus its Secret cache TTL.
 pub const DEFAULT_KUBELET_SYNC_DELAY: Duration = Duration::from_secs(120);
 
-/// What is rotated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialKind {
-    /// The account's Auth Token: a secondary token is promoted to primary.
-    AuthToken,
-    /// An API key: a new key is created and the previous one deleted.
-    ApiKey,
-}
+pub use crate::providers::CredentialKind;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -33,6 +26,8 @@ pub struct Plan {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    #[error("set exactly one of spec.authToken and spec.apiKey")]
+    NoCredentialKind,
     #[error("spec.{field} {value:?} is not a duration ({reason}); write it like 90s, 15m or 1h")]
     InvalidDuration {
         field: &'static str,
@@ -52,11 +47,7 @@ impl Plan {
         };
         let workloads = spec.workloads.clone().unwrap_or_default();
         Ok(Self {
-            credential: if spec.api_key.is_some() {
-                CredentialKind::ApiKey
-            } else {
-                CredentialKind::AuthToken
-            },
+            credential: CredentialKind::of(spec).ok_or(PlanError::NoCredentialKind)?,
             retain_previous: spec
                 .api_key
                 .as_ref()

@@ -1,0 +1,317 @@
+//! What a reconcile sees: the resource, its staging Secret, the dependent workloads, the
+//! target Secrets before the steps towards promotion, and the other resources on its account.
+
+use super::locks::account_key;
+use super::secrets::{self, Staged};
+use super::subject::{Rotated, Subject};
+use super::{Context, Error};
+use crate::api::{
+    AbortStep, Phase, RestartPolicy, TokenRotationSpec, TokenRotationStatus, WorkloadProgress,
+    ABORT_ANNOTATION, DELETE_SECONDARY_ANNOTATION, ROTATE_NOW_ANNOTATION, SCHEDULE_ANNOTATION,
+};
+use crate::providers::CredentialKind;
+use crate::rotation::{
+    self, Holder, Observation, Plan, RevertedKey, RolloutView, StagedKeys, WorkloadAt,
+};
+use crate::time::from_k8s;
+use crate::workloads;
+use chrono::Utc;
+use kube::ResourceExt;
+use std::collections::BTreeSet;
+
+pub(super) async fn observe<K: Rotated>(
+    obj: &K,
+    tr: &Subject,
+    ctx: &Context,
+) -> Result<Observation, Error> {
+    let now = Utc::now();
+    let annotations = obj.annotations();
+    let status = obj.rotation_status().cloned().unwrap_or_default();
+    let mut plan = Plan::new(
+        &tr.spec,
+        annotations.get(SCHEDULE_ANNOTATION).map(String::as_str),
+    );
+    // Suspending acts at once, whatever spec the rotation in flight runs with.
+    if let Ok(p) = plan.as_mut() {
+        p.suspend = obj.rotation_spec().suspend;
+    }
+    let staging = match &status.rotation {
+        Some(r) => secrets::read_staging(&ctx.client, &tr.home, &r.staging_secret).await?,
+        None => None,
+    };
+    let staged_keys = staging.as_ref().and_then(|s| {
+        let current = status
+            .rotation
+            .as_ref()
+            .is_some_and(|r| r.id == s.rotation_id);
+        let new = s.new.key_sid.clone().filter(|_| current)?;
+        Some(StagedKeys {
+            new,
+            previous: s.previous.as_ref().and_then(|p| p.key_sid.clone()),
+        })
+    });
+    let stamp = match (status.phase, status.rotation.as_ref()) {
+        (Some(Phase::RollingOut), Some(r)) => Some(r.rollout_stamp()),
+        (Some(Phase::Aborting), Some(r)) if r.abort_step == Some(AbortStep::RollBack) => {
+            Some(r.rollback_stamp())
+        }
+        _ => None,
+    };
+    let rollout = match stamp {
+        Some(stamp) => Some(observe_rollout(ctx, tr, &stamp).await?),
+        None => None,
+    };
+    // Before each step towards promotion (once the rollout is through): do the targets still
+    // hold the new credential?
+    let towards_promotion = match status.phase {
+        Some(Phase::RollingOut) => {
+            tr.spec.workloads.as_ref().map(|w| w.restart) == Some(RestartPolicy::Never)
+                || rollout
+                    .as_ref()
+                    .is_some_and(|v| v.unstamped.is_empty() && v.workloads.iter().all(|w| w.done))
+        }
+        Some(Phase::Verifying | Phase::Promoting) => true,
+        _ => false,
+    };
+    let current = |s: &&Staged| {
+        status
+            .rotation
+            .as_ref()
+            .is_some_and(|r| r.id == s.rotation_id)
+    };
+    let reverted = match staging.as_ref().filter(current) {
+        Some(s) if towards_promotion && !ctx.config.safety.skip_target_recheck => {
+            reverted_targets(ctx, tr, s).await?
+        }
+        _ => Vec::new(),
+    };
+    let staged_for = staging.map(|s| s.rotation_id);
+    Ok(Observation {
+        now,
+        generation: obj.meta().generation,
+        staging_secret: tr.staging_secret.clone(),
+        uid: tr.uid.clone(),
+        created: obj
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .map(from_k8s)
+            .unwrap_or(now),
+        spec: tr.spec.clone(),
+        spec_changed: tr.spec_changed,
+        plan,
+        rotate_now: annotations.get(ROTATE_NOW_ANNOTATION).cloned(),
+        abort: annotations.get(ABORT_ANNOTATION).cloned(),
+        delete_secondary: annotations.get(DELETE_SECONDARY_ANNOTATION).cloned(),
+        deleting: obj.meta().deletion_timestamp.is_some(),
+        status,
+        account_holder: account_holder(tr, ctx),
+        account_conflict: account_conflict(obj, tr, ctx),
+        staged_for,
+        staged_keys,
+        rollout,
+        reverted,
+    })
+}
+
+/// Keys of the target Secrets (and, for an Auth Token, the credentials Secret) that do not
+/// hold the new credential. Compared in memory; only names reach the result.
+async fn reverted_targets(
+    ctx: &Context,
+    tr: &Subject,
+    staged: &Staged,
+) -> Result<Vec<RevertedKey>, Error> {
+    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
+    for ns in &tr.targets {
+        for t in &tr.spec.secrets {
+            wanted.push((ns, &t.name, &t.token_key));
+        }
+    }
+    if CredentialKind::of(&tr.spec).is_some_and(CredentialKind::rotates_operator_credential) {
+        let c = &tr.spec.twilio.credentials_secret_ref;
+        wanted.push((&tr.home, &c.name, &c.key));
+    }
+    let mut out = Vec::new();
+    for (ns, name, key) in wanted {
+        let state = secrets::key_writer(
+            &ctx.client,
+            &tr.field_manager,
+            ns,
+            name,
+            key,
+            &staged.new.secret,
+        )
+        .await;
+        match state {
+            Ok(secrets::KeyState::Holds) => {}
+            Ok(secrets::KeyState::Differs { manager }) => out.push(RevertedKey {
+                namespace: ns.to_owned(),
+                secret: name.to_owned(),
+                key: key.to_owned(),
+                manager,
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Rollout progress of the dependent workloads in every target namespace. In a matched
+/// namespace that is being deleted nothing is restarted, but its dependent workloads that
+/// still exist count as not done: their pods may still run the old token.
+async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<RolloutView, Error> {
+    let targets: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
+    let mut view = RolloutView::default();
+    for ns in &tr.terminating {
+        let all = workloads::list(&ctx.client, ns).await?;
+        let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
+        view.workloads.extend(deps.iter().map(|w| {
+            WorkloadProgress {
+                namespace: Some(ns.clone()),
+                kind: w.kind,
+                name: w.name.clone(),
+                desired: w.desired,
+                updated: 0,
+                available: w.available,
+                done: false,
+                reason: Some(
+                    workloads::RolloutReason::NamespaceTerminating
+                        .as_str()
+                        .to_owned(),
+                ),
+            }
+        }));
+    }
+    for ns in &tr.targets {
+        let all = workloads::list(&ctx.client, ns).await?;
+        let (deps, missing) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
+        let start = view.workloads.len();
+        for w in &deps {
+            view.workloads
+                .push(workloads::progress(w, &tr.stamp_key, stamp));
+            if w.stamp(&tr.stamp_key) != Some(stamp) {
+                view.unstamped.push(WorkloadAt {
+                    namespace: ns.clone(),
+                    kind: w.kind,
+                    name: w.name.clone(),
+                });
+            }
+        }
+        view.workloads
+            .extend(missing.iter().map(workloads::missing_progress));
+        if tr.cluster {
+            for p in &mut view.workloads[start..] {
+                p.namespace = Some(ns.clone());
+            }
+        }
+    }
+    Ok(view)
+}
+
+/// Another resource rotating the same account, from this process's locks or from status.
+fn account_holder(tr: &Subject, ctx: &Context) -> Option<Holder> {
+    let key = account_key(
+        &tr.spec.twilio.account_sid,
+        tr.spec.twilio.region.as_deref(),
+    );
+    if let Some(h) = ctx.locks.holder(&key).filter(|h| *h != tr.holder) {
+        return Some(h);
+    }
+    let busy_on_key = |spec: &TokenRotationSpec, st: Option<&TokenRotationStatus>| {
+        account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()) == key
+            && st.is_some_and(|s| s.rotation.is_some())
+    };
+    let namespaced = ctx
+        .stores
+        .iter()
+        .flat_map(|s| s.state())
+        .filter(|o| busy_on_key(&o.spec, o.status.as_ref()))
+        .map(|o| o.identity().1);
+    let cluster = ctx
+        .cluster_store
+        .iter()
+        .flat_map(|s| s.state())
+        .filter(|o| busy_on_key(&o.spec.rotation, o.status.as_ref()))
+        .map(|o| o.identity().1);
+    namespaced.chain(cluster).find(|h| *h != tr.holder)
+}
+
+/// The spec a resource rotates with now: the one pinned by its rotation in flight, else its own.
+fn effective<'a>(
+    live: &'a TokenRotationSpec,
+    st: Option<&'a TokenRotationStatus>,
+) -> &'a TokenRotationSpec {
+    st.and_then(|s| s.rotation.as_ref())
+        .and_then(|r| r.spec.as_ref())
+        .unwrap_or(live)
+}
+
+/// Auth Token rotation: another resource rotating the same account's Auth Token. The oldest
+/// (by creation time, then name) owns it. Not counted: one being deleted (while it finishes,
+/// the account lock keeps the others waiting), and one whose credentials were refused, so a
+/// junk resource cannot stall the account.
+fn account_conflict<K: Rotated>(
+    obj: &K,
+    tr: &Subject,
+    ctx: &Context,
+) -> Option<rotation::AccountConflict> {
+    if !CredentialKind::of(&tr.spec)?.one_owner_per_account() {
+        return None;
+    }
+    if ctx.config.safety.skip_account_conflict {
+        return None;
+    }
+    let key = account_key(
+        &tr.spec.twilio.account_sid,
+        tr.spec.twilio.region.as_deref(),
+    );
+    let claims = |meta: &kube::api::ObjectMeta,
+                  spec: &TokenRotationSpec,
+                  st: Option<&TokenRotationStatus>| {
+        let spec = effective(spec, st);
+        meta.deletion_timestamp.is_none()
+            && CredentialKind::of(spec).is_some_and(CredentialKind::one_owner_per_account)
+            && account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()) == key
+            && !st.is_some_and(credentials_refused)
+    };
+    let age = |m: &kube::api::ObjectMeta| {
+        m.creation_timestamp
+            .as_ref()
+            .map_or(chrono::DateTime::<Utc>::MAX_UTC, from_k8s)
+    };
+    let namespaced = ctx
+        .stores
+        .iter()
+        .flat_map(|s| s.state())
+        .filter(|o| claims(&o.metadata, &o.spec, o.status.as_ref()))
+        .map(|o| (age(&o.metadata), o.identity().1));
+    let cluster = ctx
+        .cluster_store
+        .iter()
+        .flat_map(|s| s.state())
+        .filter(|o| claims(&o.metadata, &o.spec.rotation, o.status.as_ref()))
+        .map(|o| (age(&o.metadata), o.identity().1));
+    let me = (age(obj.meta()), tr.holder.clone());
+    let mut others: Vec<_> = namespaced
+        .chain(cluster)
+        .filter(|(_, h)| *h != tr.holder)
+        .collect();
+    others.sort();
+    let first = others.first()?.clone();
+    Some(if me < first {
+        rotation::AccountConflict {
+            other: others.last().map_or(first.1.clone(), |o| o.1.clone()),
+            owner: true,
+        }
+    } else {
+        rotation::AccountConflict {
+            other: first.1,
+            owner: false,
+        }
+    })
+}
+
+/// Twilio refused the resource's credentials at its last check.
+fn credentials_refused(st: &TokenRotationStatus) -> bool {
+    st.credentials_refused
+}
