@@ -15,15 +15,6 @@ use token_rotator::controller::failpoints::Failpoints;
 
 const TEAMS: [&str; 3] = ["team-a", "team-b", "team-c"];
 
-async fn secret_in(client: &kube::Client, ns: &str, key: &str) -> Option<String> {
-    let s = Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt("twilio-creds")
-        .await
-        .unwrap()?;
-    s.data
-        .and_then(|d| d.get(key).map(|b| String::from_utf8(b.0.clone()).unwrap()))
-}
-
 async fn label(client: &kube::Client, ns: &str) {
     Api::<Namespace>::all(client.clone())
         .patch(
@@ -154,13 +145,15 @@ async fn promotion_waits_for_the_slowest_namespace() {
     assert_ne!(new, token);
     for ns in TEAMS.iter().chain(&["team-d"]) {
         assert_eq!(
-            secret_in(&client, ns, "TWILIO_AUTH_TOKEN").await.as_deref(),
+            secret_value_in(&w, ns, "twilio-creds", "TWILIO_AUTH_TOKEN")
+                .await
+                .as_deref(),
             Some(new.as_str()),
             "{ns}"
         );
     }
     assert_eq!(
-        secret_in(&client, "bystander", "TWILIO_AUTH_TOKEN")
+        secret_value_in(&w, "bystander", "twilio-creds", "TWILIO_AUTH_TOKEN")
             .await
             .as_deref(),
         Some(other_token.as_str()),

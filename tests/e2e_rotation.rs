@@ -154,30 +154,16 @@ async fn survives_a_crash_at_every_step() {
         "Promote",
         "Retire",
     ];
-    let mut points: Vec<String> = vec!["stage:created".into()];
-    for s in steps {
-        for when in ["before", "after", "status"] {
-            points.push(format!("{when}:{s}"));
-        }
-    }
+    let points = std::iter::once("stage:created".to_owned()).chain(crash_points(&steps));
     for point in points {
         let w = world(2).await;
         let traffic = consumer_traffic(&w, Duration::from_millis(20));
-        let (fp, mut hits) = Failpoints::new();
-        fp.arm(&point);
-        let first = start_controller(&w, fp);
-        create(&w, &manual_rotation(&w, "twilio")).await;
-        let hit = tokio::time::timeout(Duration::from_secs(30), hits.recv())
-            .await
-            .unwrap_or_else(|_| panic!("failpoint {point} never reached"));
-        assert_eq!(hit.as_deref(), Some(point.as_str()));
-        first.abort();
-        let _ = first.await;
-
-        let second = start_controller(&w, Failpoints::default());
-        let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+        crash_at(&w, &point, async |w| {
+            create(w, &manual_rotation(w, "twilio")).await
+        })
+        .await;
+        let st = resume(&w, |s| s.rotations == 1).await;
         let (_, refused) = traffic.stop().await;
-        second.abort();
         assert_eq!(st.phase, Some(Phase::Ready), "{point}");
         let new = w.sb.twilio.primary_token(&w.sid).unwrap();
         assert_ne!(new, w.old_token, "{point}");
@@ -278,13 +264,7 @@ async fn missed_scheduled_rotation_runs_once_on_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_crash_at_every_step_of_an_abort() {
     use sandbox::workloads::WorkloadKind;
-    let mut points: Vec<String> = Vec::new();
-    for s in ["RestoreSecrets", "DeleteSecondary"] {
-        for when in ["before", "after", "status"] {
-            points.push(format!("{when}:{s}"));
-        }
-    }
-    for point in points {
+    for point in crash_points(&["RestoreSecrets", "DeleteSecondary"]) {
         let w = world(1).await;
         w.sb.workloads.set_readiness_delay(
             WorkloadKind::Deployment,
@@ -293,29 +273,17 @@ async fn survives_a_crash_at_every_step_of_an_abort() {
             Duration::from_millis(1500),
         );
         let traffic = consumer_traffic(&w, Duration::from_millis(20));
-        let (fp, mut hits) = Failpoints::new();
-        fp.arm(&point);
-        let first = start_controller(&w, fp);
-        create(&w, &manual_rotation(&w, "twilio")).await;
-        wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-            s.phase == Some(Phase::RollingOut)
+        crash_at(&w, &point, async |w| {
+            create(w, &manual_rotation(w, "twilio")).await;
+            wait_status(w, "twilio", Duration::from_secs(30), |s| {
+                s.phase == Some(Phase::RollingOut)
+            })
+            .await;
+            annotate(w, "twilio", "tokenrotator.io/abort", "1").await;
         })
         .await;
-        annotate(&w, "twilio", "tokenrotator.io/abort", "1").await;
-        let hit = tokio::time::timeout(Duration::from_secs(30), hits.recv())
-            .await
-            .unwrap_or_else(|_| panic!("failpoint {point} never reached"));
-        assert_eq!(hit.as_deref(), Some(point.as_str()));
-        first.abort();
-        let _ = first.await;
-
-        let second = start_controller(&w, Failpoints::default());
-        let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| {
-            s.phase == Some(Phase::Aborted)
-        })
-        .await;
+        let st = resume(&w, |s| s.phase == Some(Phase::Aborted)).await;
         let (_, refused) = traffic.stop().await;
-        second.abort();
         assert!(st.rotation.is_none(), "{point}");
         assert_eq!(
             w.sb.twilio.primary_token(&w.sid).as_deref(),

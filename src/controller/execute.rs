@@ -2,7 +2,7 @@
 //! I/O it takes. Each per-kind difference goes through an exhaustive match on the
 //! [`CredentialKind`].
 
-use super::secrets::{self, Credential, Distribution, Staged};
+use super::secrets::{self, Credential, Distribution, Pair};
 use super::subject::Subject;
 use super::Context;
 use crate::api::WorkloadRef;
@@ -132,7 +132,8 @@ fn key_credentials(tr: &Subject, c: &Credential) -> Credentials {
     }
 }
 
-async fn staged(ctx: &Context, obs: &Observation, tr: &Subject) -> Result<Staged, Failure> {
+/// The current rotation's credentials, from its staging Secret.
+async fn staged(ctx: &Context, obs: &Observation, tr: &Subject) -> Result<Pair, Failure> {
     let ns = tr.home.as_str();
     let Some(r) = &obs.status.rotation else {
         return Err(Failure {
@@ -141,7 +142,10 @@ async fn staged(ctx: &Context, obs: &Observation, tr: &Subject) -> Result<Staged
         });
     };
     match secrets::read_staging(&ctx.client, ns, &r.staging_secret).await {
-        Ok(Some(s)) if s.rotation_id == r.id => Ok(s),
+        Ok(Some(s)) if s.rotation_id == r.id => Ok(Pair {
+            new: s.new,
+            previous: s.previous,
+        }),
         Ok(_) => Err(Failure {
             class: FailureClass::StagingLost,
             message: format!(
@@ -274,7 +278,7 @@ pub(super) async fn execute(
         }
         Action::Promote => match kind {
             CredentialKind::AuthToken => promote_auth_token(ctx, tr, obs).await,
-            // An API key has nothing to promote: the new key is current once consumers run it.
+            // Never decided: an API key has nothing to promote.
             CredentialKind::ApiKey => Ok(()),
         },
         Action::Retire { delete_keys } => {
@@ -330,7 +334,7 @@ pub(super) async fn execute(
                     // copy still works when the credentials Secret is gone (a namespace being
                     // deleted).
                     let op = match staged(ctx, obs, tr).await {
-                        Ok(Staged {
+                        Ok(Pair {
                             previous: Some(old),
                             ..
                         }) => key_credentials(tr, &old),
@@ -353,13 +357,12 @@ async fn stage_auth_token(
     ctx: &Context,
     tr: &Subject,
     clear_existing: bool,
-) -> Result<Staged, Failure> {
+) -> Result<Pair, Failure> {
     let old = operator_token(ctx, tr).await?;
     let twilio = twilio_client(ctx, tr)?;
     let creds = Credentials::auth_token(&tr.spec.twilio.account_sid, old.clone());
     let new = auth_token::create_secondary(&twilio, &creds, clear_existing).await?;
-    Ok(Staged {
-        rotation_id: String::new(),
+    Ok(Pair {
         new: Credential::auth_token(new),
         previous: Some(Credential::auth_token(old)),
     })
@@ -418,7 +421,7 @@ async fn old_credential(
 /// The staging Secret of an Auth Token rotation, rebuilt after distribution: the credentials
 /// Secret holds the new token since then, and Twilio names the primary (the old token until
 /// promotion) to anyone who authenticates.
-async fn recover_auth_token(ctx: &Context, tr: &Subject) -> Result<Staged, Failure> {
+async fn recover_auth_token(ctx: &Context, tr: &Subject) -> Result<Pair, Failure> {
     let held = operator_token(ctx, tr).await?;
     let twilio = twilio_client(ctx, tr)?;
     let creds = Credentials::auth_token(&tr.spec.twilio.account_sid, held.clone());
@@ -438,8 +441,7 @@ async fn recover_auth_token(ctx: &Context, tr: &Subject) -> Result<Staged, Failu
             "the credentials Secret holds the primary Auth Token, not the new one",
         ));
     }
-    Ok(Staged {
-        rotation_id: String::new(),
+    Ok(Pair {
         new: Credential::auth_token(held),
         previous: Some(Credential::auth_token(primary)),
     })
@@ -448,16 +450,11 @@ async fn recover_auth_token(ctx: &Context, tr: &Subject) -> Result<Staged, Failu
 /// The staging Secret of an API key rotation, rebuilt after distribution from the first target
 /// Secret, when it holds the key this rotation made (its SID is in status). The previous key's
 /// secret is gone with it: the rotation can only go forward.
-async fn recover_api_key(
-    ctx: &Context,
-    tr: &Subject,
-    obs: &Observation,
-) -> Result<Staged, Failure> {
+async fn recover_api_key(ctx: &Context, tr: &Subject, obs: &Observation) -> Result<Pair, Failure> {
     let want = obs.status.rotation.as_ref().and_then(|r| r.key_sid.clone());
     let held = current_key(ctx, tr).await?;
     match (want, held) {
-        (Some(want), Some(held)) if held.key_sid.as_deref() == Some(want.as_str()) => Ok(Staged {
-            rotation_id: String::new(),
+        (Some(want), Some(held)) if held.key_sid.as_deref() == Some(want.as_str()) => Ok(Pair {
             new: held,
             previous: None,
         }),
@@ -470,7 +467,7 @@ async fn recover_api_key(
 
 /// Stage for an API key: the key the Secrets hold now is the one replaced; a restricted key's
 /// successor gets the spec's policy, or else the policy of the key it replaces.
-async fn stage_api_key(ctx: &Context, tr: &Subject, obs: &Observation) -> Result<Staged, Failure> {
+async fn stage_api_key(ctx: &Context, tr: &Subject, obs: &Observation) -> Result<Pair, Failure> {
     let op = operator_credentials(ctx, tr).await?;
     let twilio = twilio_client(ctx, tr)?;
     let previous = current_key(ctx, tr).await?;
@@ -482,11 +479,7 @@ async fn stage_api_key(ctx: &Context, tr: &Subject, obs: &Observation) -> Result
         },
     };
     let new = api_key::create(&twilio, &op, &key_name(tr, obs), policy.as_ref()).await?;
-    Ok(Staged {
-        rotation_id: String::new(),
-        new,
-        previous,
-    })
+    Ok(Pair { new, previous })
 }
 
 /// The new credential exists only in this process now: insist on storing it.
@@ -494,7 +487,7 @@ async fn store_staged(
     ctx: &Context,
     tr: &Subject,
     obs: &Observation,
-    mut staged: Staged,
+    pair: Pair,
 ) -> Result<(), Failure> {
     let Some(r) = &obs.status.rotation else {
         return Err(Failure {
@@ -502,7 +495,6 @@ async fn store_staged(
             message: "no rotation in flight".into(),
         });
     };
-    staged.rotation_id = r.id.clone();
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=6 {
         match secrets::write_staging(
@@ -511,7 +503,8 @@ async fn store_staged(
             &tr.home,
             tr.owner.as_ref(),
             &r.staging_secret,
-            &staged,
+            &r.id,
+            &pair,
         )
         .await
         {

@@ -254,7 +254,14 @@ pub fn namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated"))
 }
 
-/// The staging Secret's content.
+/// A rotation's credentials: the new one and the one it replaces.
+pub struct Pair {
+    pub new: Credential,
+    /// Always set for an Auth Token; `None` for an API key rotation that creates the first key.
+    pub previous: Option<Credential>,
+}
+
+/// The staging Secret's content: a rotation's pair, under its ID.
 pub struct Staged {
     pub rotation_id: String,
     pub new: Credential,
@@ -312,13 +319,14 @@ pub async fn write_staging(
     namespace: &str,
     owner: Option<&OwnerReference>,
     name: &str,
-    staged: &Staged,
+    rotation_id: &str,
+    pair: &Pair,
 ) -> Result<(), kube::Error> {
     let owner_name = owner.map(|o| o.name.as_str()).unwrap_or_default();
     let mut data = BTreeMap::new();
     data.insert(
         STAGING_ID.to_owned(),
-        SecretString::new(staged.rotation_id.clone()),
+        SecretString::new(rotation_id.to_owned()),
     );
     let mut put = |secret_key: &str, sid_key: &str, c: &Credential| {
         data.insert(secret_key.to_owned(), c.secret.clone());
@@ -326,8 +334,8 @@ pub async fn write_staging(
             data.insert(sid_key.to_owned(), SecretString::new(sid.clone()));
         }
     };
-    put(STAGING_TOKEN, STAGING_KEY_SID, &staged.new);
-    if let Some(p) = &staged.previous {
+    put(STAGING_TOKEN, STAGING_KEY_SID, &pair.new);
+    if let Some(p) = &pair.previous {
         put(STAGING_PREVIOUS, STAGING_PREVIOUS_KEY_SID, p);
     }
     let body = serde_json::json!({

@@ -228,8 +228,8 @@ pub enum Action {
     /// Authenticate with the new token.
     Verify,
     /// Promote the secondary (a repeat after a crash confirms the promotion instead), then
-    /// re-apply the target Secrets with the new token first in the webhook key. For an API
-    /// key there is nothing to promote: the step only marks the new key current.
+    /// re-apply the target Secrets with the new token first in the webhook key. Auth Tokens
+    /// only: an API key is current once every consumer runs it.
     Promote,
     /// Remove the previous-token keys, delete these API keys (previous keys beyond
     /// `retainPrevious`) and the staging Secret.
@@ -646,7 +646,12 @@ pub fn decide(obs: &Observation) -> Decision {
             }
             b.event(false, words.current_reason, words.current_note);
             let wait = plan.propagation_delay + plan.overlap;
-            b.finish(Action::Promote, Some(wait))
+            let action = match plan.credential {
+                CredentialKind::AuthToken => Action::Promote,
+                // Nothing to promote: the new key is current once every consumer runs it.
+                CredentialKind::ApiKey => Action::None,
+            };
+            b.finish(action, Some(wait))
         }
         Some(Phase::Retiring) => decide_retiring(b, plan),
         Some(Phase::Aborting) => decide_aborting(b, plan),

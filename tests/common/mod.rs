@@ -320,7 +320,12 @@ pub async fn wait_status(
 }
 
 pub async fn secret_value(world: &World, name: &str, key: &str) -> Option<String> {
-    let s = Api::<Secret>::namespaced(world.client.clone(), NS)
+    secret_value_in(world, NS, name, key).await
+}
+
+/// One key of a Secret in namespace `ns`, if both exist.
+pub async fn secret_value_in(world: &World, ns: &str, name: &str, key: &str) -> Option<String> {
+    let s = Api::<Secret>::namespaced(world.client.clone(), ns)
         .get_opt(name)
         .await
         .unwrap()?;
@@ -365,4 +370,38 @@ pub async fn wait_events(world: &World, reasons: &[&str]) -> Vec<Event> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The crash points of `steps`: before each action, between the action and its status
+/// write, and after the status write.
+pub fn crash_points(steps: &[&str]) -> Vec<String> {
+    steps
+        .iter()
+        .flat_map(|s| ["before", "after", "status"].map(|when| format!("{when}:{s}")))
+        .collect()
+}
+
+/// Starts the controller with failpoint `point` armed, runs `start` (create the resource,
+/// annotate it, ...), and kills the controller once it freezes there: what a crash at exactly
+/// that point looks like from outside.
+pub async fn crash_at(w: &World, point: &str, start: impl AsyncFnOnce(&World)) {
+    let (fp, mut hits) = Failpoints::new();
+    fp.arm(point);
+    let first = start_controller(w, fp);
+    start(w).await;
+    let hit = tokio::time::timeout(Duration::from_secs(30), hits.recv())
+        .await
+        .unwrap_or_else(|_| panic!("failpoint {point} never reached"));
+    assert_eq!(hit.as_deref(), Some(point));
+    first.abort();
+    let _ = first.await;
+}
+
+/// Starts a fresh controller (after [`crash_at`]) and waits until `done` holds for
+/// TokenRotation `twilio`; stops the controller and returns that status.
+pub async fn resume(w: &World, done: impl Fn(&TokenRotationStatus) -> bool) -> TokenRotationStatus {
+    let second = start_controller(w, Failpoints::default());
+    let st = wait_status(w, "twilio", Duration::from_secs(60), done).await;
+    second.abort();
+    st
 }
