@@ -18,6 +18,20 @@ use crate::kube::store::State;
 use crate::kube::structural;
 use crate::kube::views;
 
+mod delete;
+mod hooks;
+mod scale;
+mod validate;
+
+pub use delete::delete;
+use hooks::hooks;
+pub use scale::scale_of;
+use scale::{scale_write, ScaleInput};
+use validate::{
+    apply_defaults, check_finalizers_while_deleting, check_namespace, check_type_meta,
+    handle_unknown_fields, validate,
+};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sub {
     Main,
@@ -142,82 +156,6 @@ pub fn present(def: &ResourceDef, stored: &Value) -> Value {
     v
 }
 
-fn check_type_meta(def: &ResourceDef, body: &Value) -> ApiResult<()> {
-    let av = body
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
-    let kind = body.get("kind").and_then(|v| v.as_str()).unwrap_or("");
-    if def.is_custom() && (kind.is_empty() || av.is_empty()) {
-        let what = if kind.is_empty() { "Kind" } else { "Version" };
-        let shown = serde_json::to_string(body).unwrap_or_default();
-        return Err(ApiError::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): Object '{what}' is missing in '{shown}'",
-            def.kind
-        )));
-    }
-    if !av.is_empty() && av != def.api_version() {
-        return Err(ApiError::bad_request(format!(
-            "the API version in the data ({av}) does not match the expected API version ({})",
-            def.api_version()
-        )));
-    }
-    if !kind.is_empty() && kind != def.kind {
-        if def.is_custom() {
-            return Err(ApiError::invalid(
-                kind,
-                &def.group,
-                meta::name(body),
-                &[FieldError::invalid(
-                    "kind",
-                    json!(kind),
-                    format!("must be {}", def.kind),
-                )],
-            ));
-        }
-        return Err(ApiError::bad_request(format!(
-            "{kind} in version {:?} cannot be handled as a {}: the kind in the data ({kind}) does not match the expected kind ({})",
-            def.version, def.kind, def.kind
-        )));
-    }
-    if !body.is_object() {
-        return Err(ApiError::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): expected an object",
-            def.kind
-        )));
-    }
-    Ok(())
-}
-
-fn check_namespace(st: &State, def: &ResourceDef, ns: &str, creating: bool) -> ApiResult<()> {
-    if !def.namespaced {
-        return Ok(());
-    }
-    let Some(n) = st.get("/namespaces", "", ns) else {
-        return Err(ApiError::not_found(
-            &crate::kube::error::GroupResource::new("", "namespaces"),
-            ns,
-        ));
-    };
-    if creating && meta::deletion_timestamp(&n).is_some() {
-        return Err(ApiError::forbidden(
-            &def.gr(),
-            "",
-            &format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ),
-        )
-        .with_details(
-            json!({"name": "", "group": def.group, "kind": def.plural, "causes": [{
-                "reason": "NamespaceTerminating",
-                "message": format!("namespace {ns} is being terminated"),
-                "field": "metadata.namespace"
-            }]}),
-        ));
-    }
-    Ok(())
-}
-
 fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -303,7 +241,7 @@ fn prepare_new(
     m.insert("kind".into(), json!(def.kind));
     if def.status {
         if def.builtin {
-            let keep_status = def.kind == "Node";
+            let keep_status = hooks(def).keeps_status_on_create;
             if !keep_status {
                 match builtin::initial_status(&def.group, &def.kind) {
                     Some(s) => {
@@ -319,176 +257,6 @@ fn prepare_new(
         }
     }
     Ok(obj)
-}
-
-/// Unknown-field handling for fieldValidation; returns warnings.
-fn handle_unknown_fields(
-    def: &ResourceDef,
-    obj: &mut Value,
-    fv: FieldValidation,
-) -> ApiResult<Vec<String>> {
-    let schema = schema_of(def);
-    let mut unknown = Vec::new();
-    if def.builtin || def.crd.as_ref().is_some_and(|c| c.has_schema) {
-        structural::prune(obj, schema.node(), "", true, &mut unknown);
-    }
-    if def.builtin {
-        let mut type_errs = Vec::new();
-        structural::builtin_type_errors(obj, schema.node(), "", &mut type_errs);
-        if let Some(e) = type_errs.first() {
-            return Err(ApiError::bad_request(format!(
-                "{} in version {:?} cannot be handled as a {}: {e}",
-                def.kind, def.version, def.kind
-            )));
-        }
-    }
-    if unknown.is_empty() {
-        return Ok(Vec::new());
-    }
-    let msgs: Vec<String> = unknown
-        .iter()
-        .map(|u| format!("unknown field {u:?}"))
-        .collect();
-    match fv {
-        FieldValidation::Strict => Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            msgs.join(", ")
-        ))),
-        FieldValidation::Warn => Ok(msgs),
-        FieldValidation::Ignore => Ok(Vec::new()),
-    }
-}
-
-fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
-    if def.builtin {
-        builtin::apply_defaults(&def.group, &def.kind, obj);
-    } else if let Some(info) = &def.crd {
-        if info.has_schema {
-            structural::apply_defaults(obj, info.schema.node());
-        }
-    }
-}
-
-fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, creating: bool) -> ApiResult<()> {
-    let mut errs = Vec::new();
-    let name = meta::name(obj).to_string();
-    if creating {
-        builtin::validate_name(&def.group, &def.kind, def.builtin, &name, &mut errs);
-    }
-    if let Some(gn) = meta::metadata(obj)
-        .and_then(|m| m.get("generateName"))
-        .and_then(|g| g.as_str())
-    {
-        let _ = gn;
-    }
-    validate_meta(obj, &mut errs);
-    if def.builtin {
-        builtin::validate(&def.group, &def.kind, obj, old, &mut errs);
-        if def.kind == "CustomResourceDefinition" {
-            errs.extend(crd::validate_crd(obj));
-        }
-    } else if let Some(info) = &def.crd {
-        if info.has_schema {
-            structural::validate(obj, info.schema.node(), "", &mut errs);
-        }
-        if let Some(cel) = &info.cel {
-            if !cel.failed.is_empty() {
-                for f in &cel.failed {
-                    errs.push(FieldError::invalid(
-                        if f.path.is_empty() {
-                            "<root>".to_string()
-                        } else {
-                            f.path.clone()
-                        },
-                        json!("object"),
-                        format!("rule could not be compiled, object rejected: {}", f.rule),
-                    ));
-                }
-            } else {
-                errs.extend(cel.validate(obj, old));
-            }
-        }
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(&def.kind, &def.group, &name, &errs))
-    }
-}
-
-fn validate_meta(obj: &Value, errs: &mut Vec<FieldError>) {
-    let Some(md) = meta::metadata(obj) else {
-        return;
-    };
-    for key in ["labels", "annotations"] {
-        if let Some(m) = md.get(key) {
-            match m.as_object() {
-                None if !m.is_null() => errs.push(FieldError::invalid(
-                    format!("metadata.{key}"),
-                    m.clone(),
-                    "must be a map",
-                )),
-                Some(m) => {
-                    for (k, v) in m {
-                        if !v.is_string() {
-                            errs.push(FieldError::invalid(
-                                format!("metadata.{key}"),
-                                v.clone(),
-                                "values must be strings",
-                            ));
-                        }
-                        if key == "labels" {
-                            let val = v.as_str().unwrap_or("");
-                            if val.len() > 63
-                                || !val.bytes().all(|b| {
-                                    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'
-                                })
-                            {
-                                errs.push(FieldError::invalid(
-                                    "metadata.labels",
-                                    json!(val),
-                                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
-                                ));
-                            }
-                            let name = k.rsplit('/').next().unwrap_or("");
-                            if name.is_empty() || name.len() > 63 {
-                                errs.push(FieldError::invalid(
-                                    "metadata.labels",
-                                    json!(k),
-                                    "name part must be non-empty and no more than 63 characters",
-                                ));
-                            }
-                        }
-                    }
-                }
-                None => {}
-            }
-        }
-    }
-}
-
-fn check_finalizers_while_deleting(def: &ResourceDef, old: &Value, new: &Value) -> ApiResult<()> {
-    if meta::deletion_timestamp(old).is_none() {
-        return Ok(());
-    }
-    let old_f = meta::finalizers(old);
-    let added: Vec<String> = meta::finalizers(new)
-        .into_iter()
-        .filter(|f| !old_f.contains(f))
-        .collect();
-    if added.is_empty() {
-        return Ok(());
-    }
-    let shown: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
-    Err(ApiError::invalid(
-        &def.kind,
-        &def.group,
-        meta::name(new),
-        &[FieldError::forbidden(
-            "metadata.finalizers",
-            format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}", shown.join(", ")),
-        )],
-    ))
 }
 
 fn without(v: &Value, keys: &[&str]) -> Value {
@@ -544,68 +312,18 @@ fn now_time() -> String {
     meta::now_rfc3339()
 }
 
-/// Post-processing of kinds with server-side behaviour on write.
-fn kind_hooks(st: &State, def: &ResourceDef, old: Option<&Value>, obj: &mut Value) {
-    if !def.builtin {
-        return;
-    }
-    match (def.group.as_str(), def.kind.as_str()) {
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            let status = crd::crd_status(obj, old.and_then(|o| o.get("status")));
-            obj["status"] = status;
-            if old.is_none() {
-                let mut f = meta::finalizers(obj);
-                if !f.iter().any(|x| x == CRD_FINALIZER) {
-                    f.push(CRD_FINALIZER.into());
-                }
-                meta::set_finalizers(obj, &f);
-            }
-        }
-        ("", "Service") => {
-            let spec = obj.get_mut("spec").and_then(|s| s.as_object_mut());
-            if let Some(spec) = spec {
-                let t = spec
-                    .get("type")
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("ClusterIP")
-                    .to_string();
-                if t != "ExternalName"
-                    && spec.get("clusterIP").is_none_or(|c| c.as_str() == Some(""))
-                {
-                    let ip = match old.and_then(|o| meta::get_path(o, "spec.clusterIP")) {
-                        Some(ip) => ip.clone(),
-                        None => {
-                            let n = st.current_rv();
-                            json!(format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 2))
-                        }
-                    };
-                    spec.insert("clusterIP".into(), ip.clone());
-                    spec.insert("clusterIPs".into(), json!([ip]));
-                }
-                if t == "NodePort" || t == "LoadBalancer" {
-                    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-                        for (i, p) in ports.iter_mut().enumerate() {
-                            if let Some(p) = p.as_object_mut() {
-                                if !p.contains_key("nodePort") {
-                                    p.insert(
-                                        "nodePort".into(),
-                                        json!(30000 + (st.current_rv() as usize * 7 + i) % 2767),
-                                    );
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 pub const CRD_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
+/// Who records a write's managedFields.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fields {
+    /// A create, update or non-apply patch: [`commit`] records the manager's fields.
+    Update,
+    /// A server-side apply, which recorded them itself.
+    Applied,
+}
+
 /// Commits a prepared object (create when `old` is None) and returns the served result.
-#[allow(clippy::too_many_arguments)]
 fn commit(
     st: &mut State,
     def: &ResourceDef,
@@ -613,14 +331,16 @@ fn commit(
     mut new: Value,
     sub: Sub,
     opts: &WriteOpts,
-    apply_done: bool,
-    mut warnings: Vec<String>,
+    fields: Fields,
 ) -> ApiResult<Outcome> {
+    let mut warnings = Vec::new();
     let creating = old.is_none();
     let old_view = old.map(|o| present(def, o));
     apply_defaults(def, &mut new);
     warnings.extend(handle_unknown_fields(def, &mut new, opts.validation)?);
-    kind_hooks(st, def, old_view.as_ref(), &mut new);
+    if let Some(on_write) = hooks(def).on_write {
+        on_write(st, old_view.as_ref(), &mut new);
+    }
     validate(def, &new, old_view.as_ref(), creating)?;
     if let Some(o) = &old_view {
         check_finalizers_while_deleting(def, o, &new)?;
@@ -628,7 +348,7 @@ fn commit(
     } else if def.generation != Generation::None {
         meta::metadata_mut(&mut new).insert("generation".into(), json!(1));
     }
-    if !apply_done {
+    if fields == Fields::Update {
         managed::record_update(
             old_view.as_ref(),
             &mut new,
@@ -698,48 +418,23 @@ fn commit(
 }
 
 fn blocked_by_spec_finalizers(def: &ResourceDef, obj: &Value) -> bool {
-    def.builtin
-        && def.kind == "Namespace"
+    hooks(def).namespace_lifecycle
         && meta::get_path(obj, "spec.finalizers")
             .and_then(|f| f.as_array())
             .is_some_and(|a| !a.is_empty())
 }
 
-/// Registry changes after a CRD write.
+/// Registry changes after a write.
 fn after_write(st: &mut State, def: &ResourceDef, saved: &Value) {
-    if def.builtin && def.kind == "CustomResourceDefinition" {
-        let storage = format!(
-            "{}/{}",
-            meta::get_path(saved, "spec.group")
-                .and_then(|g| g.as_str())
-                .unwrap_or(""),
-            meta::get_path(saved, "spec.names.plural")
-                .and_then(|g| g.as_str())
-                .unwrap_or("")
-        );
-        if meta::deletion_timestamp(saved).is_none() {
-            st.registry.remove_storage(&storage);
-            for d in crd::defs_from_crd(saved) {
-                st.registry.insert(d);
-            }
-        }
+    if let Some(f) = hooks(def).after_write {
+        f(st, saved);
     }
 }
 
 /// Cleanup after an object is gone for good.
 pub fn after_remove(st: &mut State, def: &ResourceDef, gone: &Value) {
-    if def.builtin && def.kind == "CustomResourceDefinition" {
-        let storage = format!(
-            "{}/{}",
-            meta::get_path(gone, "spec.group")
-                .and_then(|g| g.as_str())
-                .unwrap_or(""),
-            meta::get_path(gone, "spec.names.plural")
-                .and_then(|g| g.as_str())
-                .unwrap_or("")
-        );
-        st.registry.remove_storage(&storage);
-        st.drop_storage(&storage);
+    if let Some(f) = hooks(def).after_remove {
+        f(st, gone);
     }
 }
 
@@ -764,7 +459,7 @@ pub fn create(
         md.insert("creationTimestamp".into(), json!(now_time()));
         md.remove("managedFields");
     }
-    commit(st, def, None, new, Sub::Main, opts, false, Vec::new())
+    commit(st, def, None, new, Sub::Main, opts, Fields::Update)
 }
 
 /// Merges what a write may change into the old object, per subresource.
@@ -831,7 +526,7 @@ fn keep_system_meta(old: &Value, new: &mut Value) {
 }
 
 fn allow_create_on_update(def: &ResourceDef) -> bool {
-    def.builtin && matches!(def.kind.as_str(), "Event" | "Lease" | "Endpoints")
+    hooks(def).create_on_update
 }
 
 pub fn update(
@@ -894,7 +589,7 @@ pub fn update(
     new["kind"] = json!(def.kind);
     let mut new = restrict_to_sub(def, &old_view, std::mem::take(&mut new), sub);
     keep_system_meta(&old_view, &mut new);
-    commit(st, def, Some(&old), new, sub, opts, false, Vec::new())
+    commit(st, def, Some(&old), new, sub, opts, Fields::Update)
 }
 
 fn decode_patch_body(body: &[u8]) -> ApiResult<Value> {
@@ -1020,7 +715,7 @@ pub fn patch(
     new["apiVersion"] = json!(def.api_version());
     new["kind"] = json!(def.kind);
     keep_system_meta(&old_view, &mut new);
-    commit(st, def, Some(&old), new, sub, opts, false, Vec::new())
+    commit(st, def, Some(&old), new, sub, opts, Fields::Update)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1109,7 +804,7 @@ fn apply_patch(
                     md.insert("managedFields".into(), mf);
                 }
             }
-            commit(st, def, None, new, Sub::Main, opts, true, Vec::new())
+            commit(st, def, None, new, Sub::Main, opts, Fields::Applied)
         }
         Some(old) => {
             let old_view = present(def, &old);
@@ -1131,7 +826,7 @@ fn apply_patch(
             .map_err(|c| conflict_error(def, name, &c))?;
             let mut new = restrict_to_sub(def, &old_view, merged, sub);
             keep_system_meta(&old_view, &mut new);
-            commit(st, def, Some(&old), new, sub, opts, true, Vec::new())
+            commit(st, def, Some(&old), new, sub, opts, Fields::Applied)
         }
     }
 }
@@ -1143,336 +838,4 @@ fn conflict_error(def: &ResourceDef, name: &str, c: &[managed::Conflict]) -> Api
         details["group"] = json!(def.group);
     }
     ApiError::new(409, "Conflict", managed::conflict_message(c)).with_details(details)
-}
-
-enum ScaleInput {
-    Put(Value),
-    Patch(PatchType, Vec<u8>),
-}
-
-fn scale_paths(def: &ResourceDef) -> (String, String, Option<String>) {
-    match def.crd.as_ref().and_then(|c| c.scale.clone()) {
-        Some(s) => (
-            s.spec_replicas.trim_start_matches('.').to_string(),
-            s.status_replicas.trim_start_matches('.').to_string(),
-            s.label_selector
-                .map(|l| l.trim_start_matches('.').to_string()),
-        ),
-        None => ("spec.replicas".into(), "status.replicas".into(), None),
-    }
-}
-
-fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(ml) = sel.get("matchLabels").and_then(|m| m.as_object()) {
-        for (k, v) in ml {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
-        }
-    }
-    if let Some(ex) = sel.get("matchExpressions").and_then(|m| m.as_array()) {
-        for e in ex {
-            let key = e.get("key").and_then(|k| k.as_str()).unwrap_or("");
-            let vals: Vec<&str> = e
-                .get("values")
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-                .unwrap_or_default();
-            match e.get("operator").and_then(|o| o.as_str()).unwrap_or("") {
-                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
-                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
-                "Exists" => parts.push(key.to_string()),
-                "DoesNotExist" => parts.push(format!("!{key}")),
-                _ => {}
-            }
-        }
-    }
-    parts.sort();
-    parts.join(",")
-}
-
-/// The autoscaling/v1 Scale view of an object.
-pub fn scale_of(def: &ResourceDef, obj: &Value) -> Value {
-    let (spec_p, status_p, sel_p) = scale_paths(def);
-    let md = meta::metadata(obj).cloned().unwrap_or_default();
-    let mut smd = Map::new();
-    for k in [
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-    ] {
-        if let Some(v) = md.get(k) {
-            smd.insert(k.into(), v.clone());
-        }
-    }
-    let selector = match sel_p {
-        Some(p) => meta::get_path(obj, &p)
-            .and_then(|s| s.as_str())
-            .unwrap_or("")
-            .to_string(),
-        None => meta::get_path(obj, "spec.selector")
-            .map(selector_string)
-            .unwrap_or_default(),
-    };
-    let mut status =
-        json!({"replicas": meta::get_path(obj, &status_p).and_then(|r| r.as_i64()).unwrap_or(0)});
-    if !selector.is_empty() {
-        status["selector"] = json!(selector);
-    }
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": smd,
-        "spec": {"replicas": meta::get_path(obj, &spec_p).and_then(|r| r.as_i64()).unwrap_or(0)},
-        "status": status,
-    })
-}
-
-fn set_path(obj: &mut Value, path: &str, v: Value) {
-    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
-    let mut cur = obj;
-    for (i, p) in parts.iter().enumerate() {
-        if !cur.is_object() {
-            *cur = json!({});
-        }
-        let m = cur.as_object_mut().expect("object");
-        if i + 1 == parts.len() {
-            m.insert(p.to_string(), v);
-            return;
-        }
-        cur = m.entry(p.to_string()).or_insert_with(|| json!({}));
-    }
-}
-
-fn scale_write(
-    st: &mut State,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    name: &str,
-    input: ScaleInput,
-    opts: &WriteOpts,
-) -> ApiResult<Outcome> {
-    let ns_k = ns_key(def, ns);
-    let old = st
-        .get(&def.storage, &ns_k, name)
-        .ok_or_else(|| ApiError::not_found(&def.gr(), name))?;
-    let old_view = present(def, &old);
-    let cur_scale = scale_of(def, &old_view);
-    let new_scale = match input {
-        ScaleInput::Put(v) => v,
-        ScaleInput::Patch(PatchType::Merge, b) => {
-            patch::merge_patch(&cur_scale, &decode_patch_body(&b)?)
-        }
-        ScaleInput::Patch(PatchType::Json, b) => match jsonpatch::apply(&cur_scale, &b) {
-            Ok(v) => v,
-            Err(jsonpatch::JsonPatchError::Decode(e)) => return Err(ApiError::bad_request(e)),
-            Err(jsonpatch::JsonPatchError::Apply(e)) => {
-                return Err(ApiError::new(422, "Invalid", e))
-            }
-        },
-        ScaleInput::Patch(PatchType::Strategic, b) => {
-            let p = decode_patch_body(&b)?;
-            strategic::apply(
-                &cur_scale,
-                &p,
-                Schema::builtin("io.k8s.api.autoscaling.v1.Scale").node(),
-            )
-            .map_err(|e| ApiError::new(422, "Invalid", e))?
-        }
-        ScaleInput::Patch(PatchType::Apply, b) => {
-            let a = decode_yaml_or_json(&b).map_err(ApiError::bad_request)?;
-            patch::merge_patch(&cur_scale, &a)
-        }
-    };
-    if let Some(rv) = meta::resource_version(&new_scale) {
-        if Some(rv) != meta::resource_version(&old) {
-            return Err(ApiError::stale(&def.gr(), name));
-        }
-    }
-    let replicas = meta::get_path(&new_scale, "spec.replicas")
-        .cloned()
-        .unwrap_or(json!(0));
-    if replicas.as_i64().is_none_or(|r| r < 0) {
-        return Err(ApiError::invalid(
-            "Scale",
-            "autoscaling",
-            name,
-            &[FieldError::invalid(
-                "spec.replicas",
-                replicas.clone(),
-                "must be greater than or equal to 0",
-            )],
-        ));
-    }
-    let (spec_p, _, _) = scale_paths(def);
-    let mut new = old_view.clone();
-    set_path(&mut new, &spec_p, replicas);
-    let out = commit(
-        st,
-        def,
-        Some(&old),
-        new,
-        Sub::Scale,
-        opts,
-        false,
-        Vec::new(),
-    )?;
-    Ok(Outcome {
-        code: 200,
-        body: scale_of(def, &out.body),
-        warnings: out.warnings,
-    })
-}
-
-/// Pods bound to a node are deleted gracefully: the kubelet finishes the deletion.
-fn graceful_period(def: &ResourceDef, obj: &Value, opts: &DeleteOpts) -> i64 {
-    if !(def.builtin && def.kind == "Pod") {
-        return 0;
-    }
-    let bound = meta::get_path(obj, "spec.nodeName")
-        .and_then(|n| n.as_str())
-        .is_some_and(|n| !n.is_empty());
-    let phase = meta::get_path(obj, "status.phase")
-        .and_then(|p| p.as_str())
-        .unwrap_or("");
-    if !bound || phase == "Succeeded" || phase == "Failed" {
-        return 0;
-    }
-    opts.grace_period
-        .unwrap_or_else(|| {
-            meta::get_path(obj, "spec.terminationGracePeriodSeconds")
-                .and_then(|g| g.as_i64())
-                .unwrap_or(30)
-        })
-        .max(0)
-}
-
-pub fn delete(
-    st: &mut State,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    name: &str,
-    opts: &DeleteOpts,
-) -> ApiResult<Outcome> {
-    let ns_k = ns_key(def, ns);
-    let old = st
-        .get(&def.storage, &ns_k, name)
-        .ok_or_else(|| ApiError::not_found(&def.gr(), name))?;
-    if let Some(uid) = &opts.uid {
-        let actual = meta::uid(&old).unwrap_or("");
-        if uid != actual {
-            return Err(ApiError::conflict(
-                &def.gr(),
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                ),
-            ));
-        }
-    }
-    if let Some(rv) = &opts.resource_version {
-        let actual = meta::resource_version(&old).unwrap_or("");
-        if rv != actual {
-            return Err(ApiError::conflict(
-                &def.gr(),
-                name,
-                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
-            ));
-        }
-    }
-    let mut obj = (*old).clone();
-    let mut fins = meta::finalizers(&obj);
-    match opts.propagation.as_deref() {
-        Some("Foreground") => {
-            fins.retain(|f| f != "orphan");
-            if !fins.iter().any(|f| f == "foregroundDeletion") {
-                fins.push("foregroundDeletion".into());
-            }
-        }
-        Some("Orphan") => {
-            fins.retain(|f| f != "foregroundDeletion");
-            if !fins.iter().any(|f| f == "orphan") {
-                fins.push("orphan".into());
-            }
-        }
-        Some("Background") | None => {}
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "DeleteOptions",
-                "meta.k8s.io",
-                "",
-                &[FieldError::new(
-                    crate::kube::error::FieldErrorType::NotSupported(vec![
-                        "Foreground".into(),
-                        "Background".into(),
-                        "Orphan".into(),
-                    ]),
-                    "propagationPolicy",
-                    Some(json!(other)),
-                    "",
-                )],
-            ));
-        }
-    }
-    let grace = graceful_period(def, &obj, opts);
-    let spec_fins = blocked_by_spec_finalizers(def, &obj);
-    let deleting = meta::deletion_timestamp(&obj).is_some();
-    if fins.is_empty() && grace == 0 && !spec_fins {
-        if opts.dry_run {
-            return Ok(Outcome {
-                code: 200,
-                body: present(def, &old),
-                warnings: Vec::new(),
-            });
-        }
-        let gone = st.remove(&def.storage, &ns_k, name).expect("present");
-        after_remove(st, def, &gone);
-        let mut details =
-            json!({"name": name, "kind": def.plural, "uid": meta::uid(&gone).unwrap_or("")});
-        if !def.group.is_empty() {
-            details["group"] = json!(def.group);
-        }
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details});
-        return Ok(Outcome {
-            code: 200,
-            body,
-            warnings: Vec::new(),
-        });
-    }
-    // Deletion is pending: finalizers, graceful pod termination, or namespace cleanup.
-    if !deleting {
-        let md = meta::metadata_mut(&mut obj);
-        let ts = chrono::Utc::now() + chrono::Duration::seconds(grace);
-        md.insert(
-            "deletionTimestamp".into(),
-            json!(ts.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        );
-        md.insert("deletionGracePeriodSeconds".into(), json!(grace));
-        let g = meta::generation(&obj);
-        if g > 0 {
-            meta::metadata_mut(&mut obj).insert("generation".into(), json!(g + 1));
-        }
-        if def.builtin && def.kind == "Namespace" {
-            obj["status"]["phase"] = json!("Terminating");
-        }
-    }
-    meta::set_finalizers(&mut obj, &fins);
-    if !opts.dry_run {
-        st.pending
-            .insert((def.storage.clone(), ns_k.clone(), name.to_string()));
-    }
-    if same_content(&obj, &old) || opts.dry_run {
-        return Ok(Outcome {
-            code: 200,
-            body: present(def, &obj),
-            warnings: Vec::new(),
-        });
-    }
-    let saved = st.put(&def.storage, obj);
-    Ok(Outcome {
-        code: 200,
-        body: present(def, &saved),
-        warnings: Vec::new(),
-    })
 }
