@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
 use sandbox::workloads::WorkloadKind;
 use sandbox::Sandbox;
 use std::time::{Duration, Instant};
@@ -14,17 +14,6 @@ use token_rotator::api::{ClusterTokenRotation, Phase, TokenRotationStatus};
 use token_rotator::controller::failpoints::Failpoints;
 
 const TEAMS: [&str; 3] = ["team-a", "team-b", "team-c"];
-
-async fn label(client: &kube::Client, ns: &str) {
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            ns,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"twilio": "shared"}}})),
-        )
-        .await
-        .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_waits_for_the_slowest_namespace() {
@@ -46,9 +35,6 @@ async fn promotion_waits_for_the_slowest_namespace() {
     let other =
         serde_json::json!({"TWILIO_ACCOUNT_SID": other_sid, "TWILIO_AUTH_TOKEN": other_token});
     populate(&sb, "bystander", &other_token, other, &env, 1).await;
-    for ns in TEAMS {
-        label(&client, ns).await;
-    }
     sb.workloads.set_readiness_delay(
         WorkloadKind::Deployment,
         "team-b",
@@ -62,27 +48,12 @@ async fn promotion_waits_for_the_slowest_namespace() {
         old_key: None,
         sb,
     };
+    for ns in TEAMS {
+        label_shared(&w, ns).await;
+    }
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
-    let ctr: ClusterTokenRotation = serde_json::from_value(serde_json::json!({
-        "apiVersion": "tokenrotator.io/v1alpha1",
-        "kind": "ClusterTokenRotation",
-        "metadata": {"name": "shared", "annotations": {"tokenrotator.io/rotate-now": "1"}},
-        "spec": {
-            "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
-            "credentialsNamespace": "ops",
-            "rotation": {
-                "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
-                "authToken": {},
-                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
-                             "tokenKey": "TWILIO_AUTH_TOKEN"}],
-                "rolloutTimeout": "2m",
-                "propagationDelay": "1s",
-                "overlap": "1s"
-            }
-        }
-    }))
-    .unwrap();
+    let ctr = shared_rotation(&w, "ops");
     let api: Api<ClusterTokenRotation> = Api::all(client.clone());
     api.create(&PostParams::default(), &ctr).await.unwrap();
 
@@ -112,7 +83,7 @@ async fn promotion_waits_for_the_slowest_namespace() {
                 "nothing is promoted while team-b rolls out"
             );
             held_for_b = Some((started.elapsed(), st.clone()));
-            label(&client, "team-d").await;
+            label_shared(&w, "team-d").await;
         }
         if matches!(st.phase, Some(Phase::Promoting | Phase::Retiring)) && promoted_at.is_none() {
             promoted_at = Some(started.elapsed());

@@ -283,44 +283,13 @@ async fn two_owners(safety: SafetyOverrides) -> (u64, World) {
             .delete("twilio", &DeleteParams::default())
             .await
             .unwrap();
-        Api::<Namespace>::all(w.client.clone())
-            .patch(
-                ns,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"twilio": "shared"}}})),
-            )
-            .await
-            .unwrap();
+        label_shared(&w, ns).await;
     }
-    let ctr: ClusterTokenRotation = serde_json::from_value(serde_json::json!({
-        "apiVersion": "tokenrotator.io/v1alpha1",
-        "kind": "ClusterTokenRotation",
-        "metadata": {"name": "shared", "annotations": {"tokenrotator.io/rotate-now": "1"}},
-        "spec": {
-            "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
-            "credentialsNamespace": NS,
-            "rotation": {
-                "twilio": {"accountSid": w.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
-                "authToken": {},
-                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
-                             "tokenKey": "TWILIO_AUTH_TOKEN"}],
-                "propagationDelay": "1s",
-                "overlap": "1s"
-            }
-        }
-    }))
-    .unwrap();
-    let api: Api<ClusterTokenRotation> = Api::all(w.client.clone());
-    api.create(&PostParams::default(), &ctr).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let st = api.get("shared").await.unwrap().status.unwrap_or_default();
-        if st.rotations == 1 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{st:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Api::<ClusterTokenRotation>::all(w.client.clone())
+        .create(&PostParams::default(), &shared_rotation(&w, NS))
+        .await
+        .unwrap();
+    wait_cluster_status(&w, "shared", Duration::from_secs(60), |s| s.rotations == 1).await;
     let (_, refused) = traffic.stop().await;
     ctl.abort();
     assert_ne!(
@@ -518,19 +487,7 @@ async fn aborting_a_held_scheduled_run_completes_and_waits_for_the_next_slot() {
         |s| s.rollout_timeout = "2s".into(),
     );
     create(&w, &tr).await;
-    let last = (Utc::now() - CD::days(3))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
-        .patch_status(
-            "twilio",
-            &PatchParams::default(),
-            &Patch::Merge(
-                serde_json::json!({"status": {"lastRotationTime": last, "rotations": 4}}),
-            ),
-        )
-        .await
-        .unwrap();
+    last_rotated_days_ago(&w, "twilio", 3, 4).await;
     let ctl = start_controller(&w, Failpoints::default());
     wait_status(&w, "twilio", Duration::from_secs(30), |s| {
         degraded(s).is_some_and(|(r, _)| r == "RolloutTimeout")
@@ -929,60 +886,23 @@ async fn a_matched_namespace_deleted_mid_rotation_does_not_stall_it() {
         Duration::from_secs(3),
     );
     for ns in [NS, "leaving"] {
-        Api::<Namespace>::all(w.client.clone())
-            .patch(
-                ns,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"twilio": "shared"}}})),
-            )
-            .await
-            .unwrap();
+        label_shared(&w, ns).await;
     }
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
-    let ctr: ClusterTokenRotation = serde_json::from_value(serde_json::json!({
-        "apiVersion": "tokenrotator.io/v1alpha1",
-        "kind": "ClusterTokenRotation",
-        "metadata": {"name": "shared", "annotations": {"tokenrotator.io/rotate-now": "1"}},
-        "spec": {
-            "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
-            "credentialsNamespace": NS,
-            "rotation": {
-                "twilio": {"accountSid": w.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
-                "authToken": {},
-                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
-                             "tokenKey": "TWILIO_AUTH_TOKEN"}],
-                "rolloutTimeout": "1m",
-                "propagationDelay": "1s",
-                "overlap": "1s"
-            }
-        }
-    }))
-    .unwrap();
-    let api: Api<ClusterTokenRotation> = Api::all(w.client.clone());
-    api.create(&PostParams::default(), &ctr).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = api.get("shared").await.unwrap().status.unwrap_or_default();
-        if st.phase == Some(Phase::RollingOut) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{st:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Api::<ClusterTokenRotation>::all(w.client.clone())
+        .create(&PostParams::default(), &shared_rotation(&w, NS))
+        .await
+        .unwrap();
+    wait_cluster_status(&w, "shared", Duration::from_secs(30), |s| {
+        s.phase == Some(Phase::RollingOut)
+    })
+    .await;
     Api::<Namespace>::all(w.client.clone())
         .delete("leaving", &DeleteParams::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let st = loop {
-        let st = api.get("shared").await.unwrap().status.unwrap_or_default();
-        if st.rotations == 1 {
-            break st;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "stalled: {st:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let st = wait_cluster_status(&w, "shared", Duration::from_secs(60), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
     ctl.abort();
     assert!(served > 0);

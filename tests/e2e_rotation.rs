@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use kube::api::Api;
 use std::time::Duration;
 use token_rotator::api::Phase;
 use token_rotator::controller::failpoints::Failpoints;
@@ -197,8 +196,6 @@ async fn survives_a_crash_at_every_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_scheduled_rotation_runs_once_on_start() {
     use chrono::{Duration as CD, Utc};
-    use kube::api::{Patch, PatchParams};
-    use token_rotator::api::TokenRotation;
     let w = world(2).await;
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     create(
@@ -210,19 +207,7 @@ async fn missed_scheduled_rotation_runs_once_on_start() {
         ),
     )
     .await;
-    let last = (Utc::now() - CD::days(3))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
-        .patch_status(
-            "twilio",
-            &PatchParams::default(),
-            &Patch::Merge(
-                serde_json::json!({"status": {"lastRotationTime": last, "rotations": 4}}),
-            ),
-        )
-        .await
-        .unwrap();
+    last_rotated_days_ago(&w, "twilio", 3, 4).await;
     let ctl = start_controller(&w, Failpoints::default());
     let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 5).await;
     // Give a second run the chance to (wrongly) start.

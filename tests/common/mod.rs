@@ -405,3 +405,81 @@ pub async fn resume(w: &World, done: impl Fn(&TokenRotationStatus) -> bool) -> T
     second.abort();
     st
 }
+
+/// Pretends the last rotation of TokenRotation `name` was `days` days ago (after `rotations`
+/// of them), as a schedule that was missed while the operator was down.
+pub async fn last_rotated_days_ago(w: &World, name: &str, days: i64, rotations: i64) {
+    use kube::api::{Patch, PatchParams};
+    let last = (chrono::Utc::now() - chrono::Duration::days(days))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"status": {"lastRotationTime": last, "rotations": rotations}}),
+            ),
+        )
+        .await
+        .unwrap();
+}
+
+/// Labels namespace `ns` `twilio=shared`, which [`shared_rotation`] selects.
+pub async fn label_shared(w: &World, ns: &str) {
+    use kube::api::{Patch, PatchParams};
+    Api::<Namespace>::all(w.client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"twilio": "shared"}}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// ClusterTokenRotation `shared`, asked for at once: the Auth Token of the world's account
+/// into `twilio-creds` of every namespace labelled `twilio=shared`, credentials in `creds_ns`.
+pub fn shared_rotation(w: &World, creds_ns: &str) -> ClusterTokenRotation {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "tokenrotator.io/v1alpha1",
+        "kind": "ClusterTokenRotation",
+        "metadata": {"name": "shared", "annotations": {"tokenrotator.io/rotate-now": "1"}},
+        "spec": {
+            "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
+            "credentialsNamespace": creds_ns,
+            "rotation": {
+                "twilio": {"accountSid": w.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+                "authToken": {},
+                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
+                             "tokenKey": "TWILIO_AUTH_TOKEN"}],
+                "rolloutTimeout": "2m",
+                "propagationDelay": "1s",
+                "overlap": "1s"
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// Polls ClusterTokenRotation `name` until `pred` holds for its status.
+pub async fn wait_cluster_status(
+    w: &World,
+    name: &str,
+    timeout: Duration,
+    pred: impl Fn(&TokenRotationStatus) -> bool,
+) -> TokenRotationStatus {
+    let api: Api<ClusterTokenRotation> = Api::all(w.client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let st = api.get(name).await.unwrap().status.unwrap_or_default();
+        if pred(&st) {
+            return st;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting on {name}; status: {st:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
