@@ -78,10 +78,7 @@ async fn revert_once(safety: SafetyOverrides) -> (u64, u64, TokenRotationStatus,
     cfg.safety = safety;
     let ctl = start_controller_with(&w, cfg);
     create(&w, &manual_rotation(&w, "twilio")).await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::RollingOut)
-    })
-    .await;
+    wait_phase(&w, "twilio", Phase::RollingOut).await;
     revert(&w, NS, &w.old_token, "argocd-controller").await;
     let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
     // Let pods that restarted onto a dead token show it.
@@ -140,10 +137,7 @@ async fn persistent_reverter_holds_naming_the_writer_then_aborts_cleanly() {
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
     create(&w, &manual_rotation(&w, "twilio")).await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::RollingOut)
-    })
-    .await;
+    wait_phase(&w, "twilio", Phase::RollingOut).await;
     let client = w.client.clone();
     let old = w.old_token.clone();
     let reverter = tokio::spawn(async move {
@@ -328,10 +322,7 @@ async fn deleted_mid_rollout_rolls_back_then_the_recreated_resource_rotates() {
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
     create(&w, &manual_rotation(&w, "twilio")).await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::RollingOut)
-    })
-    .await;
+    wait_phase(&w, "twilio", Phase::RollingOut).await;
     let api = Api::<TokenRotation>::namespaced(w.client.clone(), NS);
     api.delete("twilio", &DeleteParams::default())
         .await
@@ -349,16 +340,7 @@ async fn deleted_mid_rollout_rolls_back_then_the_recreated_resource_rotates() {
         w.sb.twilio.primary_token(&w.sid).as_deref(),
         Some(w.old_token.as_str())
     );
-    for (secret, key) in [
-        ("twilio-creds", "TWILIO_AUTH_TOKEN"),
-        ("twilio-admin", "authToken"),
-    ] {
-        assert_eq!(
-            secret_value(&w, secret, key).await.as_deref(),
-            Some(w.old_token.as_str()),
-            "{secret}: the old token is back"
-        );
-    }
+    assert_token_everywhere(&w, &w.old_token, "the old token is back").await;
 
     create(&w, &manual_rotation(&w, "twilio")).await;
     let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
@@ -399,10 +381,7 @@ async fn negative_control_without_the_finalizer_a_deletion_orphans_the_rotation(
     cfg.safety.skip_finalizer = true;
     let ctl = start_controller_with(&w, cfg);
     create(&w, &manual_rotation(&w, "twilio")).await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::RollingOut)
-    })
-    .await;
+    wait_phase(&w, "twilio", Phase::RollingOut).await;
     Api::<TokenRotation>::namespaced(w.client.clone(), NS)
         .delete("twilio", &DeleteParams::default())
         .await
@@ -496,10 +475,7 @@ async fn aborting_a_held_scheduled_run_completes_and_waits_for_the_next_slot() {
     annotate(&w, "twilio", "tokenrotator.io/abort", "1").await;
     w.sb.workloads
         .set_readiness_delay(WorkloadKind::Deployment, NS, "api", Duration::ZERO);
-    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::Aborted)
-    })
-    .await;
+    let st = wait_phase(&w, "twilio", Phase::Aborted).await;
     assert!(degraded(&st).is_none(), "{st:#?}");
     let next = token_rotator::time::from_k8s(st.next_rotation_time.as_ref().unwrap());
     assert!(
@@ -532,10 +508,7 @@ async fn spec_edits_mid_flight_apply_to_the_next_rotation() {
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
     create(&w, &manual_rotation(&w, "twilio")).await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::RollingOut)
-    })
-    .await;
+    wait_phase(&w, "twilio", Phase::RollingOut).await;
     Api::<TokenRotation>::namespaced(w.client.clone(), NS)
         .patch(
             "twilio",
@@ -581,10 +554,7 @@ async fn deleting_the_namespace_mid_rotation_rolls_back_and_does_not_hang() {
     slow_rollout(&w);
     let ctl = start_controller(&w, Failpoints::default());
     create(&w, &manual_rotation(&w, "twilio")).await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::RollingOut)
-    })
-    .await;
+    wait_phase(&w, "twilio", Phase::RollingOut).await;
     let namespaces = Api::<Namespace>::all(w.client.clone());
     namespaces
         .delete(NS, &DeleteParams::default())
@@ -781,10 +751,7 @@ async fn negative_control_one_shared_stamp_makes_two_resources_fight() {
 
 /// Deletes the staging Secret (as someone cleaning up by hand would) once the rollout runs.
 async fn lose_staging(w: &World) {
-    let st = wait_status(w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::RollingOut)
-    })
-    .await;
+    let st = wait_phase(w, "twilio", Phase::RollingOut).await;
     let name = st.rotation.unwrap().staging_secret;
     let secrets = Api::<Secret>::namespaced(w.client.clone(), NS);
     // It carries the operator's finalizer; a person deleting it by hand removes that too.
@@ -859,15 +826,7 @@ async fn staging_secret_lost_then_aborted_restores_the_old_token() {
     assert_eq!(refused, 0);
     assert!(st.rotation.is_none());
     assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
-    for (secret, key) in [
-        ("twilio-creds", "TWILIO_AUTH_TOKEN"),
-        ("twilio-admin", "authToken"),
-    ] {
-        assert_eq!(
-            secret_value(&w, secret, key).await.as_deref(),
-            Some(w.old_token.as_str())
-        );
-    }
+    assert_token_everywhere(&w, &w.old_token, "after the abort").await;
 }
 
 /// A namespace matched by a ClusterTokenRotation is deleted mid-rotation: nothing more is
@@ -971,10 +930,7 @@ async fn retirement_writes_the_rotations_own_token_after_a_revert() {
         &with_spec(manual_rotation(&w, "twilio"), |s| s.overlap = "3s".into()),
     )
     .await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::Retiring)
-    })
-    .await;
+    wait_phase(&w, "twilio", Phase::Retiring).await;
     Api::<Secret>::namespaced(w.client.clone(), NS)
         .patch(
             "twilio-admin",
@@ -987,16 +943,7 @@ async fn retirement_writes_the_rotations_own_token_after_a_revert() {
     ctl.abort();
     let new = w.sb.twilio.primary_token(&w.sid).unwrap();
     assert_ne!(new, w.old_token);
-    for (secret, key) in [
-        ("twilio-creds", "TWILIO_AUTH_TOKEN"),
-        ("twilio-admin", "authToken"),
-    ] {
-        assert_eq!(
-            secret_value(&w, secret, key).await.as_deref(),
-            Some(new.as_str()),
-            "{secret}: the live token, not the reverted dead one"
-        );
-    }
+    assert_token_everywhere(&w, &new, "the live token, not the reverted dead one").await;
 }
 
 /// Deleting the CRD mid-rotation does not hang: every resource is deleted, each rotation in
@@ -1010,10 +957,7 @@ async fn deleting_the_crd_mid_rotation_rolls_back_and_does_not_hang() {
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
     create(&w, &manual_rotation(&w, "twilio")).await;
-    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
-        s.phase == Some(Phase::RollingOut)
-    })
-    .await;
+    wait_phase(&w, "twilio", Phase::RollingOut).await;
     let crds = Api::<CustomResourceDefinition>::all(w.client.clone());
     crds.delete("tokenrotations.tokenrotator.io", &DeleteParams::default())
         .await

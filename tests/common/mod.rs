@@ -483,3 +483,27 @@ pub async fn wait_cluster_status(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits (30 s at most) until TokenRotation `name` is in `phase`.
+pub async fn wait_phase(
+    w: &World,
+    name: &str,
+    phase: token_rotator::api::Phase,
+) -> TokenRotationStatus {
+    wait_status(w, name, Duration::from_secs(30), |s| s.phase == Some(phase)).await
+}
+
+/// Both places the world's Auth Token lives (the consumers' Secret and the operator's
+/// credentials) hold `token`.
+pub async fn assert_token_everywhere(w: &World, token: &str, context: &str) {
+    for (secret, key) in [
+        ("twilio-creds", "TWILIO_AUTH_TOKEN"),
+        ("twilio-admin", "authToken"),
+    ] {
+        assert_eq!(
+            secret_value(w, secret, key).await.as_deref(),
+            Some(token),
+            "{context}: {secret}"
+        );
+    }
+}
