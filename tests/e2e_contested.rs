@@ -233,7 +233,23 @@ async fn two_owners(safety: SafetyOverrides) -> (u64, World) {
         .await
         .unwrap();
     if safety.skip_account_conflict {
-        wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+        // The two take turns on the account lock; whichever promotes first kills the token
+        // the other namespace's pods hold (and the other's own credentials).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let rotated = |st: Option<TokenRotationStatus>| st.is_some_and(|s| s.rotations >= 1);
+            let shop = Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+                .get("twilio")
+                .await
+                .unwrap()
+                .status;
+            let billing = billing_api.get("twilio").await.unwrap().status;
+            if rotated(shop) || rotated(billing) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "neither rotated");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (_, refused) = traffic.stop().await;
         ctl.abort();
