@@ -33,8 +33,10 @@ pub enum CliError {
     PastPromotion { name: String, phase: String },
     #[error("tokenrotation {0} changed while it was being checked: run the command again")]
     Changed(String),
-    #[error("Kubernetes API request failed: {0}")]
+    #[error("Kubernetes API request failed: {}", crate::kube_errors::describe(.0))]
     Kube(#[from] kube::Error),
+    #[error("cannot list tokenrotations: {}. {}", crate::kube_errors::describe(.0), crate::kube_errors::INSTALL_CRDS)]
+    CrdMissing(kube::Error),
 }
 
 /// Whether `rotate` may start a rotation now.
@@ -147,7 +149,13 @@ pub async fn list(
     match name {
         Some(name) => Ok(vec![get(&api, ns.unwrap_or_default(), name).await?]),
         None => {
-            let mut items = api.list(&Default::default()).await?.items;
+            let mut items = match api.list(&Default::default()).await {
+                Ok(l) => l.items,
+                Err(e) if crate::kube_errors::resource_missing(&e) => {
+                    return Err(CliError::CrdMissing(e))
+                }
+                Err(e) => return Err(e.into()),
+            };
             items.sort_by_key(|t| (t.namespace(), t.name_any()));
             Ok(items)
         }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod hash;
+pub mod kube_errors;
 pub mod leader;
 pub mod metrics;
 pub mod providers;

@@ -1,6 +1,7 @@
 //! Logging setup: structured logs (JSON in clusters, text on a terminal), filtered by
 //! `RUST_LOG` (default `info`).
 
+use std::io::IsTerminal;
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -17,6 +18,9 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => registry
             .with(fmt::layer().json().with_current_span(true))
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        // Colour only on a terminal: a file or a pod log gets plain text.
+        LogFormat::Text => registry
+            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init(),
     };
 }

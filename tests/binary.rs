@@ -531,3 +531,49 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Without the CRDs installed, `status` and `run` fail with a line or two a person can act on
+/// (what failed, why, what to run), not a Debug dump of the API's Status; logs written to a
+/// file carry no colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_without_the_crds_say_what_to_do() {
+    let sb = sandbox::Sandbox::start().await.expect("sandbox");
+    let dir = tempdir();
+    let kc = dir.join("bare.kubeconfig");
+    std::fs::write(&kc, sb.api.kubeconfig_yaml()).unwrap();
+    let check = |what: &str, out: &std::process::Output| {
+        assert!(!out.status.success(), "{what} must fail");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let last: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("token-rotator:"))
+            .collect();
+        assert_eq!(last.len(), 1, "{what}: one error line: {err}");
+        assert!(
+            last[0].contains("token-rotator crd | kubectl apply -f -"),
+            "{what}: {err}"
+        );
+        assert!(last[0].contains("404"), "{what}: the API's answer: {err}");
+        assert!(
+            !err.contains("Status {") && !err.contains("ErrorResponse"),
+            "{what}: {err}"
+        );
+        assert!(
+            !err.contains('\x1b'),
+            "{what}: no colour codes off a terminal: {err}"
+        );
+        println!("{what}: {}", last[0]);
+    };
+    check("status -A", &cli(&kc, &["status", "-A"]).await);
+    let out = tokio::process::Command::new(BIN)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["run", "--leader-elect=false", "--http-addr", "127.0.0.1:0"])
+        .output()
+        .await
+        .expect("run token-rotator");
+    check("run", &out);
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("starting token-rotator"), "{logs}");
+    assert!(!logs.contains('\x1b'), "plain text logs in a file: {logs}");
+}

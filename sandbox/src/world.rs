@@ -87,6 +87,11 @@ impl Sandbox {
                     let Some((url, user, password)) = auth.request(&base, &pod.env) else {
                         continue;
                     };
+                    // The sweep's snapshot ages while it calls: a pod deleted since then no
+                    // longer runs, so it makes no call (it would count a refusal nobody had).
+                    if !sim.is_ready(&pod.name) {
+                        continue;
+                    }
                     let res = http
                         .get(url)
                         .basic_auth(user, Some(password))

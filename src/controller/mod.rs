@@ -35,10 +35,13 @@ pub const CONTROLLER_NAME: &str = "token-rotator";
 /// failures are not errors: they become status conditions and Events.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API request failed: {0}")]
+    #[error("Kubernetes API request failed: {}", crate::kube_errors::describe(.0))]
     Kube(#[from] kube::Error),
-    #[error("the TokenRotation or ClusterTokenRotation CRD is not installed (run `token-rotator crd | kubectl apply -f -`): {0}")]
-    CrdMissing(kube::Error),
+    #[error("cannot list {resource}: {}. {}", crate::kube_errors::describe(.source), crate::kube_errors::INSTALL_CRDS)]
+    CrdMissing {
+        resource: String,
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -47,7 +50,7 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "Conflict",
             Error::Kube(_) => "KubernetesApiError",
-            Error::CrdMissing(_) => "CrdMissing",
+            Error::CrdMissing { .. } => "CrdMissing",
         }
     }
 }
@@ -218,7 +221,13 @@ async fn controller_for<K: subject::Rotated>(
 ) -> Result<Controller<K>, Error> {
     api.list(&kube::api::ListParams::default().limit(1))
         .await
-        .map_err(Error::CrdMissing)?;
+        .map_err(|source| match source {
+            e if crate::kube_errors::resource_missing(&e) => Error::CrdMissing {
+                resource: K::plural(&()).into_owned(),
+                source: e,
+            },
+            e => Error::Kube(e),
+        })?;
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let wc = watcher::Config::default;

@@ -1375,6 +1375,20 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
                 .rotation
                 .as_ref()
                 .is_some_and(|r| r.staged || r.create_called);
+            // Once consumers had the new token, pods the rollback stopped may still be
+            // draining on it: deleting it waits out propagationDelay, like retirement.
+            let now = b.obs.now;
+            let rolled_back = b.status.rotation.as_ref().filter(|r| r.staged);
+            if let Some(r) = rolled_back {
+                let until = from_k8s(&r.phase_start_time) + to_chrono(plan.propagation_delay);
+                if now < until {
+                    b.status.message = Some(format!(
+                        "every workload runs the old token again; deleting the new one at {}",
+                        until.to_rfc3339()
+                    ));
+                    return b.finish(Action::None, Some(remaining(until, now)));
+                }
+            }
             b.status.rotation = None;
             b.status.phase = Some(Phase::Aborted);
             end_attempt(&mut b, plan, RotationResult::Aborted);

@@ -551,8 +551,15 @@ fn abort_before_promotion_rolls_back_in_order() {
         Some(AbortStep::DeleteSecondary)
     );
 
+    // Pods the rollback stopped may still drain on the new token: it is deleted only after
+    // propagationDelay (60 s here).
     let mut o = obs(d.status);
     o.abort = Some("please".into());
+    let wait = decide(&o);
+    assert_eq!(wait.action, Action::None);
+    assert_eq!(wait.status.phase, Some(Phase::Aborting));
+    assert_eq!(wait.requeue_after, Some(Duration::from_secs(60)));
+    o.now = t0() + CD::seconds(61);
     let d = decide(&o);
     assert_eq!(d.action, Action::DeleteSecondary { at_twilio: true });
     assert_eq!(d.status.phase, Some(Phase::Aborted));
@@ -1171,13 +1178,14 @@ fn aborted_scheduled_run_waits_for_the_next_slot() {
     s.rotation.as_mut().unwrap().abort_step = Some(AbortStep::DeleteSecondary);
     let mut o = obs(s);
     o.plan = Plan::new(&spec(), Some("@every 24h"));
+    o.now = t0() + CD::minutes(2);
     let d = decide(&o);
     assert_eq!(d.status.phase, Some(Phase::Aborted));
     let next = from_k8s(d.status.next_rotation_time.as_ref().unwrap());
-    assert!(next >= t0() + CD::hours(24), "{next}");
+    assert!(next >= o.now + CD::hours(24), "{next}");
     let mut o = obs(d.status);
     o.plan = Plan::new(&spec(), Some("@every 24h"));
-    o.now = t0() + CD::minutes(5);
+    o.now = t0() + CD::minutes(7);
     let d = decide(&o);
     assert_eq!(d.status.phase, Some(Phase::Aborted), "not restarted");
 }

@@ -259,6 +259,15 @@ pub struct PodsView {
 }
 
 impl PodsView {
+    /// Whether pod `name` exists and is ready now.
+    pub fn is_ready(&self, name: &str) -> bool {
+        let st = self.inner.lock();
+        st.workloads
+            .values()
+            .flat_map(|t| t.pods.iter())
+            .any(|p| p.pod.name == name && p.pod.ready)
+    }
+
     pub fn all_pods(&self) -> Vec<SimPod> {
         let st = self.inner.lock();
         let mut pods: Vec<SimPod> = st
