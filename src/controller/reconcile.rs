@@ -187,6 +187,22 @@ async fn write_status<K: Rotated>(
         .await?)
 }
 
+/// API servers refuse an Event whose note exceeds 1 KiB (many workloads, many namespaces):
+/// longer notes are cut on a character boundary, saying so.
+const MAX_NOTE_BYTES: usize = 1024;
+
+fn bounded_note(note: String) -> String {
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    const MORE: &str = " … (cut; see the resource's status)";
+    let mut end = MAX_NOTE_BYTES - MORE.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MORE}", &note[..end])
+}
+
 async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) {
     for e in events {
         let ev = Event {
@@ -196,12 +212,32 @@ async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) 
                 EventType::Normal
             },
             reason: e.reason.to_owned(),
-            note: Some(e.note),
+            note: Some(bounded_note(e.note)),
             action: "Rotate".to_owned(),
             secondary: None,
         };
         if let Err(err) = ctx.recorder.publish(&ev, &tr.reference).await {
             tracing::warn!(reason = e.reason, error = %err, "could not publish Event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_stay_under_a_kibibyte() {
+        let short = "restarting Deployment shop/api".to_owned();
+        assert_eq!(bounded_note(short.clone()), short);
+        let many: Vec<String> = (0..300)
+            .map(|i| format!("Deployment team-{i}/api-é"))
+            .collect();
+        let long = format!("restarting {}", many.join(", "));
+        assert!(long.len() > 5000);
+        let cut = bounded_note(long);
+        assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
+        assert!(cut.starts_with("restarting Deployment team-0/api-é"));
+        assert!(cut.ends_with("(cut; see the resource's status)"));
     }
 }
