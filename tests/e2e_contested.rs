@@ -1004,3 +1004,97 @@ async fn deleting_the_crd_mid_rotation_rolls_back_and_does_not_hang() {
         Some(w.old_token.as_str())
     );
 }
+
+/// Argo CD or Flux re-applying the Deployment with server-side apply (as their own field
+/// manager, without our annotation) keep our restart stamp: no extra rollout. And keys and
+/// annotations of a target Secret written by someone else survive our writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitops_re_apply_keeps_the_stamp_and_others_keys_survive() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let w = world(1).await;
+    let secrets = Api::<Secret>::namespaced(w.client.clone(), NS);
+    let other = PatchParams::apply("helm").force();
+    secrets
+        .patch(
+            "twilio-creds",
+            &other,
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "twilio-creds",
+                             "annotations": {"reloader.stakater.com/ignore": "true"}},
+                "stringData": {"OTHER_SETTING": "kept"}
+            })),
+        )
+        .await
+        .unwrap();
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let deployments = Api::<Deployment>::namespaced(w.client.clone(), NS);
+    let stamped = deployments.get("api").await.unwrap();
+    let annotations = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default()
+    };
+    let ours: Vec<String> = annotations(&stamped)
+        .into_keys()
+        .filter(|k| k.starts_with("tokenrotator.io/rotation-"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{:?}", annotations(&stamped));
+    // The GitOps tool applies the Deployment from Git: the same spec, no stamp.
+    let from_git = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {
+                "metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "app", "image": "shop/api:1", "env": [
+                    {"name": "TWILIO_ACCOUNT_SID", "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "TWILIO_ACCOUNT_SID"}}},
+                    {"name": "TWILIO_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "TWILIO_AUTH_TOKEN"}}}
+                ]}]}
+            }
+        }
+    });
+    for manager in ["argocd-controller", "kustomize-controller"] {
+        deployments
+            .patch(
+                "api",
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&from_git),
+            )
+            .await
+            .unwrap();
+    }
+    let after = deployments.get("api").await.unwrap();
+    ctl.abort();
+    assert_eq!(
+        annotations(&after).get(&ours[0]),
+        annotations(&stamped).get(&ours[0]),
+        "the stamp survives the re-apply"
+    );
+    assert_eq!(
+        after.metadata.generation, stamped.metadata.generation,
+        "no extra rollout"
+    );
+    let creds = secrets.get("twilio-creds").await.unwrap();
+    assert_eq!(
+        creds
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("reloader.stakater.com/ignore")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        secret_value(&w, "twilio-creds", "OTHER_SETTING")
+            .await
+            .as_deref(),
+        Some("kept")
+    );
+}
