@@ -481,6 +481,10 @@ pub struct TokenRotationStatus {
     /// API key rotation: which keys are in use (SIDs only; they are not secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeyStatus>,
+    /// The last rotations that ended, newest first (at most
+    /// [`HISTORY_LIMIT`](crate::api::HISTORY_LIMIT)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RotationRecord>,
     /// Twilio refused this resource's credentials at the last check: it does not count as an
     /// owner of the account's Auth Token until they work again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -490,6 +494,26 @@ pub struct TokenRotationStatus {
     /// at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt_time: Option<Time>,
+}
+
+/// How many ended rotations `status.history` keeps.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// One rotation that ended. No token, nothing derived from one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationRecord {
+    pub id: String,
+    pub trigger: Trigger,
+    pub start_time: Time,
+    pub end_time: Time,
+    pub result: RotationResult,
+    /// Why it did not succeed, when it did not (a condition reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// API key rotation: the key it made current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sid: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

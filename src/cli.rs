@@ -227,6 +227,36 @@ pub fn status_table(items: &[TokenRotation], now: DateTime<Utc>, with_namespace:
     render(&rows)
 }
 
+/// The rotations of one resource that ended, newest first (`status NAME`).
+pub fn history_table(tr: &TokenRotation, now: DateTime<Utc>) -> String {
+    let history = tr
+        .status
+        .as_ref()
+        .map(|s| s.history.as_slice())
+        .unwrap_or_default();
+    if history.is_empty() {
+        return "No rotation has ended yet.\n".to_owned();
+    }
+    let mut rows: Vec<Vec<String>> = vec![[
+        "ROTATION", "TRIGGER", "STARTED", "TOOK", "RESULT", "REASON", "KEY",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for h in history {
+        let (start, end) = (from_k8s(&h.start_time), from_k8s(&h.end_time));
+        rows.push(vec![
+            h.id.clone(),
+            format!("{:?}", h.trigger),
+            format!("{} ago", short_duration(now - start)),
+            short_duration(end - start),
+            format!("{:?}", h.result),
+            h.reason.clone().unwrap_or_else(|| "-".into()),
+            h.key_sid.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    render(&rows)
+}
+
 /// Left-aligned columns separated by three spaces, like kubectl; the last column is not padded.
 fn render(rows: &[Vec<String>]) -> String {
     let cols = rows.first().map(Vec::len).unwrap_or(0);

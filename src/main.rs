@@ -263,10 +263,11 @@ async fn status(kube: KubeArgs, args: StatusArgs) -> Result<(), BoxError> {
         }
         return Ok(());
     }
-    print!(
-        "{}",
-        cli::status_table(&items, chrono::Utc::now(), args.all_namespaces)
-    );
+    let now = chrono::Utc::now();
+    print!("{}", cli::status_table(&items, now, args.all_namespaces));
+    if let (Some(_), [one]) = (&args.name, items.as_slice()) {
+        print!("\n{}", cli::history_table(one, now));
+    }
     Ok(())
 }
 

@@ -488,6 +488,12 @@ async fn cli_rotate_and_abort_drive_the_controller() {
         Some(w.old_token.as_str())
     );
     assert!(w.sb.twilio.secondary_token(&w.sid).is_none());
+    // `status NAME` shows the history: the aborted rotation.
+    let out = cli(&kc, &["status", "twilio", "-n", NS]).await;
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    let id = st.history.first().map(|h| h.id.clone()).expect("recorded");
+    let row = shown.lines().find(|l| l.starts_with(&id)).expect(&shown);
+    assert!(row.contains("Manual") && row.contains("Aborted"), "{shown}");
     let stray = Api::<TokenRotation>::namespaced(w.client.clone(), "outside")
         .get("stray")
         .await

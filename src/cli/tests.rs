@@ -127,3 +127,39 @@ fn short_durations_like_kubectl() {
     assert_eq!(short_duration(Duration::hours(3)), "3h");
     assert_eq!(short_duration(Duration::days(9)), "9d");
 }
+
+#[test]
+fn history_table_lists_ended_rotations_newest_first() {
+    let now = Utc::now().trunc_subsecs(0);
+    let t = |ago: i64| crate::time::to_k8s(now - Duration::minutes(ago));
+    let with = tr(
+        "billing",
+        json!({"phase": "Ready", "history": [
+            {"id": "r2", "trigger": "Schedule", "startTime": t(10), "endTime": t(3),
+             "result": "Succeeded", "keySid": "SK0123"},
+            {"id": "r1", "trigger": "Manual", "startTime": t(600), "endTime": t(590),
+             "result": "Aborted", "reason": "RolloutTimeout"}
+        ]}),
+        false,
+    );
+    let table = history_table(&with, now);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("ROTATION"));
+    assert!(
+        lines[1].contains("r2") && lines[1].contains("Succeeded") && lines[1].contains("SK0123"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("10m ago") && lines[1].contains("7m"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("r1")
+            && lines[2].contains("Aborted")
+            && lines[2].contains("RolloutTimeout"),
+        "{table}"
+    );
+    let none = history_table(&tr("new", json!({}), false), now);
+    assert_eq!(none, "No rotation has ended yet.\n");
+}

@@ -5,9 +5,9 @@ use super::plan::{CredentialKind, Plan, PlanError};
 use super::reasons;
 use crate::api::{
     conditions::{DEGRADED, READY, ROTATING},
-    AbortStep, ApiKeyStatus, Phase, RestartPolicy, RotationResult, RotationStatus,
+    AbortStep, ApiKeyStatus, Phase, RestartPolicy, RotationRecord, RotationResult, RotationStatus,
     TokenRotationSpec, TokenRotationStatus, Trigger, WorkloadKind, WorkloadProgress,
-    DELETE_SECONDARY_ANNOTATION, FIELD_MANAGER, RESTART_ANNOTATION,
+    DELETE_SECONDARY_ANNOTATION, FIELD_MANAGER, HISTORY_LIMIT, RESTART_ANNOTATION,
 };
 use crate::schedule;
 use crate::time::{from_k8s, to_k8s};
@@ -749,6 +749,27 @@ fn last_run(status: &TokenRotationStatus) -> Option<DateTime<Utc>> {
     promoted.max(attempted)
 }
 
+/// Records the rotation in flight as ended with `result` (newest first, bounded).
+fn record(b: &mut Builder<'_>, result: RotationResult, reason: Option<&str>) {
+    let Some(r) = b.obs.status.rotation.as_ref() else {
+        return;
+    };
+    let entry = RotationRecord {
+        id: r.id.clone(),
+        trigger: r.trigger,
+        start_time: r.start_time.clone(),
+        end_time: to_k8s(b.obs.now),
+        result,
+        reason: reason.map(str::to_owned),
+        key_sid: match result {
+            RotationResult::Succeeded => r.key_sid.clone(),
+            RotationResult::Aborted | RotationResult::Failed => None,
+        },
+    };
+    b.status.history.insert(0, entry);
+    b.status.history.truncate(HISTORY_LIMIT);
+}
+
 /// A run that did not succeed ends: its end is what the schedule counts from next.
 fn end_attempt(b: &mut Builder<'_>, plan: &Plan, result: RotationResult) {
     let now = b.obs.now;
@@ -1244,6 +1265,7 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
         CredentialKind::AuthToken => Vec::new(),
         CredentialKind::ApiKey => retire_keys(&mut b, plan.retain_previous),
     };
+    record(&mut b, RotationResult::Succeeded, None);
     b.status.rotation = None;
     b.status.phase = Some(Phase::Ready);
     b.status.rotations += 1;
@@ -1389,6 +1411,12 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
                     return b.finish(Action::None, Some(remaining(until, now)));
                 }
             }
+            let why = b
+                .status
+                .rotation
+                .as_ref()
+                .and_then(|r| r.held_reason.clone());
+            record(&mut b, RotationResult::Aborted, why.as_deref());
             b.status.rotation = None;
             b.status.phase = Some(Phase::Aborted);
             end_attempt(&mut b, plan, RotationResult::Aborted);
@@ -1446,6 +1474,7 @@ fn staging_failed(
         let msg = format!(
             "{message}. Rotation {id} was given up: nothing was created, the old token stays in use and the account is free for other rotations; the next attempt is the next scheduled run or a new tokenrotator.io/rotate-now value"
         );
+        record(b, RotationResult::Failed, Some(class.reason()));
         b.status.rotation = None;
         b.status.phase = Some(Phase::Failed);
         end_attempt(b, plan, RotationResult::Failed);

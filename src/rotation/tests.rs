@@ -1364,3 +1364,56 @@ fn staging_lost_after_distribution_is_rebuilt() {
     assert_ne!(d.status.phase, Some(Phase::Aborting));
     assert!(d.events.iter().any(|e| e.reason == "AbortRefused"));
 }
+
+/// Every rotation that ends is recorded in status.history, newest first and bounded: a
+/// success with its key, an abort with the hold that led to it, a failure with its reason.
+#[test]
+fn ended_rotations_are_kept_in_a_bounded_history() {
+    // Success.
+    let mut s = at_phase(Phase::Retiring);
+    s.rotation.as_mut().unwrap().promoted_time = Some(crate::time::to_k8s(t0()));
+    let mut o = obs(s.clone());
+    o.now = t0() + CD::minutes(10);
+    let d = decide(&o);
+    let h = &d.status.history;
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].id, id(&s));
+    assert_eq!(h[0].result, RotationResult::Succeeded);
+    assert_eq!(h[0].trigger, Trigger::Manual);
+    assert_eq!(from_k8s(&h[0].end_time), t0() + CD::minutes(10));
+    // Abort after a hold: the hold is the reason.
+    let mut a = at_phase(Phase::Aborting);
+    {
+        let r = a.rotation.as_mut().unwrap();
+        r.abort_step = Some(AbortStep::DeleteSecondary);
+        r.held_reason = Some("RolloutTimeout".into());
+        r.staged = false;
+    }
+    a.history = d.status.history.clone();
+    let d = decide(&obs(a));
+    assert_eq!(d.status.history.len(), 2);
+    assert_eq!(d.status.history[0].result, RotationResult::Aborted);
+    assert_eq!(
+        d.status.history[0].reason.as_deref(),
+        Some("RolloutTimeout")
+    );
+    // Refused credentials: a failure with its reason; never more than the limit.
+    let mut f = started();
+    f.history = (0..10).map(|_| d.status.history[1].clone()).collect();
+    let failed = on_failure(
+        &obs(f),
+        &Action::Stage {
+            clear_existing: false,
+        },
+        &Failure {
+            class: FailureClass::AuthenticationFailed,
+            message: "refused".into(),
+        },
+    );
+    assert_eq!(failed.status.history.len(), crate::api::HISTORY_LIMIT);
+    assert_eq!(failed.status.history[0].result, RotationResult::Failed);
+    assert_eq!(
+        failed.status.history[0].reason.as_deref(),
+        Some("AuthenticationFailed")
+    );
+}
