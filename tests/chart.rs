@@ -1064,3 +1064,86 @@ fn metric_names(expr: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The Grafana dashboard: a ConfigMap with the sidecar's label, valid JSON, and every query
+/// uses only metrics the operator exports (touched through every kind of write first).
+#[test]
+fn grafana_dashboard_uses_exported_metrics() {
+    use token_rotator::api::{Phase, RotationResult, TokenRotationStatus};
+    use token_rotator::twilio::{CallOutcome, CallRecord, Endpoint};
+    assert!(
+        of_kind(&render_objects(&[]), "ConfigMap").is_empty(),
+        "off by default"
+    );
+    let objs = render_objects(&["metrics.grafanaDashboard.enabled=true"]);
+    let cms = of_kind(&objs, "ConfigMap");
+    assert_eq!(cms.len(), 1);
+    assert_eq!(cms[0]["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(cms[0]["data"]["token-rotator.json"].as_str().unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "token-rotator");
+
+    let m = token_rotator::metrics::Metrics::new();
+    let now = chrono::Utc::now();
+    let rolling = serde_json::from_value::<TokenRotationStatus>(serde_json::json!({
+        "phase": "RollingOut",
+        "rotation": {"id": "r", "trigger": "Manual", "startTime": token_rotator::time::to_k8s(now),
+                     "phaseStartTime": token_rotator::time::to_k8s(now), "stagingSecret": "s"}
+    }))
+    .unwrap();
+    let done = TokenRotationStatus {
+        phase: Some(Phase::Ready),
+        last_result: Some(RotationResult::Succeeded),
+        last_rotation_time: Some(token_rotator::time::to_k8s(now)),
+        next_rotation_time: Some(token_rotator::time::to_k8s(now)),
+        ..Default::default()
+    };
+    m.status_written("ns", "tr", &rolling, &done, now);
+    m.reconciled("ns", "tr");
+    m.reconcile_error("ns", "tr", "X");
+    m.set_leader(true);
+    m.twilio_observer().on_call(&CallRecord {
+        endpoint: Endpoint::FetchAccount,
+        outcome: CallOutcome::Success,
+        attempts: 1,
+        status: Some(200),
+        duration: std::time::Duration::from_millis(1),
+    });
+    let exported: BTreeSet<String> = m
+        .encode()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let used = metric_names(expr);
+            assert!(!used.is_empty(), "{expr}");
+            for name in used {
+                assert!(
+                    exported.contains(&name),
+                    "panel {} uses {name}, not exported: {exported:?}",
+                    panel["title"]
+                );
+            }
+            queries += 1;
+        }
+    }
+    assert!(queries >= 10, "{queries} queries");
+    let titles: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for wanted in ["Token age", "Next rotation", "Phase", "Held", "Twilio calls", "Twilio errors"] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(wanted)),
+            "{wanted}: {titles:?}"
+        );
+    }
+}
