@@ -1,8 +1,10 @@
-//! The `rotate`, `abort` and `status` subcommands: thin Kubernetes calls around pure checks and a
-//! pure table renderer. They only set the annotations the controller already honours, so anything
-//! that can patch a TokenRotation (kubectl, a GitOps tool) can do the same.
+//! The `rotate`, `abort` and `status` subcommands, for TokenRotations and ClusterTokenRotations
+//! alike: thin Kubernetes calls around pure checks and a pure table renderer. They only set the
+//! annotations the controller already honours, so anything that can patch the resource
+//! (kubectl, a GitOps tool) can do the same.
 
-use crate::api::{Phase, TokenRotation, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION};
+use crate::api::{Phase, ABORT_ANNOTATION, ROTATE_NOW_ANNOTATION};
+use crate::controller::subject::Rotated;
 use crate::time::from_k8s;
 use chrono::{DateTime, Utc};
 use kube::api::{Api, Patch, PatchParams};
@@ -13,39 +15,82 @@ pub const CLI_FIELD_MANAGER: &str = "token-rotator-cli";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("tokenrotation {namespace}/{name} not found")]
-    NotFound { namespace: String, name: String },
-    #[error("tokenrotation {0} is suspended (spec.suspend: true): set it to false to rotate")]
+    /// Every `String` naming a resource reads like kubectl's `tokenrotation shop/twilio` or
+    /// `clustertokenrotation shared`.
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} is suspended (spec.suspend: true): set it to false to rotate")]
     Suspended(String),
     #[error(
-        "tokenrotation {name} is already rotating (rotation {id}, phase {phase}); wait for it to finish, or abort it"
+        "{name} is already rotating (rotation {id}, phase {phase}); wait for it to finish, or abort it"
     )]
     InFlight {
         name: String,
         id: String,
         phase: String,
     },
-    #[error("tokenrotation {0} has no rotation in flight: nothing to abort")]
+    #[error("{0} has no rotation in flight: nothing to abort")]
     NothingToAbort(String),
     #[error(
-        "tokenrotation {name} is past promotion (phase {phase}): the old token no longer works, so there is nothing to roll back to; the rotation will complete"
+        "{name} is past promotion (phase {phase}): the old token no longer works, so there is nothing to roll back to; the rotation will complete"
     )]
     PastPromotion { name: String, phase: String },
-    #[error("tokenrotation {0} changed while it was being checked: run the command again")]
+    #[error("{0} changed while it was being checked: run the command again")]
     Changed(String),
     #[error("Kubernetes API request failed: {}", crate::kube_errors::describe(.0))]
     Kube(#[from] kube::Error),
-    #[error("cannot list tokenrotations: {}. {}", crate::kube_errors::describe(.0), crate::kube_errors::INSTALL_CRDS)]
-    CrdMissing(kube::Error),
+    #[error("cannot list {plural}: {}. {}", crate::kube_errors::describe(.source), crate::kube_errors::INSTALL_CRDS)]
+    CrdMissing { plural: String, source: kube::Error },
+    #[error("{0:?} is not a resource name: write NAME or tr/NAME for a TokenRotation, ctr/NAME for a ClusterTokenRotation")]
+    BadTarget(String),
+}
+
+/// What a command addresses, written like kubectl's `TYPE/NAME`: `NAME` or `tr/NAME` is a
+/// TokenRotation, `ctr/NAME` a ClusterTokenRotation (the long and plural names work too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    TokenRotation(String),
+    ClusterTokenRotation(String),
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Result<Self, CliError> {
+        let bad = || CliError::BadTarget(s.to_owned());
+        let (kind, name) = match s.split_once('/') {
+            Some((kind, name)) => (Some(kind), name),
+            None => (None, s),
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(bad());
+        }
+        match kind.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("tr" | "tokenrotation" | "tokenrotations") => {
+                Ok(Self::TokenRotation(name.to_owned()))
+            }
+            Some("ctr" | "clustertokenrotation" | "clustertokenrotations") => {
+                Ok(Self::ClusterTokenRotation(name.to_owned()))
+            }
+            Some(_) => Err(bad()),
+        }
+    }
+}
+
+/// `tokenrotation shop/twilio`, `clustertokenrotation shared`.
+pub fn display_name<K: Rotated>(obj: &K) -> String {
+    let kind = K::kind(&()).to_ascii_lowercase();
+    match obj.namespace() {
+        Some(ns) => format!("{kind} {ns}/{}", obj.name_any()),
+        None => format!("{kind} {}", obj.name_any()),
+    }
 }
 
 /// Whether `rotate` may start a rotation now.
-pub fn check_rotate(tr: &TokenRotation) -> Result<(), CliError> {
-    let name = tr.name_any();
-    if tr.spec.suspend {
+pub fn check_rotate<K: Rotated>(tr: &K) -> Result<(), CliError> {
+    let name = display_name(tr);
+    if tr.rotation_spec().suspend {
         return Err(CliError::Suspended(name));
     }
-    let status = tr.status.clone().unwrap_or_default();
+    let status = tr.rotation_status().cloned().unwrap_or_default();
     match status.rotation {
         Some(r) => Err(CliError::InFlight {
             name,
@@ -57,9 +102,9 @@ pub fn check_rotate(tr: &TokenRotation) -> Result<(), CliError> {
 }
 
 /// Whether `abort` can still roll the rotation back (only before promotion).
-pub fn check_abort(tr: &TokenRotation) -> Result<(), CliError> {
-    let name = tr.name_any();
-    let status = tr.status.clone().unwrap_or_default();
+pub fn check_abort<K: Rotated>(tr: &K) -> Result<(), CliError> {
+    let name = display_name(tr);
+    let status = tr.rotation_status().cloned().unwrap_or_default();
     let Some(rotation) = status.rotation else {
         return Err(CliError::NothingToAbort(name));
     };
@@ -78,10 +123,13 @@ fn phase_str(p: Option<Phase>) -> &'static str {
     p.map(|p| p.as_str()).unwrap_or("Pending")
 }
 
-async fn get(api: &Api<TokenRotation>, ns: &str, name: &str) -> Result<TokenRotation, CliError> {
-    api.get_opt(name).await?.ok_or_else(|| CliError::NotFound {
-        namespace: ns.to_owned(),
-        name: name.to_owned(),
+async fn get<K: Rotated>(api: &Api<K>, ns: Option<&str>, name: &str) -> Result<K, CliError> {
+    api.get_opt(name).await?.ok_or_else(|| {
+        let kind = K::kind(&()).to_ascii_lowercase();
+        CliError::NotFound(match ns {
+            Some(ns) => format!("{kind} {ns}/{name}"),
+            None => format!("{kind} {name}"),
+        })
     })
 }
 
@@ -100,7 +148,7 @@ impl Request {
         }
     }
 
-    fn check(self, tr: &TokenRotation) -> Result<(), CliError> {
+    fn check<K: Rotated>(self, tr: &K) -> Result<(), CliError> {
         match self {
             Request::Rotate => check_rotate(tr),
             Request::Abort => check_abort(tr),
@@ -112,14 +160,15 @@ impl Request {
 /// is one request); returns the value written. The patch carries the resourceVersion that was
 /// checked, so if the rotation moved on in between the API server refuses it (409) instead of
 /// acting on a stale check.
-pub async fn request(
+pub async fn request<K: Rotated>(
     client: kube::Client,
-    ns: &str,
+    ns: Option<&str>,
     name: &str,
     request: Request,
 ) -> Result<String, CliError> {
-    let api: Api<TokenRotation> = Api::namespaced(client, ns);
-    let tr = get(&api, ns, name).await?;
+    let ns = ns.filter(|_| K::NAMESPACED);
+    let api = K::api_for(&client, ns);
+    let tr: K = get(&api, ns, name).await?;
     request.check(&tr)?;
     let value = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let patch = serde_json::json!({
@@ -131,28 +180,29 @@ pub async fn request(
     };
     match api.patch(name, &params, &Patch::Merge(&patch)).await {
         Ok(_) => Ok(value),
-        Err(kube::Error::Api(e)) if e.code == 409 => Err(CliError::Changed(name.to_owned())),
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(CliError::Changed(display_name(&tr))),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Lists TokenRotations (one, a namespace, or all) for [`status_table`].
-pub async fn list(
+/// Lists resources of kind `K` (one, a namespace's, or all) for [`status_table`].
+pub async fn list<K: Rotated>(
     client: kube::Client,
     ns: Option<&str>,
     name: Option<&str>,
-) -> Result<Vec<TokenRotation>, CliError> {
-    let api: Api<TokenRotation> = match ns {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    };
+) -> Result<Vec<K>, CliError> {
+    let ns = ns.filter(|_| K::NAMESPACED);
+    let api = K::listing(&client, ns);
     match name {
-        Some(name) => Ok(vec![get(&api, ns.unwrap_or_default(), name).await?]),
+        Some(name) => Ok(vec![get(&api, ns, name).await?]),
         None => {
             let mut items = match api.list(&Default::default()).await {
                 Ok(l) => l.items,
                 Err(e) if crate::kube_errors::resource_missing(&e) => {
-                    return Err(CliError::CrdMissing(e))
+                    return Err(CliError::CrdMissing {
+                        plural: K::plural(&()).into_owned(),
+                        source: e,
+                    })
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -174,7 +224,7 @@ pub fn short_duration(d: chrono::Duration) -> String {
 }
 
 /// A `kubectl get`-style table: phase, workload rollout progress, last and next rotation.
-pub fn status_table(items: &[TokenRotation], now: DateTime<Utc>, with_namespace: bool) -> String {
+pub fn status_table<K: Rotated>(items: &[K], now: DateTime<Utc>, with_namespace: bool) -> String {
     let mut rows: Vec<Vec<String>> = vec![];
     let mut header = vec![
         "NAME",
@@ -189,7 +239,7 @@ pub fn status_table(items: &[TokenRotation], now: DateTime<Utc>, with_namespace:
     }
     rows.push(header.into_iter().map(str::to_owned).collect());
     for tr in items {
-        let status = tr.status.clone().unwrap_or_default();
+        let status = tr.rotation_status().cloned().unwrap_or_default();
         let workloads = match &status.rotation {
             Some(r) if !r.workloads.is_empty() => {
                 let done = r.workloads.iter().filter(|w| w.done).count();
@@ -202,7 +252,7 @@ pub fn status_table(items: &[TokenRotation], now: DateTime<Utc>, with_namespace:
             .as_ref()
             .map(|t| format!("{} ago", short_duration(now - from_k8s(t))))
             .unwrap_or_else(|| "never".into());
-        let next = if tr.spec.suspend {
+        let next = if tr.rotation_spec().suspend {
             "suspended".into()
         } else {
             match status.next_rotation_time.as_ref().map(from_k8s) {
@@ -228,10 +278,9 @@ pub fn status_table(items: &[TokenRotation], now: DateTime<Utc>, with_namespace:
 }
 
 /// The rotations of one resource that ended, newest first (`status NAME`).
-pub fn history_table(tr: &TokenRotation, now: DateTime<Utc>) -> String {
+pub fn history_table<K: Rotated>(tr: &K, now: DateTime<Utc>) -> String {
     let history = tr
-        .status
-        .as_ref()
+        .rotation_status()
         .map(|s| s.history.as_slice())
         .unwrap_or_default();
     if history.is_empty() {
@@ -255,6 +304,30 @@ pub fn history_table(tr: &TokenRotation, now: DateTime<Utc>) -> String {
         ]);
     }
     render(&rows)
+}
+
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// The objects as kubectl prints them with `-o json|yaml`: one object alone, several as a
+/// `List`.
+pub fn render_objects(objects: Vec<serde_json::Value>, output: Output) -> Result<String, String> {
+    let doc = match <[serde_json::Value; 1]>::try_from(objects) {
+        Ok([one]) => one,
+        Err(items) => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
+    };
+    match output {
+        Output::Json => serde_json::to_string_pretty(&doc)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+        Output::Yaml => serde_yaml::to_string(&doc).map_err(|e| e.to_string()),
+        Output::Table => Err("a table is not an object format".into()),
+    }
 }
 
 /// Left-aligned columns separated by three spaces, like kubectl; the last column is not padded.

@@ -7,7 +7,7 @@ use kube::CustomResourceExt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use token_rotator::api::TokenRotation;
+use token_rotator::api::{ClusterTokenRotation, TokenRotation};
 use token_rotator::cli;
 use token_rotator::controller::{self, Config};
 use token_rotator::leader::{self, LeaseConfig};
@@ -57,23 +57,27 @@ enum Command {
 
 #[derive(Args)]
 struct TargetArgs {
-    /// TokenRotation name.
+    /// NAME or tr/NAME (a TokenRotation), ctr/NAME (a ClusterTokenRotation).
     name: String,
-    /// Namespace (default: the kubeconfig context's namespace).
+    /// Namespace of a TokenRotation (default: the kubeconfig context's namespace).
     #[arg(short, long)]
     namespace: Option<String>,
 }
 
 #[derive(Args)]
 struct StatusArgs {
-    /// One TokenRotation (default: all in the namespace).
+    /// One resource: NAME or tr/NAME (a TokenRotation), ctr/NAME (a ClusterTokenRotation).
+    /// Default: the TokenRotations of the namespace.
     name: Option<String>,
     /// Namespace (default: the kubeconfig context's namespace).
     #[arg(short, long, conflicts_with = "all_namespaces")]
     namespace: Option<String>,
-    /// List across all namespaces.
+    /// TokenRotations across all namespaces, and the ClusterTokenRotations.
     #[arg(short = 'A', long, conflicts_with = "name")]
     all_namespaces: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: cli::Output,
 }
 
 #[derive(Args)]
@@ -238,35 +242,122 @@ async fn request(
     request: cli::Request,
 ) -> Result<(), BoxError> {
     let client = kube_client(&kube).await?;
-    let ns = namespace_or_default(&client, target.namespace);
-    let name = target.name;
-    let value = cli::request(client, &ns, &name, request).await?;
+    let (value, shown, follow) = match cli::Target::parse(&target.name)? {
+        cli::Target::TokenRotation(name) => {
+            let ns = namespace_or_default(&client, target.namespace);
+            let value = cli::request::<TokenRotation>(client, Some(&ns), &name, request).await?;
+            (
+                value,
+                format!("tokenrotation {ns}/{name}"),
+                format!("{name} -n {ns}"),
+            )
+        }
+        cli::Target::ClusterTokenRotation(name) => {
+            let value = cli::request::<ClusterTokenRotation>(client, None, &name, request).await?;
+            (
+                value,
+                format!("clustertokenrotation {name}"),
+                format!("ctr/{name}"),
+            )
+        }
+    };
     match request {
         cli::Request::Rotate => println!(
-            "tokenrotation {ns}/{name} rotation requested (rotate-now={value}); follow it with `token-rotator status {name} -n {ns}`"
+            "{shown} rotation requested (rotate-now={value}); follow it with `token-rotator status {follow}`"
         ),
         cli::Request::Abort => println!(
-            "tokenrotation {ns}/{name} abort requested (abort={value}); the old token is restored and the new one deleted"
+            "{shown} abort requested (abort={value}); the old token is restored and the new one deleted"
         ),
+    }
+    Ok(())
+}
+
+/// How `status` shows one kind's resources.
+struct Show<'a> {
+    output: cli::Output,
+    now: chrono::DateTime<chrono::Utc>,
+    /// Objects collected for `-o json|yaml`, printed at the end.
+    objects: &'a mut Vec<serde_json::Value>,
+}
+
+/// Rows of one kind: a table (and, for one named resource, its history), or the objects.
+fn show<K: token_rotator::controller::subject::Rotated>(
+    items: &[K],
+    with_namespace: bool,
+    named: bool,
+    to: &mut Show<'_>,
+) -> Result<(), BoxError> {
+    let (output, now) = (to.output, to.now);
+    let objects = &mut *to.objects;
+    match output {
+        cli::Output::Table => {
+            print!("{}", cli::status_table(items, now, with_namespace));
+            if let ([one], true) = (items, named) {
+                print!("\n{}", cli::history_table(one, now));
+            }
+        }
+        cli::Output::Json | cli::Output::Yaml => {
+            for item in items {
+                objects.push(serde_json::to_value(item)?);
+            }
+        }
     }
     Ok(())
 }
 
 async fn status(kube: KubeArgs, args: StatusArgs) -> Result<(), BoxError> {
     let client = kube_client(&kube).await?;
-    let ns = (!args.all_namespaces).then(|| namespace_or_default(&client, args.namespace));
-    let items = cli::list(client, ns.as_deref(), args.name.as_deref()).await?;
-    if items.is_empty() {
-        match &ns {
-            Some(ns) => eprintln!("No TokenRotations found in {ns} namespace."),
-            None => eprintln!("No TokenRotations found."),
+    let mut objects = Vec::new();
+    let mut to = Show {
+        output: args.output,
+        now: chrono::Utc::now(),
+        objects: &mut objects,
+    };
+    let target = args.name.as_deref().map(cli::Target::parse).transpose()?;
+    match target {
+        Some(cli::Target::TokenRotation(name)) => {
+            let ns = namespace_or_default(&client, args.namespace);
+            let items = cli::list::<TokenRotation>(client, Some(&ns), Some(&name)).await?;
+            show(&items, false, true, &mut to)?;
         }
-        return Ok(());
+        Some(cli::Target::ClusterTokenRotation(name)) => {
+            let items = cli::list::<ClusterTokenRotation>(client, None, Some(&name)).await?;
+            show(&items, false, true, &mut to)?;
+        }
+        None => {
+            let ns = (!args.all_namespaces).then(|| namespace_or_default(&client, args.namespace));
+            let items = cli::list::<TokenRotation>(client.clone(), ns.as_deref(), None).await?;
+            // All namespaces: the cluster kind too, when this user may list it.
+            let clusters = match ns {
+                Some(_) => Vec::new(),
+                None => match cli::list::<ClusterTokenRotation>(client, None, None).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("token-rotator: not showing ClusterTokenRotations: {e}");
+                        Vec::new()
+                    }
+                },
+            };
+            if items.is_empty() && clusters.is_empty() && args.output == cli::Output::Table {
+                match &ns {
+                    Some(ns) => eprintln!("No TokenRotations found in {ns} namespace."),
+                    None => eprintln!("No TokenRotations or ClusterTokenRotations found."),
+                }
+                return Ok(());
+            }
+            if !items.is_empty() || args.output != cli::Output::Table {
+                show(&items, ns.is_none(), false, &mut to)?;
+            }
+            if !clusters.is_empty() {
+                if args.output == cli::Output::Table && !items.is_empty() {
+                    println!();
+                }
+                show(&clusters, false, false, &mut to)?;
+            }
+        }
     }
-    let now = chrono::Utc::now();
-    print!("{}", cli::status_table(&items, now, args.all_namespaces));
-    if let (Some(_), [one]) = (&args.name, items.as_slice()) {
-        print!("\n{}", cli::history_table(one, now));
+    if args.output != cli::Output::Table {
+        print!("{}", cli::render_objects(objects, args.output)?);
     }
     Ok(())
 }

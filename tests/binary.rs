@@ -583,3 +583,136 @@ async fn errors_without_the_crds_say_what_to_do() {
     assert!(logs.contains("starting token-rotator"), "{logs}");
     assert!(!logs.contains('\x1b'), "plain text logs in a file: {logs}");
 }
+
+/// The CLI covers ClusterTokenRotations (`ctr/NAME`) as well as TokenRotations: status tables
+/// for both, `-o json|yaml`, rotate, the history, and abort refused when nothing is in flight.
+/// Installed as `kubectl-tokenrotator`, the real kubectl runs it as a plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_covers_both_kinds_and_runs_as_a_kubectl_plugin() {
+    use kube::api::PostParams;
+    use token_rotator::api::ClusterTokenRotation;
+    let w = world(1).await;
+    let dir = tempdir();
+    let kc = kubeconfig(&w, &dir, "cli");
+    label_shared(&w, NS).await;
+    let mut ctr = shared_rotation(&w, NS);
+    ctr.metadata.annotations = None;
+    Api::<ClusterTokenRotation>::all(w.client.clone())
+        .create(&PostParams::default(), &ctr)
+        .await
+        .unwrap();
+    // A TokenRotation of another account (one Auth Token has one owner).
+    let (other_sid, _) = w.sb.twilio.create_account();
+    let mut tr = rotation(&w, "twilio", serde_json::json!({}));
+    tr.spec.twilio.account_sid = other_sid;
+    create(&w, &tr).await;
+    let ctl = start_controller(
+        &w,
+        token_rotator::controller::failpoints::Failpoints::default(),
+    );
+    wait_cluster_status(&w, "shared", Duration::from_secs(30), |s| s.phase.is_some()).await;
+
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let all = cli(&kc, &["status", "-A"]).await;
+    assert!(all.status.success(), "{}", text(&all));
+    let shown = text(&all);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with(NS) && l.contains("twilio")),
+        "{shown}"
+    );
+    assert!(shown.lines().any(|l| l.starts_with("shared")), "{shown}");
+
+    let json = cli(&kc, &["status", "ctr/shared", "-o", "json"]).await;
+    let obj: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(obj["kind"], "ClusterTokenRotation");
+    assert_eq!(obj["metadata"]["name"], "shared");
+    let yaml = cli(&kc, &["status", "-A", "-o", "yaml"]).await;
+    let list: serde_json::Value = serde_yaml::from_slice(&yaml.stdout).expect("YAML");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+
+    let out = cli(&kc, &["rotate", "ctr/shared"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("clustertokenrotation shared rotation requested"));
+    let st = wait_cluster_status(&w, "shared", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let out = cli(&kc, &["status", "clustertokenrotation/shared"]).await;
+    let id = &st.history[0].id;
+    assert!(
+        text(&out)
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("Succeeded")),
+        "{}",
+        text(&out)
+    );
+    let out = cli(&kc, &["abort", "ctr/shared"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("clustertokenrotation shared has no rotation in flight"),
+        "{}",
+        text(&out)
+    );
+    let out = cli(&kc, &["status", "widget/shared"]).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("ctr/NAME"), "{}", text(&out));
+    ctl.abort();
+
+    // `kubectl tokenrotator ...`: kubectl finds the plugin on PATH by its name.
+    let bin_dir = dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(BIN, bin_dir.join("kubectl-tokenrotator")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::process::Command::new(sandbox::tools::kubectl())
+        .args(["tokenrotator", "--kubeconfig"])
+        .arg(&kc)
+        .args(["status", "-A"])
+        .env("PATH", path)
+        .output()
+        .await
+        .expect("kubectl");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).lines().any(|l| l.starts_with("shared")),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The krew manifest template installs the binary under the plugin name kubectl looks for.
+#[test]
+fn krew_manifest_installs_the_plugin_name() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/krew/tokenrotator.yaml"
+    ))
+    .unwrap();
+    let m: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(m["kind"], "Plugin");
+    assert_eq!(m["metadata"]["name"], "tokenrotator");
+    assert_eq!(
+        m["spec"]["version"].as_str(),
+        Some(format!("v{}", env!("CARGO_PKG_VERSION")).as_str()),
+        "the manifest follows the crate version"
+    );
+    let platforms = m["spec"]["platforms"].as_array().unwrap();
+    assert!(!platforms.is_empty());
+    for p in platforms {
+        assert_eq!(p["bin"], "kubectl-tokenrotator");
+        assert!(p["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["from"] == "token-rotator" && f["to"] == "kubectl-tokenrotator"));
+    }
+}

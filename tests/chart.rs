@@ -1140,7 +1140,14 @@ fn grafana_dashboard_uses_exported_metrics() {
         .iter()
         .filter_map(|p| p["title"].as_str())
         .collect();
-    for wanted in ["Token age", "Next rotation", "Phase", "Held", "Twilio calls", "Twilio errors"] {
+    for wanted in [
+        "Token age",
+        "Next rotation",
+        "Phase",
+        "Held",
+        "Twilio calls",
+        "Twilio errors",
+    ] {
         assert!(
             titles.iter().any(|t| t.starts_with(wanted)),
             "{wanted}: {titles:?}"

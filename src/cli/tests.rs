@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::TokenRotation;
 use chrono::{Duration, SubsecRound};
 use serde_json::json;
 

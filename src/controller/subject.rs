@@ -31,6 +31,10 @@ pub trait Rotated:
     fn set_rotation_status(&mut self, status: TokenRotationStatus);
     /// The API for this kind: namespaced for a TokenRotation, cluster-wide otherwise.
     fn api_for(client: &Client, namespace: Option<&str>) -> Api<Self>;
+    /// The API listing this kind in `namespace`, or everywhere with `None`.
+    fn listing(client: &Client, namespace: Option<&str>) -> Api<Self>;
+    /// Whether resources of this kind live in a namespace.
+    const NAMESPACED: bool;
     /// `None` for a TokenRotation (its own namespace).
     fn namespace_targets(&self) -> Option<&NamespaceTargets>;
     /// Whether its Secrets and workloads include namespace `ns` (for a cluster rotation: as
@@ -63,6 +67,13 @@ impl Rotated for TokenRotation {
     fn api_for(client: &Client, namespace: Option<&str>) -> Api<Self> {
         Api::namespaced(client.clone(), namespace.unwrap_or_default())
     }
+    fn listing(client: &Client, namespace: Option<&str>) -> Api<Self> {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    const NAMESPACED: bool = true;
     fn namespace_targets(&self) -> Option<&NamespaceTargets> {
         None
     }
@@ -100,6 +111,10 @@ impl Rotated for ClusterTokenRotation {
     fn api_for(client: &Client, _: Option<&str>) -> Api<Self> {
         Api::all(client.clone())
     }
+    fn listing(client: &Client, _: Option<&str>) -> Api<Self> {
+        Api::all(client.clone())
+    }
+    const NAMESPACED: bool = false;
     fn namespace_targets(&self) -> Option<&NamespaceTargets> {
         Some(&self.spec.namespaces)
     }
