@@ -138,6 +138,27 @@ pub struct TokenRotationSpec {
     /// valid until promotion).
     #[serde(default)]
     pub suspend: bool,
+    /// When scheduled rotations may run: each window opens at `start` (5-field cron, UTC) and
+    /// stays open for `duration`. A scheduled run starts only inside a window with room for its
+    /// mandatory waits (propagationDelay + overlap, and kubeletSyncDelay with restart: Never),
+    /// else at the next one. A rotate-now request runs at once regardless. Default: any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub windows: Vec<RotationWindow>,
+}
+
+/// A maintenance window for scheduled rotations.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationWindow {
+    /// When the window opens: a 5-field cron expression in UTC, e.g. `0 2 * * 1-5`.
+    #[schemars(length(min = 1, max = 100))]
+    pub start: String,
+    /// How long it stays open, e.g. `4h`.
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1m')")
+        .message("a window must be open at least 1m"))]
+    pub duration: String,
 }
 
 /// Rotates a Twilio credential shared by many namespaces: the same rotation as a

@@ -155,10 +155,94 @@ pub fn next_run(
     Some(next + ChronoDuration::from_std(j).ok()?)
 }
 
+/// A time range scheduled rotations may run in: it opens at each `start` (cron, UTC) and stays
+/// open for `length`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub start: Schedule,
+    pub length: std::time::Duration,
+}
+
+/// How far ahead a window is looked for before giving up.
+const WINDOW_HORIZON_DAYS: i64 = 400;
+
+/// The earliest time at or after `t` at which a rotation needing `needs` fits entirely inside
+/// one of `windows` (none: `t` itself). `None` when no window opens within the horizon or none
+/// is long enough.
+pub fn next_allowed(
+    windows: &[Window],
+    t: DateTime<Utc>,
+    needs: std::time::Duration,
+) -> Option<DateTime<Utc>> {
+    if windows.is_empty() {
+        return Some(t);
+    }
+    let needs = ChronoDuration::from_std(needs).ok()?;
+    let horizon = t + ChronoDuration::days(WINDOW_HORIZON_DAYS);
+    windows
+        .iter()
+        .filter_map(|w| {
+            let length = ChronoDuration::from_std(w.length).ok()?;
+            if needs > length {
+                return None;
+            }
+            // Windows that opened up to `length` before t may still be open.
+            let mut open = w
+                .start
+                .next_after(t - length - ChronoDuration::seconds(1))?;
+            while open <= horizon {
+                let close = open + length;
+                let start = open.max(t);
+                if start + needs <= close {
+                    return Some(start);
+                }
+                open = w.start.next_after(open)?;
+            }
+            None
+        })
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{Datelike, TimeZone, Timelike, Weekday};
+
+    fn nightly(hour: u32, hours: u64) -> Window {
+        Window {
+            start: Schedule::parse(&format!("0 {hour} * * *")).unwrap(),
+            length: std::time::Duration::from_secs(hours * 3600),
+        }
+    }
+
+    #[test]
+    fn a_rotation_starts_only_where_it_fits_in_a_window() {
+        let mins = |m: u64| std::time::Duration::from_secs(m * 60);
+        let w = [nightly(2, 4)]; // 02:00-06:00 UTC
+                                 // Inside a window with room: at once.
+        let inside = t("2026-11-23T03:00:00Z");
+        assert_eq!(next_allowed(&w, inside, mins(30)), Some(inside));
+        // Too close to the end: the next night.
+        assert_eq!(
+            next_allowed(&w, t("2026-11-23T05:45:00Z"), mins(30)),
+            Some(t("2026-11-24T02:00:00Z"))
+        );
+        // Outside: the next opening.
+        assert_eq!(
+            next_allowed(&w, t("2026-11-23T10:00:00Z"), mins(30)),
+            Some(t("2026-11-24T02:00:00Z"))
+        );
+        // Several windows: the earliest that fits.
+        let both = [nightly(2, 4), nightly(12, 1)];
+        assert_eq!(
+            next_allowed(&both, t("2026-11-23T10:00:00Z"), mins(30)),
+            Some(t("2026-11-23T12:00:00Z"))
+        );
+        // A window shorter than the mandatory waits never fits.
+        assert_eq!(next_allowed(&[nightly(2, 1)], inside, mins(90)), None);
+        // No windows: any time.
+        assert_eq!(next_allowed(&[], inside, mins(90)), Some(inside));
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

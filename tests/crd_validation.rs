@@ -81,6 +81,10 @@ async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
 
     let (ok, out) = kubectl(&kc, &["apply", "-f", "-"], &manifest("good", valid_spec())).await;
     assert!(ok, "a valid TokenRotation is accepted: {out}");
+    let mut windowed = valid_spec();
+    windowed["windows"] = serde_json::json!([{"start": "0 2 * * 1-5", "duration": "4h"}]);
+    let (ok, out) = kubectl(&kc, &["apply", "-f", "-"], &manifest("windowed", windowed)).await;
+    assert!(ok, "rotation windows are accepted: {out}");
     let (ok, out) = kubectl(
         &kc,
         &["apply", "-f", "-"],
@@ -158,6 +162,16 @@ async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
     let mut s = valid_spec();
     s["propagationDelay"] = "soon".into();
     cases.push(("unparsable duration", s, "spec.propagationDelay"));
+    let mut s = valid_spec();
+    s["windows"] = serde_json::json!([{"start": "0 2 * * *", "duration": "30s"}]);
+    cases.push((
+        "rotation window under a minute",
+        s,
+        "a window must be open at least 1m",
+    ));
+    let mut s = valid_spec();
+    s["windows"] = serde_json::json!([{"start": "0 2 * * *", "duration": "four hours"}]);
+    cases.push(("unparsable window length", s, "spec.windows[0].duration"));
 
     let mut s = valid_spec();
     s["secrets"][0]["namespace"] = "other-team".into();
@@ -183,7 +197,7 @@ async fn crd_rejects_bad_specs_with_a_message_naming_the_fix() {
     let (_, out) = kubectl(&kc, &["get", "tokenrotations", "-o", "name"], "").await;
     assert_eq!(
         out.trim(),
-        "tokenrotation.tokenrotator.io/good\ntokenrotation.tokenrotator.io/good-key",
+        "tokenrotation.tokenrotator.io/good\ntokenrotation.tokenrotator.io/good-key\ntokenrotation.tokenrotator.io/windowed",
         "nothing bad was stored"
     );
 

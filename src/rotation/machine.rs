@@ -776,17 +776,35 @@ fn end_attempt(b: &mut Builder<'_>, plan: &Plan, result: RotationResult) {
     b.status.last_result = Some(result);
     b.status.last_attempt_time = Some(to_k8s(now));
     if let Ok(Some(s)) = &plan.schedule {
-        b.status.next_rotation_time =
-            schedule::next_run(s, last_run(&b.status), b.obs.created, &b.obs.uid).map(to_k8s);
+        b.status.next_rotation_time = next_scheduled(b, plan, s, last_run(&b.status));
     }
 }
 
-fn update_schedule(b: &mut Builder<'_>, plan: &Plan) {
+/// When the schedule runs next after `last`, inside the rotation windows: the first opening
+/// with room for the mandatory waits. A slot whose window passed (the operator was down) moves
+/// to the next opening rather than running outside one.
+fn next_scheduled(
+    b: &Builder<'_>,
+    plan: &Plan,
+    s: &schedule::Schedule,
+    last: Option<DateTime<Utc>>,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
     let obs = b.obs;
+    let slot = schedule::next_run(s, last, obs.created, &obs.uid)?;
+    let needs = plan.mandatory_waits();
+    let fits = schedule::next_allowed(&plan.windows, slot, needs)?;
+    let at = if fits <= obs.now {
+        schedule::next_allowed(&plan.windows, obs.now, needs)?
+    } else {
+        fits
+    };
+    Some(to_k8s(at))
+}
+
+fn update_schedule(b: &mut Builder<'_>, plan: &Plan) {
     match &plan.schedule {
         Ok(Some(s)) => {
-            b.status.next_rotation_time =
-                schedule::next_run(s, last_run(&b.status), obs.created, &obs.uid).map(to_k8s);
+            b.status.next_rotation_time = next_scheduled(b, plan, s, last_run(&b.status));
             if conditions::get(&b.status.conditions, DEGRADED)
                 .is_some_and(|c| c.status == "True" && c.reason == reasons::INVALID_SCHEDULE)
             {
@@ -1282,8 +1300,7 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
         b.healthy();
     }
     if let Ok(Some(s)) = &plan.schedule {
-        b.status.next_rotation_time =
-            schedule::next_run(s, Some(promoted), obs.created, &obs.uid).map(to_k8s);
+        b.status.next_rotation_time = next_scheduled(&b, plan, s, Some(promoted));
     }
     b.status.message = Some(match &b.status.next_rotation_time {
         Some(t) => format!(

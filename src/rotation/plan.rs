@@ -1,7 +1,7 @@
 //! A TokenRotation's spec and annotations, parsed and checked once per reconcile.
 
 use crate::api::{RestartPolicy, TokenRotationSpec};
-use crate::schedule::{parse_duration, Schedule, ScheduleError};
+use crate::schedule::{parse_duration, Schedule, ScheduleError, Window};
 use std::time::Duration;
 
 /// Default wait for `restart: Never`: the kubelet's sync period (1m) plus its Secret cache TTL.
@@ -22,12 +22,37 @@ pub struct Plan {
     pub suspend: bool,
     /// `Ok(None)`: no schedule annotation. An invalid schedule blocks only scheduled runs.
     pub schedule: Result<Option<Schedule>, ScheduleError>,
+    /// When scheduled runs may start; empty: any time.
+    pub windows: Vec<Window>,
+}
+
+impl Plan {
+    /// What a rotation waits for whatever its workloads do: a window must have room for it.
+    pub fn mandatory_waits(&self) -> Duration {
+        let sync = match self.restart {
+            RestartPolicy::Always => Duration::ZERO,
+            RestartPolicy::Never => self.kubelet_sync_delay,
+        };
+        self.propagation_delay + self.overlap + sync
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error("set exactly one of spec.authToken and spec.apiKey")]
     NoCredentialKind,
+    #[error("spec.windows[{index}].start {value:?} is not a 5-field cron expression ({reason})")]
+    InvalidWindow {
+        index: usize,
+        value: String,
+        reason: String,
+    },
+    #[error("spec.windows[{index}] is open {window:?}, shorter than the rotation's mandatory waits ({needs:?}: propagationDelay + overlap, and kubeletSyncDelay with restart: Never): lengthen the window or shorten the waits")]
+    WindowTooShort {
+        index: usize,
+        window: Duration,
+        needs: Duration,
+    },
     #[error("spec.{field} {value:?} is not a duration ({reason}); write it like 90s, 15m or 1h")]
     InvalidDuration {
         field: &'static str,
@@ -46,7 +71,7 @@ impl Plan {
             })
         };
         let workloads = spec.workloads.clone().unwrap_or_default();
-        Ok(Self {
+        let mut plan = Self {
             credential: CredentialKind::of(spec).ok_or(PlanError::NoCredentialKind)?,
             retain_previous: spec
                 .api_key
@@ -62,6 +87,37 @@ impl Plan {
             restart: workloads.restart,
             suspend: spec.suspend,
             schedule: schedule.map(Schedule::parse).transpose(),
-        })
+            windows: Vec::new(),
+        };
+        for (index, w) in spec.windows.iter().enumerate() {
+            let start = match Schedule::parse(&w.start) {
+                Ok(s @ Schedule::Cron(_)) => s,
+                Ok(Schedule::Every(_)) => {
+                    return Err(PlanError::InvalidWindow {
+                        index,
+                        value: w.start.clone(),
+                        reason: "@every has no start time".into(),
+                    })
+                }
+                Err(ScheduleError::Invalid { reason, .. }) => {
+                    return Err(PlanError::InvalidWindow {
+                        index,
+                        value: w.start.clone(),
+                        reason,
+                    })
+                }
+            };
+            let length = dur("windows[].duration", &w.duration)?;
+            let needs = plan.mandatory_waits();
+            if length < needs {
+                return Err(PlanError::WindowTooShort {
+                    index,
+                    window: length,
+                    needs,
+                });
+            }
+            plan.windows.push(Window { start, length });
+        }
+        Ok(plan)
     }
 }

@@ -1417,3 +1417,63 @@ fn ended_rotations_are_kept_in_a_bounded_history() {
         Some("AuthenticationFailed")
     );
 }
+
+/// Scheduled runs start only inside a rotation window with room for the mandatory waits; a
+/// slot missed outside one moves to the next opening; rotate-now runs at once regardless.
+#[test]
+fn scheduled_runs_wait_for_a_rotation_window() {
+    let mut s = spec();
+    s.windows = vec![crate::api::RotationWindow {
+        start: "0 2 * * *".into(),
+        duration: "4h".into(),
+    }];
+    let plan = Plan::new(&s, Some("@every 24h")).unwrap();
+    let mut st = TokenRotationStatus::default();
+    st.last_rotation_time = Some(crate::time::to_k8s(t0() - CD::days(3)));
+    // t0 is 10:00: due, but outside the 02:00-06:00 window.
+    let mut o = obs(st.clone());
+    o.plan = Ok(plan.clone());
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Ready), "not started");
+    let next = from_k8s(d.status.next_rotation_time.as_ref().unwrap());
+    assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 24, 2, 0, 0).unwrap());
+    // In the window: it starts.
+    let mut o = obs(d.status.clone());
+    o.plan = Ok(plan.clone());
+    o.now = Utc.with_ymd_and_hms(2026, 11, 24, 2, 30, 0).unwrap();
+    assert_eq!(decide(&o).status.phase, Some(Phase::Staging));
+    // Too late in the window for the waits (60s + 5m here): the next night.
+    o.now = Utc.with_ymd_and_hms(2026, 11, 24, 5, 57, 0).unwrap();
+    let late = decide(&o);
+    assert_eq!(late.status.phase, Some(Phase::Ready));
+    assert_eq!(
+        from_k8s(late.status.next_rotation_time.as_ref().unwrap()),
+        Utc.with_ymd_and_hms(2026, 11, 25, 2, 0, 0).unwrap()
+    );
+    // rotate-now is not bound to windows.
+    let mut o = obs(st);
+    o.plan = Ok(plan);
+    o.rotate_now = Some("now".into());
+    assert_eq!(decide(&o).status.phase, Some(Phase::Staging));
+    // A window shorter than the waits is refused with the reason.
+    let mut short = spec();
+    short.windows = vec![crate::api::RotationWindow {
+        start: "0 2 * * *".into(),
+        duration: "2m".into(),
+    }];
+    let err = Plan::new(&short, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("shorter than the rotation's mandatory waits"),
+        "{err}"
+    );
+    let mut bad = spec();
+    bad.windows = vec![crate::api::RotationWindow {
+        start: "at two".into(),
+        duration: "4h".into(),
+    }];
+    assert!(Plan::new(&bad, None)
+        .unwrap_err()
+        .to_string()
+        .contains("spec.windows[0].start"));
+}
