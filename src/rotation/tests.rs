@@ -1428,8 +1428,10 @@ fn scheduled_runs_wait_for_a_rotation_window() {
         duration: "4h".into(),
     }];
     let plan = Plan::new(&s, Some("@every 24h")).unwrap();
-    let mut st = TokenRotationStatus::default();
-    st.last_rotation_time = Some(crate::time::to_k8s(t0() - CD::days(3)));
+    let st = TokenRotationStatus {
+        last_rotation_time: Some(crate::time::to_k8s(t0() - CD::days(3))),
+        ..Default::default()
+    };
     // t0 is 10:00: due, but outside the 02:00-06:00 window.
     let mut o = obs(st.clone());
     o.plan = Ok(plan.clone());
