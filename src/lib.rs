@@ -7,6 +7,7 @@ pub mod hash;
 pub mod kube_errors;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod providers;
 pub mod rotation;
 pub mod schedule;

@@ -12,6 +12,7 @@ use token_rotator::cli;
 use token_rotator::controller::{self, Config};
 use token_rotator::leader::{self, LeaseConfig};
 use token_rotator::metrics::Metrics;
+use token_rotator::notify::{Delivery, Notifier, Sink, SinkKind};
 use token_rotator::server::{self, Health};
 use token_rotator::telemetry::{self, LogFormat};
 use token_rotator::twilio::TwilioConfig;
@@ -44,7 +45,7 @@ struct KubeArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Start a rotation now (sets the tokenrotator.io/rotate-now annotation).
@@ -123,6 +124,13 @@ struct RunArgs {
         value_parser = clap::value_parser!(u64).range(2..=3600)
     )]
     lease_duration_seconds: u64,
+    /// Announce rotations that succeeded, held, were aborted or failed to a JSON webhook whose
+    /// URL is in a Secret: NAMESPACE/SECRET:KEY (repeat or comma-separate).
+    #[arg(long, env = "TOKEN_ROTATOR_NOTIFY_WEBHOOK", value_delimiter = ',')]
+    notify_webhook: Vec<String>,
+    /// The same to a Slack-compatible incoming webhook: NAMESPACE/SECRET:KEY.
+    #[arg(long, env = "TOKEN_ROTATOR_NOTIFY_SLACK", value_delimiter = ',')]
+    notify_slack: Vec<String>,
 }
 
 async fn kube_client(args: &KubeArgs) -> Result<kube::Client, BoxError> {
@@ -186,7 +194,18 @@ async fn run(kube: KubeArgs, args: RunArgs) -> Result<(), BoxError> {
     let instance = args
         .instance
         .unwrap_or_else(|| format!("token-rotator-{}", uuid::Uuid::new_v4().simple()));
+    let mut sinks = Vec::new();
+    for (kind, specs) in [
+        (SinkKind::Webhook, &args.notify_webhook),
+        (SinkKind::Slack, &args.notify_slack),
+    ] {
+        for spec in specs.iter().filter(|s| !s.is_empty()) {
+            sinks.push(Sink::parse(kind, spec)?);
+        }
+    }
+    let notifier = Notifier::start(client.clone(), sinks, Delivery::default());
     let config = Config {
+        notifier,
         twilio: TwilioConfig {
             base_url: args.twilio_base_url,
             ..TwilioConfig::default()
@@ -378,7 +397,7 @@ async fn main() -> ExitCode {
     token_rotator::tls::install_crypto_provider();
     let result = match command {
         Command::Crd => print_crds(),
-        Command::Run(args) => run(kube, args).await,
+        Command::Run(args) => run(kube, *args).await,
         Command::Rotate(t) => request(kube, t, cli::Request::Rotate).await,
         Command::Abort(t) => request(kube, t, cli::Request::Abort).await,
         Command::Status(s) => status(kube, s).await,

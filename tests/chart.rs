@@ -1154,3 +1154,54 @@ fn grafana_dashboard_uses_exported_metrics() {
         );
     }
 }
+
+/// Notifications: each configured sink reaches the pod as NAMESPACE/SECRET:KEY, and the
+/// operator may read exactly those Secrets in the release namespace (nothing when unset).
+#[test]
+fn notification_sinks_reach_the_pod_with_least_privilege() {
+    let default = render_objects(&[]);
+    assert!(
+        !of_kind(&default, "Role")
+            .iter()
+            .any(|r| r["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-notifications")),
+        "no notification Role unless configured"
+    );
+    let objs = render_objects(&[
+        "notifications.webhook.secretName=hooks",
+        "notifications.slack.secretName=hooks",
+        "notifications.slack.key=slack",
+    ]);
+    let env =
+        &one(&objs, "Deployment", RELEASE)["spec"]["template"]["spec"]["containers"][0]["env"];
+    let value = |name: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        value("TOKEN_ROTATOR_NOTIFY_WEBHOOK").as_deref(),
+        Some(format!("{NS}/hooks:url").as_str())
+    );
+    assert_eq!(
+        value("TOKEN_ROTATOR_NOTIFY_SLACK").as_deref(),
+        Some(format!("{NS}/hooks:slack").as_str())
+    );
+    let role = one(&objs, "Role", &format!("{RELEASE}-notifications"));
+    assert_eq!(role["metadata"]["namespace"], NS);
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["secrets"],
+                             "resourceNames": ["hooks"], "verbs": ["get"]}])
+    );
+    let binding = one(&objs, "RoleBinding", &format!("{RELEASE}-notifications"));
+    assert_eq!(
+        binding["roleRef"]["name"],
+        format!("{RELEASE}-notifications")
+    );
+}

@@ -65,6 +65,8 @@ pub struct Config {
     pub instance: Option<String>,
     pub failpoints: Failpoints,
     pub metrics: Metrics,
+    /// Where rotations that ended, held or failed are announced (nowhere by default).
+    pub notifier: crate::notify::Notifier,
     /// Safety checks switched off, for the negative controls of the tests only.
     #[doc(hidden)]
     pub safety: SafetyOverrides,

@@ -205,6 +205,14 @@ fn bounded_note(note: String) -> String {
 
 async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) {
     for e in events {
+        if crate::notify::worth_notifying(e.reason, e.warning) {
+            ctx.config.notifier.notify(crate::notify::Notice {
+                resource: tr.holder.to_string(),
+                reason: e.reason,
+                message: bounded_note(e.note.clone()),
+                warning: e.warning,
+            });
+        }
         let ev = Event {
             type_: if e.warning {
                 EventType::Warning

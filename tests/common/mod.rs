@@ -205,6 +205,7 @@ pub fn config(world: &World, failpoints: Failpoints) -> Config {
         instance: Some("test".into()),
         failpoints,
         metrics: Default::default(),
+        notifier: Default::default(),
         safety: Default::default(),
     }
 }

@@ -1,0 +1,144 @@
+//! End to end: notifications reach a local receiver (a generic webhook and a Slack-compatible
+//! one, URLs read from a Secret) when a rotation succeeds or holds, carry no token, and a
+//! receiver that is down never blocks a rotation.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use sandbox::workloads::WorkloadKind;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use token_rotator::api::Phase;
+use token_rotator::controller::failpoints::Failpoints;
+use token_rotator::notify::{Delivery, Notifier, Sink, SinkKind};
+
+/// A local HTTP receiver recording (path, JSON body) of every POST.
+async fn receiver() -> (String, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
+    use axum::extract::{Json, OriginalUri, State};
+    type Seen = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+    let seen: Seen = Arc::default();
+    async fn take(State(seen): State<Seen>, uri: OriginalUri, Json(body): Json<serde_json::Value>) {
+        seen.lock().unwrap().push((uri.path().to_owned(), body));
+    }
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(take))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+async fn url_secret(w: &World, name: &str, url: &str) {
+    let s: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": NS}, "stringData": {"url": url}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(w.client.clone(), NS)
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+}
+
+fn quick() -> Delivery {
+    Delivery {
+        attempts: 3,
+        first_backoff: Duration::from_millis(50),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_are_announced_to_webhook_and_slack_sinks_without_tokens() {
+    let w = world(1).await;
+    let (url, seen) = receiver().await;
+    url_secret(&w, "hook", &format!("{url}/hook")).await;
+    url_secret(&w, "slack", &format!("{url}/slack")).await;
+    let sinks = vec![
+        Sink::parse(SinkKind::Webhook, &format!("{NS}/hook:url")).unwrap(),
+        Sink::parse(SinkKind::Slack, &format!("{NS}/slack:url")).unwrap(),
+    ];
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.notifier = Notifier::start(w.client.clone(), sinks, quick());
+    let ctl = start_controller_with(&w, cfg);
+    // First a hold (the rollout outlasts its timeout), then, once it finishes, a success.
+    w.sb.workloads
+        .set_readiness_delay(WorkloadKind::Deployment, NS, "api", Duration::from_secs(4));
+    let mut tr = manual_rotation(&w, "twilio");
+    tr.spec.rollout_timeout = "1s".into();
+    create(&w, &tr).await;
+    wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let got = seen.lock().unwrap().clone();
+        let has = |path: &str, reason: &str| {
+            got.iter().any(|(p, b)| {
+                p == path
+                    && (b["reason"] == reason
+                        || b["text"].as_str().is_some_and(|t| t.contains(reason)))
+            })
+        };
+        if ["/hook", "/slack"]
+            .iter()
+            .all(|p| has(p, "RotationHeld") && has(p, "RotationSucceeded"))
+        {
+            break got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "missing notices: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    ctl.abort();
+    let hook = got
+        .iter()
+        .find(|(p, b)| p == "/hook" && b["reason"] == "RotationSucceeded")
+        .unwrap();
+    assert_eq!(hook.1["resource"], "TokenRotation shop/twilio");
+    assert_eq!(hook.1["type"], "Normal");
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    let dump = serde_json::to_string(&got).unwrap();
+    assert!(
+        !dump.contains(&new) && !dump.contains(&w.old_token),
+        "a token in a notification"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_is_down_never_blocks_a_rotation() {
+    let w = world(1).await;
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    url_secret(&w, "hook", &format!("http://127.0.0.1:{port}/hook")).await;
+    let sinks = vec![
+        Sink::parse(SinkKind::Webhook, &format!("{NS}/hook:url")).unwrap(),
+        // And one whose Secret does not exist.
+        Sink::parse(SinkKind::Slack, &format!("{NS}/missing:url")).unwrap(),
+    ];
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.notifier = Notifier::start(
+        w.client.clone(),
+        sinks,
+        Delivery {
+            attempts: 5,
+            first_backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        },
+    );
+    let ctl = start_controller_with(&w, cfg);
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| s.rotations == 1).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert_eq!(st.phase, Some(Phase::Ready));
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+}
