@@ -11,8 +11,32 @@ pub fn describe(e: &kube::Error) -> String {
                 reason => format!("{message} (HTTP {} {reason})", s.code),
             }
         }
-        other => other.to_string(),
+        other => {
+            // The cause chain says what actually failed (refused, timed out, TLS), which the
+            // top-level message ("ServiceError: client error (Connect)") does not.
+            let mut line = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !line.contains(&text) {
+                    line.push_str(": ");
+                    line.push_str(&text);
+                }
+                cause = c.source();
+            }
+            if unreachable(other) {
+                line.push_str(UNREACHABLE_HINT);
+            }
+            line
+        }
     }
+}
+
+/// What to check when the API server cannot be reached.
+const UNREACHABLE_HINT: &str = " (is the cluster up, and do --kubeconfig / --context name it?)";
+
+fn unreachable(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Service(_) | kube::Error::HyperError(_))
 }
 
 /// The API server does not serve the resource at all (its CRD is not installed).

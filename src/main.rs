@@ -215,10 +215,12 @@ async fn run(kube: KubeArgs, args: RunArgs) -> Result<(), BoxError> {
         metrics: metrics.clone(),
         ..Config::default()
     };
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
+    client.apiserver_version().await.map_err(|e| {
+        format!(
+            "cannot reach the Kubernetes API server: {}",
+            token_rotator::kube_errors::describe(&e)
+        )
+    })?;
     health.set_ready(true);
     tracing::info!(namespaces = ?config.namespaces, %instance, "starting token-rotator");
 

@@ -582,6 +582,28 @@ async fn errors_without_the_crds_say_what_to_do() {
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("starting token-rotator"), "{logs}");
     assert!(!logs.contains('\x1b'), "plain text logs in a file: {logs}");
+
+    // An API server that is not there: what failed and what to check, in one line.
+    let gone = dir.join("gone.kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &gone,
+        sb.api
+            .kubeconfig_yaml()
+            .replace(&sb.api.addr().port().to_string(), &port.to_string()),
+    )
+    .unwrap();
+    let out = cli(&gone, &["status", "-A"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("Connection refused"), "{err}");
+    assert!(lines[0].contains("--kubeconfig"), "{err}");
 }
 
 /// The CLI covers ClusterTokenRotations (`ctr/NAME`) as well as TokenRotations: status tables
