@@ -1026,14 +1026,7 @@ fn example_alerts_use_exported_metrics() {
     m.observe("ns", "tr", &status);
     m.reconcile_error("ns", "tr", "X");
     m.set_leader(true);
-    let exported: BTreeSet<String> = m
-        .encode()
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_owned)
-        .collect();
+    let exported = exported_names(&m);
     for r in rules {
         let expr = r["expr"].as_str().unwrap();
         let used = metric_names(expr);
@@ -1055,6 +1048,17 @@ fn example_alerts_use_exported_metrics() {
         .unwrap()
         .to_owned();
     assert!(expr.ends_with("> 7200"), "{expr}");
+}
+
+/// Every sample name the operator's metrics encode now.
+fn exported_names(m: &token_rotator::metrics::Metrics) -> BTreeSet<String> {
+    m.encode()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The `token_rotator_*` identifiers in a PromQL expression.
@@ -1109,14 +1113,7 @@ fn grafana_dashboard_uses_exported_metrics() {
         status: Some(200),
         duration: std::time::Duration::from_millis(1),
     });
-    let exported: BTreeSet<String> = m
-        .encode()
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_owned)
-        .collect();
+    let exported = exported_names(&m);
     let mut queries = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {

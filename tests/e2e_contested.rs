@@ -30,6 +30,17 @@ fn with_spec(mut tr: TokenRotation, f: impl FnOnce(&mut TokenRotationSpec)) -> T
     tr
 }
 
+/// A rotation that completed with pods calling Twilio throughout and none refused; returns the
+/// new primary.
+fn rotated_cleanly(w: &World, st: &TokenRotationStatus, served: u64, refused: u64) -> String {
+    assert!(served > 0, "pods kept calling Twilio");
+    assert_eq!(refused, 0, "no consumer call refused");
+    assert_eq!(st.phase, Some(Phase::Ready));
+    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    assert_ne!(new, w.old_token, "the primary changed");
+    new
+}
+
 /// Writes `token` back into `ns`/twilio-creds as another tool would (a merge patch of
 /// `stringData` under its own field manager).
 async fn revert(w: &World, ns: &str, token: &str, manager: &str) {
@@ -91,11 +102,7 @@ async fn revert_once(safety: SafetyOverrides) -> (u64, u64, TokenRotationStatus,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverted_target_is_written_again_and_consumers_never_refused() {
     let (served, refused, st, w) = revert_once(SafetyOverrides::default()).await;
-    assert!(served > 0);
-    assert_eq!(refused, 0, "no consumer call refused");
-    assert_eq!(st.phase, Some(Phase::Ready));
-    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
-    assert_ne!(new, w.old_token);
+    let new = rotated_cleanly(&w, &st, served, refused);
     assert_eq!(
         secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
             .await
@@ -362,11 +369,7 @@ async fn deleted_mid_rollout_rolls_back_then_the_recreated_resource_rotates() {
     let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
     ctl.abort();
-    assert!(served > 0);
-    assert_eq!(refused, 0);
-    assert_eq!(st.phase, Some(Phase::Ready));
-    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
-    assert_ne!(new, w.old_token);
+    let new = rotated_cleanly(&w, &st, served, refused);
     assert_eq!(
         secret_value(&w, "twilio-admin", "authToken")
             .await
@@ -450,12 +453,8 @@ async fn a_secondary_made_elsewhere_is_never_deleted_without_being_told() {
     let st = wait_status(&w, "twilio", Duration::from_secs(90), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
     ctl.abort();
-    assert!(served > 0);
-    assert_eq!(refused, 0);
-    assert_eq!(st.phase, Some(Phase::Ready));
-    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
+    let new = rotated_cleanly(&w, &st, served, refused);
     assert_ne!(new, foreign);
-    assert_ne!(new, w.old_token);
     let events = wait_events(&w, &["ForeignSecondaryToken", "RotationSucceeded"]).await;
     let dump = serde_json::to_string(&events).unwrap() + &serde_json::to_string(&st).unwrap();
     for t in [&new, &foreign, &w.old_token] {
@@ -799,11 +798,7 @@ async fn staging_secret_lost_after_distribution_is_rebuilt_and_the_rotation_comp
     let st = wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
     ctl.abort();
-    assert!(served > 0);
-    assert_eq!(refused, 0);
-    assert_eq!(st.phase, Some(Phase::Ready));
-    let new = w.sb.twilio.primary_token(&w.sid).unwrap();
-    assert_ne!(new, w.old_token);
+    let new = rotated_cleanly(&w, &st, served, refused);
     assert_eq!(
         secret_value(&w, "twilio-creds", "TWILIO_AUTH_TOKEN")
             .await

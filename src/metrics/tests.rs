@@ -175,23 +175,19 @@ fn forget_drops_counters_and_histograms_too() {
         done.rotations = 1;
         m.status_written("ns", name, &rolling, &done, now);
     }
-    let text = m.encode().unwrap();
-    for metric in [
+    const PER_RESOURCE: [&str; 4] = [
         "token_rotator_reconciles_total",
         "token_rotator_reconcile_errors_total",
         "token_rotator_rotations_total",
         "token_rotator_phase_duration_seconds_count",
-    ] {
+    ];
+    let text = m.encode().unwrap();
+    for metric in PER_RESOURCE {
         assert_eq!(samples(&text, metric).len(), 2, "{metric}: {text}");
     }
     m.forget("ns", "gone");
     let text = m.encode().unwrap();
-    for metric in [
-        "token_rotator_reconciles_total",
-        "token_rotator_reconcile_errors_total",
-        "token_rotator_rotations_total",
-        "token_rotator_phase_duration_seconds_count",
-    ] {
+    for metric in PER_RESOURCE {
         let left = samples(&text, metric);
         assert_eq!(left.len(), 1, "{metric}: {left:?}");
         assert!(left[0].contains(r#"name="kept""#), "{left:?}");
