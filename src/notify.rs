@@ -5,8 +5,6 @@
 //! notices rather than block.
 
 use crate::rotation::reasons;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -158,20 +156,13 @@ pub fn payload(kind: SinkKind, n: &Notice) -> serde_json::Value {
 }
 
 async fn sink_url(client: &kube::Client, sink: &Sink) -> Result<String, String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &sink.namespace);
-    let secret = api
-        .get_opt(&sink.name)
-        .await
-        .map_err(|e| crate::kube_errors::describe(&e))?
-        .ok_or_else(|| "the Secret does not exist".to_owned())?;
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&sink.key))
-        .and_then(|b| String::from_utf8(b.0.clone()).ok())
-        .map(|u| u.trim().to_owned())
+    let [url] =
+        crate::controller::secrets::read_keys(client, &sink.namespace, &sink.name, [&sink.key])
+            .await
+            .map_err(|e| crate::kube_errors::describe(&e))?;
+    url.map(|u| u.expose().trim().to_owned())
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| format!("the Secret has no key {:?}", sink.key))
+        .ok_or_else(|| format!("the Secret or its key {:?} does not exist", sink.key))
 }
 
 /// Sends one notice to one sink, retrying with exponential backoff; failures are logged

@@ -293,6 +293,7 @@ fn same_owned_account<K: subject::Rotated, W: subject::Rotated>(
     store: Store<K>,
 ) -> impl Fn(W) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
     move |changed| {
+        // The account whose credential has one owner, from the spec it rotates with now.
         let account = |spec: &crate::api::TokenRotationSpec| {
             CredentialKind::of(spec)
                 .filter(|k| k.one_owner_per_account())
@@ -300,14 +301,14 @@ fn same_owned_account<K: subject::Rotated, W: subject::Rotated>(
                     locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref())
                 })
         };
-        let Some(key) = account(changed.rotation_spec()) else {
+        let Some(key) = account(changed.effective_spec()) else {
             return Vec::new();
         };
         store
             .state()
             .iter()
             .filter(|r| r.uid() != changed.uid())
-            .filter(|r| account(r.rotation_spec()).as_ref() == Some(&key))
+            .filter(|r| account(r.effective_spec()).as_ref() == Some(&key))
             .map(|r| ObjectRef::from_obj(r.as_ref()))
             .collect()
     }

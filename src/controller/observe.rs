@@ -6,8 +6,8 @@ use super::secrets::{self, Staged};
 use super::subject::{Rotated, Subject};
 use super::{Context, Error};
 use crate::api::{
-    AbortStep, Phase, RestartPolicy, TokenRotationSpec, TokenRotationStatus, WorkloadProgress,
-    ABORT_ANNOTATION, DELETE_SECONDARY_ANNOTATION, ROTATE_NOW_ANNOTATION, SCHEDULE_ANNOTATION,
+    AbortStep, Phase, RestartPolicy, WorkloadProgress, ABORT_ANNOTATION,
+    DELETE_SECONDARY_ANNOTATION, ROTATE_NOW_ANNOTATION, SCHEDULE_ANNOTATION,
 };
 use crate::providers::CredentialKind;
 use crate::rotation::{
@@ -208,6 +208,49 @@ async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<Rol
     Ok(view)
 }
 
+/// What the account checks need of one resource, whichever kind it is.
+struct Claim {
+    holder: Holder,
+    /// Its account key (region and SID), from the spec it rotates with now.
+    account: String,
+    /// Its credential has one owner per account (the Auth Token).
+    owns_account: bool,
+    in_flight: bool,
+    created: chrono::DateTime<Utc>,
+    deleting: bool,
+    credentials_refused: bool,
+}
+
+impl Claim {
+    fn of<K: Rotated>(o: &K) -> Self {
+        let spec = o.effective_spec();
+        let status = o.rotation_status();
+        Self {
+            holder: o.identity().1,
+            account: account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()),
+            owns_account: CredentialKind::of(spec)
+                .is_some_and(CredentialKind::one_owner_per_account),
+            in_flight: status.is_some_and(|s| s.rotation.is_some()),
+            created: o
+                .meta()
+                .creation_timestamp
+                .as_ref()
+                .map_or(chrono::DateTime::<Utc>::MAX_UTC, from_k8s),
+            deleting: o.meta().deletion_timestamp.is_some(),
+            credentials_refused: status.is_some_and(|s| s.credentials_refused),
+        }
+    }
+}
+
+/// Every resource in this process's caches, both kinds.
+fn claims(ctx: &Context) -> impl Iterator<Item = Claim> + '_ {
+    let namespaced = ctx.stores.iter().flat_map(|s| s.state());
+    let cluster = ctx.cluster_store.iter().flat_map(|s| s.state());
+    namespaced
+        .map(|o| Claim::of(o.as_ref()))
+        .chain(cluster.map(|o| Claim::of(o.as_ref())))
+}
+
 /// Another resource rotating the same account, from this process's locks or from status.
 fn account_holder(tr: &Subject, ctx: &Context) -> Option<Holder> {
     let key = account_key(
@@ -217,33 +260,9 @@ fn account_holder(tr: &Subject, ctx: &Context) -> Option<Holder> {
     if let Some(h) = ctx.locks.holder(&key).filter(|h| *h != tr.holder) {
         return Some(h);
     }
-    let busy_on_key = |spec: &TokenRotationSpec, st: Option<&TokenRotationStatus>| {
-        account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()) == key
-            && st.is_some_and(|s| s.rotation.is_some())
-    };
-    let namespaced = ctx
-        .stores
-        .iter()
-        .flat_map(|s| s.state())
-        .filter(|o| busy_on_key(&o.spec, o.status.as_ref()))
-        .map(|o| o.identity().1);
-    let cluster = ctx
-        .cluster_store
-        .iter()
-        .flat_map(|s| s.state())
-        .filter(|o| busy_on_key(&o.spec.rotation, o.status.as_ref()))
-        .map(|o| o.identity().1);
-    namespaced.chain(cluster).find(|h| *h != tr.holder)
-}
-
-/// The spec a resource rotates with now: the one pinned by its rotation in flight, else its own.
-fn effective<'a>(
-    live: &'a TokenRotationSpec,
-    st: Option<&'a TokenRotationStatus>,
-) -> &'a TokenRotationSpec {
-    st.and_then(|s| s.rotation.as_ref())
-        .and_then(|r| r.spec.as_ref())
-        .unwrap_or(live)
+    claims(ctx)
+        .find(|c| c.in_flight && c.account == key && c.holder != tr.holder)
+        .map(|c| c.holder)
 }
 
 /// Auth Token rotation: another resource rotating the same account's Auth Token. The oldest
@@ -255,50 +274,18 @@ fn account_conflict<K: Rotated>(
     tr: &Subject,
     ctx: &Context,
 ) -> Option<rotation::AccountConflict> {
-    if !CredentialKind::of(&tr.spec)?.one_owner_per_account() {
+    let me = Claim::of(obj);
+    if !me.owns_account || ctx.config.safety.skip_account_conflict {
         return None;
     }
-    if ctx.config.safety.skip_account_conflict {
-        return None;
-    }
-    let key = account_key(
-        &tr.spec.twilio.account_sid,
-        tr.spec.twilio.region.as_deref(),
-    );
-    let claims = |meta: &kube::api::ObjectMeta,
-                  spec: &TokenRotationSpec,
-                  st: Option<&TokenRotationStatus>| {
-        let spec = effective(spec, st);
-        meta.deletion_timestamp.is_none()
-            && CredentialKind::of(spec).is_some_and(CredentialKind::one_owner_per_account)
-            && account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()) == key
-            && !st.is_some_and(credentials_refused)
-    };
-    let age = |m: &kube::api::ObjectMeta| {
-        m.creation_timestamp
-            .as_ref()
-            .map_or(chrono::DateTime::<Utc>::MAX_UTC, from_k8s)
-    };
-    let namespaced = ctx
-        .stores
-        .iter()
-        .flat_map(|s| s.state())
-        .filter(|o| claims(&o.metadata, &o.spec, o.status.as_ref()))
-        .map(|o| (age(&o.metadata), o.identity().1));
-    let cluster = ctx
-        .cluster_store
-        .iter()
-        .flat_map(|s| s.state())
-        .filter(|o| claims(&o.metadata, &o.spec.rotation, o.status.as_ref()))
-        .map(|o| (age(&o.metadata), o.identity().1));
-    let me = (age(obj.meta()), tr.holder.clone());
-    let mut others: Vec<_> = namespaced
-        .chain(cluster)
-        .filter(|(_, h)| *h != tr.holder)
+    let mut others: Vec<(chrono::DateTime<Utc>, Holder)> = claims(ctx)
+        .filter(|c| c.owns_account && c.account == me.account && c.holder != tr.holder)
+        .filter(|c| !c.deleting && !c.credentials_refused)
+        .map(|c| (c.created, c.holder))
         .collect();
     others.sort();
     let first = others.first()?.clone();
-    Some(if me < first {
+    Some(if (me.created, me.holder) < first {
         rotation::AccountConflict {
             other: others.last().map_or(first.1.clone(), |o| o.1.clone()),
             owner: true,
@@ -309,9 +296,4 @@ fn account_conflict<K: Rotated>(
             owner: false,
         }
     })
-}
-
-/// Twilio refused the resource's credentials at its last check.
-fn credentials_refused(st: &TokenRotationStatus) -> bool {
-    st.credentials_refused
 }

@@ -48,6 +48,14 @@ pub trait Rotated:
     fn identity(&self) -> (String, Holder) {
         Self::identity_of(self.namespace().as_deref(), &self.name_any())
     }
+    /// The spec it rotates with now: the one pinned when the rotation in flight started (edits
+    /// apply to the next rotation), else its own.
+    fn effective_spec(&self) -> &TokenRotationSpec {
+        self.rotation_status()
+            .and_then(|s| s.rotation.as_ref())
+            .and_then(|r| r.spec.as_ref())
+            .unwrap_or(self.rotation_spec())
+    }
     /// The name a new rotation gives its staging Secret: the two kinds use suffixes that can
     /// never produce the same name, so a ClusterTokenRotation cannot share a staging Secret
     /// with a TokenRotation in its credentials namespace.
@@ -175,11 +183,7 @@ impl Subject {
     pub async fn of<K: Rotated>(client: &Client, obj: &K) -> Result<Self, kube::Error> {
         let (metrics_namespace, holder) = obj.identity();
         let live = obj.rotation_spec();
-        let pinned = obj
-            .rotation_status()
-            .and_then(|s| s.rotation.as_ref())
-            .and_then(|r| r.spec.as_ref());
-        let spec = pinned.unwrap_or(live).clone();
+        let spec = obj.effective_spec().clone();
         let home = obj.home();
         let (targets, terminating) = match obj.namespace_targets() {
             None => (vec![home.clone()], Vec::new()),
