@@ -331,6 +331,14 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// Twilio refused (or never got) the operator's own credentials.
+    pub fn credentials_refused(self) -> bool {
+        matches!(
+            self,
+            Self::CredentialsMissing | Self::AuthenticationFailed | Self::StandardKeyCredentials
+        )
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             Self::CredentialsMissing => reasons::CREDENTIALS_SECRET_NOT_FOUND,
@@ -1464,23 +1472,17 @@ const STAGING_GIVE_UP: Duration = Duration::from_secs(600);
 
 /// Bookkeeping after a failed Stage: whether a secondary may exist now, and whether the
 /// rotation gives up (it must not hold the account's claim forever).
-/// Returns how to finish when the rotation gives up.
+/// Returns when to look again, when the rotation gives up.
 fn staging_failed(
     b: &mut Builder<'_>,
     plan: &Plan,
     class: FailureClass,
     message: &str,
-) -> Option<Option<Duration>> {
+) -> Option<Duration> {
     let obs = b.obs;
     let r = obs.status.rotation.as_ref()?;
     // Refused credentials and a foreign secondary mean Twilio created nothing.
-    let created_nothing = matches!(
-        class,
-        FailureClass::CredentialsMissing
-            | FailureClass::AuthenticationFailed
-            | FailureClass::StandardKeyCredentials
-            | FailureClass::ForeignSecondary
-    );
+    let created_nothing = class.credentials_refused() || class == FailureClass::ForeignSecondary;
     let called = r.create_called || !created_nothing;
     if let Some(r) = b.rotation() {
         r.create_called = called;
@@ -1504,7 +1506,7 @@ fn staging_failed(
             .next_rotation_time
             .as_ref()
             .map_or(IDLE_MAX, |t| remaining(from_k8s(t), obs.now).min(IDLE_MAX));
-        return Some(Some(requeue));
+        return Some(requeue);
     }
     let started = from_k8s(&r.start_time);
     if !created_nothing && obs.now - started > to_chrono(STAGING_GIVE_UP) {
@@ -1522,7 +1524,7 @@ fn staging_failed(
             reasons::ROTATION_ABORTING,
             format!("{message}; creating the new token kept failing for {} minutes: the rotation is given up", STAGING_GIVE_UP.as_secs() / 60),
         );
-        return Some(Some(Duration::ZERO));
+        return Some(Duration::ZERO);
     }
     None
 }
@@ -1559,18 +1561,14 @@ pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Deci
         _ => "; retrying".to_owned(),
     };
     let message = format!("{what} failed: {}{advice}", failure.message);
-    let refused = matches!(
-        failure.class,
-        FailureClass::CredentialsMissing
-            | FailureClass::AuthenticationFailed
-            | FailureClass::StandardKeyCredentials
-    );
-    if refused && matches!(action, Action::Stage { .. } | Action::CheckCredentials) {
+    if failure.class.credentials_refused()
+        && matches!(action, Action::Stage { .. } | Action::CheckCredentials)
+    {
         b.status.credentials_refused = true;
     }
     if let (Action::Stage { .. }, Ok(plan)) = (action, &obs.plan) {
         if let Some(requeue) = staging_failed(&mut b, plan, failure.class, &message) {
-            return b.finish(Action::None, requeue);
+            return b.finish(Action::None, Some(requeue));
         }
     }
     b.degrade(failure.class.reason(), message);
