@@ -418,18 +418,36 @@ async fn negative_control_without_the_finalizer_a_deletion_orphans_the_rotation(
     );
 }
 
-/// A secondary token made in the Console (or by another cluster) before the rotation is never
-/// deleted: the rotation holds naming how to go on; told so by rotation ID, it deletes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secondary_made_elsewhere_is_never_deleted_without_being_told() {
-    capture_logs();
+/// A secondary Auth Token made elsewhere (the Console, another cluster) before the rotation,
+/// and used there: namespace `elsewhere` runs on it. Returns the world, the token and the
+/// traffic of every pod.
+async fn foreign_secondary() -> (World, String, sandbox::Traffic) {
     let w = world(2).await;
     let twilio =
         token_rotator::twilio::TwilioClient::new(config(&w, Failpoints::default()).twilio).unwrap();
     let creds = token_rotator::twilio::Credentials::auth_token(&w.sid, w.old_token.clone().into());
     twilio.create_secondary_auth_token(&creds).await.unwrap();
     let foreign = w.sb.twilio.secondary_token(&w.sid).unwrap();
+    populate(
+        &w.sb,
+        "elsewhere",
+        &foreign,
+        serde_json::json!({"TWILIO_ACCOUNT_SID": w.sid, "TWILIO_AUTH_TOKEN": foreign}),
+        &["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"],
+        1,
+    )
+    .await;
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    (w, foreign, traffic)
+}
+
+/// That secondary is never deleted: the rotation holds naming how to go on, its users keep
+/// working; told so by rotation ID (once they moved off it), the operator deletes it and
+/// rotates. Negative control below: deleting it at Staging refuses its users' calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_made_elsewhere_is_never_deleted_without_being_told() {
+    capture_logs();
+    let (w, foreign, traffic) = foreign_secondary().await;
     let ctl = start_controller(&w, Failpoints::default());
     create(&w, &manual_rotation(&w, "twilio")).await;
     let st = wait_status(&w, "twilio", Duration::from_secs(30), |s| {
@@ -444,11 +462,23 @@ async fn a_secondary_made_elsewhere_is_never_deleted_without_being_told() {
     );
     assert_eq!(st.phase, Some(Phase::Staging));
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let (served, refused) = traffic.stop().await;
+    assert!(served > 0);
+    assert_eq!(
+        refused, 0,
+        "the secondary's own users kept working through the hold"
+    );
     assert_eq!(
         w.sb.twilio.secondary_token(&w.sid).as_deref(),
         Some(foreign.as_str()),
         "the foreign secondary is untouched"
     );
+    // Its users move off it; the owner says to delete it.
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(w.client.clone(), "elsewhere")
+        .delete("api", &DeleteParams::default())
+        .await
+        .unwrap();
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
     annotate(&w, "twilio", "tokenrotator.io/delete-secondary", &id).await;
     let st = wait_status(&w, "twilio", Duration::from_secs(90), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
@@ -461,6 +491,22 @@ async fn a_secondary_made_elsewhere_is_never_deleted_without_being_told() {
         assert!(!dump.contains(t.as_str()), "a token in Events or status");
     }
     assert_no_token_in_logs(&[&new, &foreign, &w.old_token]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_deleting_a_foreign_secondary_refuses_its_users() {
+    let (w, _foreign, traffic) = foreign_secondary().await;
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety.skip_foreign_secondary_check = true;
+    let ctl = start_controller_with(&w, cfg);
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(60), |s| s.rotations == 1).await;
+    let (_, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(
+        refused > 0,
+        "the other users of the deleted secondary were refused"
+    );
 }
 
 /// A scheduled run held by a slow rollout and aborted reaches Aborted within its rollout

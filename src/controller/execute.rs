@@ -206,7 +206,10 @@ pub(super) async fn execute(
         Action::None => Ok(()),
         Action::Stage { clear_existing } => {
             let staged = match kind {
-                CredentialKind::AuthToken => stage_auth_token(ctx, tr, *clear_existing).await?,
+                CredentialKind::AuthToken => {
+                    let clear = *clear_existing || ctx.config.safety.skip_foreign_secondary_check;
+                    stage_auth_token(ctx, tr, clear).await?
+                }
                 CredentialKind::ApiKey => stage_api_key(ctx, tr, obs).await?,
             };
             ctx.config.failpoints.hit("stage:created").await;

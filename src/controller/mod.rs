@@ -86,6 +86,8 @@ pub struct SafetyOverrides {
     /// One field manager and one restart annotation for every resource, as before they were
     /// per resource.
     pub shared_field_manager: bool,
+    /// Delete any secondary Auth Token found at Staging, as before foreign ones were kept.
+    pub skip_foreign_secondary_check: bool,
 }
 
 pub struct Context {
