@@ -59,6 +59,16 @@ fn obs(status: TokenRotationStatus) -> Observation {
     }
 }
 
+/// The Degraded condition, which must be True with `reason`.
+fn degraded_by<'a>(
+    s: &'a TokenRotationStatus,
+    reason: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let c = get(&s.conditions, DEGRADED).expect("a Degraded condition");
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason));
+    c
+}
+
 fn holder(ns: &str, name: &str) -> Holder {
     Holder::TokenRotation {
         namespace: ns.into(),
@@ -180,11 +190,7 @@ fn invalid_schedule_degrades_once_but_rotate_now_still_works() {
     let mut o = obs(TokenRotationStatus::default());
     o.plan = Plan::new(&spec(), Some("every sunday"));
     let d = decide(&o);
-    let c = get(&d.status.conditions, DEGRADED).unwrap();
-    assert_eq!(
-        (c.status.as_str(), c.reason.as_str()),
-        ("True", "InvalidSchedule")
-    );
+    let c = degraded_by(&d.status, "InvalidSchedule");
     assert!(c.message.contains("every sunday"));
     assert_eq!(d.events.len(), 1);
     assert_eq!(d.events[0].reason, "InvalidSchedule");
@@ -378,11 +384,7 @@ fn rollout_timeout_holds_without_promoting_and_warns_once() {
     let d = decide(&o);
     assert_eq!(d.action, Action::None);
     assert_eq!(d.status.phase, Some(Phase::RollingOut));
-    let c = get(&d.status.conditions, DEGRADED).unwrap();
-    assert_eq!(
-        (c.status.as_str(), c.reason.as_str()),
-        ("True", "RolloutTimeout")
-    );
+    let c = degraded_by(&d.status, "RolloutTimeout");
     assert!(c.message.contains("Deployment api (1/3 updated"));
     assert!(c.message.contains("abort"));
     let reasons: Vec<_> = d.events.iter().map(|e| e.reason).collect();
@@ -643,8 +645,7 @@ fn failures_map_to_documented_reasons_and_never_advance() {
             "{reason}: a failure never advances"
         );
         assert_eq!(d.status.rotation, s.rotation);
-        let c = get(&d.status.conditions, DEGRADED).unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason));
+        let c = degraded_by(&d.status, reason);
         assert!(c
             .message
             .contains("writing the new token into the target Secrets failed: details"));
@@ -909,11 +910,7 @@ fn reverted_target_is_written_again_once_then_holds() {
         let held = decide(&o2);
         assert_eq!(held.action, Action::None);
         assert_eq!(held.status.phase, Some(Phase::RollingOut));
-        let c = get(&held.status.conditions, DEGRADED).unwrap();
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            ("True", "TargetSecretReverted")
-        );
+        let c = degraded_by(&held.status, "TargetSecretReverted");
         assert!(c
             .message
             .contains("Secret shop/creds key TWILIO_AUTH_TOKEN"));
@@ -955,11 +952,7 @@ fn later_auth_token_resource_on_the_same_account_never_rotates() {
     assert_eq!(d.action, Action::CheckCredentials);
     assert!(d.status.rotation.is_none());
     assert_eq!(d.status.phase, Some(Phase::Pending));
-    let c = get(&d.status.conditions, DEGRADED).unwrap();
-    assert_eq!(
-        (c.status.as_str(), c.reason.as_str()),
-        ("True", "AccountConflict")
-    );
+    let c = degraded_by(&d.status, "AccountConflict");
     assert!(c.message.contains("TokenRotation billing/twilio"));
     assert!(c.message.contains("ClusterTokenRotation"));
     assert_eq!(d.status.last_rotate_now, None, "the request stays pending");
