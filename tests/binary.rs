@@ -125,7 +125,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 fn acting_writers(w: &World, range: std::ops::Range<usize>) -> BTreeSet<String> {
     w.sb.api.audit_log()[range]
         .iter()
-        .filter(|r| r.user.starts_with("replica-") && !r.path.contains("/leases"))
+        .filter(|r| r.is_write() && r.user.starts_with("replica-") && !r.path.contains("/leases"))
         .map(|r| r.user.clone())
         .collect()
 }

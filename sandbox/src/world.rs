@@ -1,7 +1,7 @@
 //! The whole sandbox in one value: API server, workload simulator and Twilio emulator, plus
 //! consumer traffic (every ready simulated pod calling Twilio with the credentials its env holds).
 
-use crate::kube::ApiServer;
+use crate::kube::{ApiServer, ApiServerOptions};
 use crate::twilio::TwilioSandbox;
 use crate::workloads::{SimulatorOptions, WorkloadSimulator};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +21,16 @@ impl Sandbox {
     }
 
     pub async fn start_with(opts: SimulatorOptions) -> anyhow::Result<Self> {
-        let api = ApiServer::start().await?;
+        Self::start_full(ApiServerOptions::default(), opts).await
+    }
+
+    /// With API server options, e.g. authorization on (the simulator and [`Sandbox::client`]
+    /// then act as the bootstrap administrator).
+    pub async fn start_full(
+        api_opts: ApiServerOptions,
+        opts: SimulatorOptions,
+    ) -> anyhow::Result<Self> {
+        let api = ApiServer::start_with(api_opts).await?;
         let client = api.client().await;
         let workloads = WorkloadSimulator::start(client.clone(), opts).await?;
         let twilio = TwilioSandbox::start().await?;

@@ -358,7 +358,7 @@ fn go_map(v: Option<&Value>) -> String {
     format!("map[string]string{{{}}}", parts.join(", "))
 }
 
-fn selector_matches(sel: &Value, labels: Option<&Value>) -> bool {
+pub(crate) fn selector_matches(sel: &Value, labels: Option<&Value>) -> bool {
     let empty = Map::new();
     let labels = labels.and_then(|l| l.as_object()).unwrap_or(&empty);
     if let Some(ml) = sel.get("matchLabels").and_then(|m| m.as_object()) {

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use crate::kube::auth::reviews::REVIEWS;
 use crate::kube::registry::Registry;
 
 pub fn version() -> Value {
@@ -42,17 +43,24 @@ fn group_doc(name: &str, versions: &[String]) -> Value {
     })
 }
 
+/// Stored groups plus the groups of the create-only review APIs.
+fn groups(reg: &Registry) -> Vec<(String, Vec<String>)> {
+    let mut out = reg.groups();
+    for (g, v, _, _) in REVIEWS {
+        if !out.iter().any(|(name, _)| name == g) {
+            out.push((g.to_string(), vec![v.to_string()]));
+        }
+    }
+    out
+}
+
 pub fn api_group_list(reg: &Registry) -> Value {
-    let groups: Vec<Value> = reg
-        .groups()
-        .iter()
-        .map(|(g, vs)| group_doc(g, vs))
-        .collect();
+    let groups: Vec<Value> = groups(reg).iter().map(|(g, vs)| group_doc(g, vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 pub fn api_group(reg: &Registry, group: &str) -> Option<Value> {
-    let (g, vs) = reg.groups().into_iter().find(|(g, _)| g == group)?;
+    let (g, vs) = groups(reg).into_iter().find(|(g, _)| g == group)?;
     let mut doc = group_doc(&g, &vs);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -61,10 +69,27 @@ pub fn api_group(reg: &Registry, group: &str) -> Option<Value> {
 
 pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     let defs = reg.resources_in(group, version);
-    if defs.is_empty() {
+    let reviews: Vec<_> = REVIEWS
+        .iter()
+        .filter(|r| r.0 == group && r.1 == version)
+        .collect();
+    if defs.is_empty() && reviews.is_empty() {
         return None;
     }
     let mut resources = Vec::new();
+    for (_, _, kind, plural) in reviews {
+        resources.push(json!({
+            "name": plural, "singularName": kind.to_lowercase(), "namespaced": false,
+            "kind": kind, "verbs": ["create"],
+        }));
+    }
+    if group.is_empty() {
+        resources.push(json!({
+            "name": "serviceaccounts/token", "singularName": "", "namespaced": true,
+            "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest",
+            "verbs": ["create"],
+        }));
+    }
     for d in &defs {
         let mut r = json!({
             "name": d.plural,

@@ -63,6 +63,9 @@ pub struct WriteOpts {
     pub user_agent: String,
     pub validation: FieldValidation,
     pub force: Option<bool>,
+    /// The authenticated caller when authorization is on: writes run the checks that need the
+    /// object ([`crate::kube::auth::admission`]).
+    pub user: Option<Arc<crate::kube::auth::UserInfo>>,
 }
 
 impl Default for WriteOpts {
@@ -73,6 +76,7 @@ impl Default for WriteOpts {
             user_agent: String::new(),
             validation: FieldValidation::Warn,
             force: None,
+            user: None,
         }
     }
 }
@@ -342,6 +346,9 @@ fn commit(
         on_write(st, old_view.as_ref(), &mut new);
     }
     validate(def, &new, old_view.as_ref(), creating)?;
+    if let Some(user) = &opts.user {
+        crate::kube::auth::admission::check(st, user, def, old_view.as_ref(), &new)?;
+    }
     if let Some(o) = &old_view {
         check_finalizers_while_deleting(def, o, &new)?;
         bump_generation(def, o, &mut new);

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::kube::auth::{self, reviews, Attributes};
 use crate::kube::discovery;
 use crate::kube::engine::{self, DeleteOpts, FieldValidation, Sub, WriteOpts};
 use crate::kube::error::{ApiError, ApiResult};
@@ -83,49 +84,57 @@ pub fn error_response(e: &ApiError) -> Response {
 
 async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error_response(&ApiError::new(
-                413,
-                "RequestEntityTooLarge",
-                "Request entity too large: limit is 3145728",
-            ))
-        }
-    };
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
-    let resp = match dispatch(
-        &sh,
-        &parts.method,
-        parts.uri.path(),
-        parse_query(parts.uri.query()),
-        &parts.headers,
-        bytes,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let q = parse_query(parts.uri.query());
+    let attrs = Attributes::from_request(&method, &path, &q);
+    let identified = {
+        let st = sh.lock();
+        auth::identify(sh.auth.as_ref(), &st, &parts.headers, &attrs)
+    };
+    let (label, resp) = match identified {
+        Err((label, e)) => (label, error_response(&e)),
+        Ok(caller) => {
+            let resp = match to_bytes(body, MAX_BODY).await {
+                Err(_) => error_response(&ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    "Request entity too large: limit is 3145728",
+                )),
+                Ok(bytes) => {
+                    match dispatch(&sh, &caller, &method, &path, q, &parts.headers, bytes).await {
+                        Ok(r) => r,
+                        Err(e) => error_response(&e),
+                    }
+                }
+            };
+            (caller.label, resp)
+        }
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "kube api request");
-    if matches!(
-        method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    ) {
-        // Only writes are audited: reads do not pay for the header lookup.
-        let user = header_str(&parts.headers, header::AUTHORIZATION)
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("system:anonymous")
-            .to_string();
-        sh.record_write(AuditRecord {
-            user,
-            method: method.to_string(),
-            path,
-            status: resp.status().as_u16(),
-        });
-    }
+    sh.record(AuditRecord::new(
+        label,
+        &method,
+        path,
+        &attrs,
+        resp.status().as_u16(),
+    ));
     resp
+}
+
+/// A JSON, YAML or protobuf (what kubectl's typed clients send) body of a create-only API.
+fn decode_json(body: &[u8]) -> ApiResult<Value> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    if body.starts_with(crate::kube::protobuf::MAGIC) {
+        return crate::kube::protobuf::decode(body).map_err(ApiError::bad_request);
+    }
+    engine::decode_yaml_or_json(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized: couldn't get version/kind; json parse error: {e}"
+        ))
+    })
 }
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -134,6 +143,7 @@ fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 async fn dispatch(
     sh: &Arc<Shared>,
+    caller: &auth::Caller,
     method: &Method,
     path: &str,
     q: Query,
@@ -143,6 +153,33 @@ async fn dispatch(
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => return Ok(json_response(200, &discovery::version(), &[])),
+        ["sandbox", "v1", "requests"] => {
+            return Ok(json_response(200, &sh.request_summary(), &[]));
+        }
+        ["apis", g @ ("authorization.k8s.io" | "authentication.k8s.io"), "v1", plural]
+            if reviews::REVIEWS.iter().any(|r| r.0 == *g && r.3 == *plural) =>
+        {
+            if *method != Method::POST {
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            let body = decode_json(&body)?;
+            let st = sh.lock();
+            let out = reviews::review(&st, caller.user.as_deref(), &caller.token, plural, &body)?;
+            return Ok(json_response(201, &out, &[]));
+        }
+        ["api", "v1", "namespaces", ns, "serviceaccounts", name, "token"] => {
+            if *method != Method::POST {
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            let body = decode_json(&body)?;
+            let st = sh.lock();
+            let out = reviews::token_request(&st, sh.auth.as_ref(), ns, name, &body)?;
+            return Ok(json_response(201, &out, &[]));
+        }
         ["healthz"] | ["livez"] | ["readyz"] => {
             let mut r = Response::new(Body::from("ok"));
             r.headers_mut()
@@ -243,6 +280,7 @@ async fn dispatch(
     };
     let req = Req {
         sh,
+        user: caller.user.clone(),
         def: &def,
         ns,
         sub,
@@ -269,6 +307,7 @@ async fn dispatch(
 
 struct Req<'a> {
     sh: &'a Arc<Shared>,
+    user: Option<Arc<auth::UserInfo>>,
     def: &'a Arc<ResourceDef>,
     ns: Option<&'a str>,
     sub: Sub,
@@ -328,6 +367,7 @@ impl Req<'_> {
                 .to_string(),
             validation,
             force,
+            user: self.user.clone(),
         })
     }
 

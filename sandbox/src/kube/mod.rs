@@ -7,6 +7,7 @@
 //! garbage collection, CRD schemas and CEL rules, Tables, discovery and OpenAPI v3.
 //! See sandbox/README.md for what is and is not emulated.
 
+pub mod auth;
 mod builtin;
 pub mod cel;
 mod controllers;
@@ -14,7 +15,7 @@ pub mod crd;
 mod discovery;
 mod engine;
 pub mod error;
-mod http;
+pub(crate) mod http;
 mod list;
 pub mod meta;
 mod negotiate;
@@ -28,6 +29,7 @@ mod server;
 mod store;
 mod structural;
 mod table;
+mod tls;
 mod views;
 mod watch;
 
@@ -52,6 +54,14 @@ pub struct KubeArgs {
     /// Events kept for watches; older resourceVersions get 410 Expired.
     #[arg(long, default_value_t = 100_000)]
     pub watch_window: usize,
+    /// Authenticate bearer tokens and enforce RBAC. The kubeconfig written is then the
+    /// bootstrap administrator's (group system:masters).
+    #[arg(long)]
+    pub authz: bool,
+    /// More bearer tokens, in kube-apiserver's --token-auth-file format
+    /// (`token,user,uid,"group1,group2"`). Implies --authz.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
 }
 
 /// Runs the API server until the process is killed.
@@ -61,9 +71,22 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
     }
+    let auth = match &args.token_auth_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            let tokens = auth::AuthOptions::parse_token_file(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(auth::AuthOptions { tokens })
+        }
+        None if args.authz => Some(auth::AuthOptions::default()),
+        None => None,
+    };
+    let authz = auth.is_some();
     let server = ApiServer::start_with(ApiServerOptions {
         listen: args.listen,
         watch_window: args.watch_window,
+        auth,
         ..Default::default()
     })
     .await?;
@@ -71,6 +94,12 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         std::fs::write(path, server.kubeconfig_yaml())?;
     }
     println!("sandbox kube API server listening on {}", server.url());
+    if authz {
+        println!(
+            "authorization: RBAC (kubeconfig user is {})",
+            auth::ADMIN_USER
+        );
+    }
     std::future::pending::<()>().await;
     Ok(())
 }

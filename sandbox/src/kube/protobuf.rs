@@ -123,6 +123,49 @@ const DELETE_OPTIONS: &[F] = &[
     f(4, "propagationPolicy", Kind::Str),
     r(5, "dryRun", Kind::Str),
 ];
+const RESOURCE_ATTRIBUTES: &[F] = &[
+    f(1, "namespace", Kind::Str),
+    f(2, "verb", Kind::Str),
+    f(3, "group", Kind::Str),
+    f(4, "version", Kind::Str),
+    f(5, "resource", Kind::Str),
+    f(6, "subresource", Kind::Str),
+    f(7, "name", Kind::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: &[F] = &[f(1, "path", Kind::Str), f(2, "verb", Kind::Str)];
+const SSAR_SPEC: &[F] = &[
+    f(1, "resourceAttributes", Kind::Msg(RESOURCE_ATTRIBUTES)),
+    f(
+        2,
+        "nonResourceAttributes",
+        Kind::Msg(NON_RESOURCE_ATTRIBUTES),
+    ),
+];
+const SELF_SUBJECT_ACCESS_REVIEW: &[F] = &[
+    f(1, "metadata", Kind::Msg(OBJECT_META)),
+    f(2, "spec", Kind::Msg(SSAR_SPEC)),
+];
+const SSRR_SPEC: &[F] = &[f(1, "namespace", Kind::Str)];
+const SELF_SUBJECT_RULES_REVIEW: &[F] = &[
+    f(1, "metadata", Kind::Msg(OBJECT_META)),
+    f(2, "spec", Kind::Msg(SSRR_SPEC)),
+];
+const SELF_SUBJECT_REVIEW: &[F] = &[f(1, "metadata", Kind::Msg(OBJECT_META))];
+const BOUND_OBJECT_REF: &[F] = &[
+    f(1, "kind", Kind::Str),
+    f(2, "apiVersion", Kind::Str),
+    f(3, "name", Kind::Str),
+    f(4, "uid", Kind::Str),
+];
+const TOKEN_REQUEST_SPEC: &[F] = &[
+    r(1, "audiences", Kind::Str),
+    f(3, "boundObjectRef", Kind::Msg(BOUND_OBJECT_REF)),
+    f(4, "expirationSeconds", Kind::Int),
+];
+const TOKEN_REQUEST: &[F] = &[
+    f(1, "metadata", Kind::Msg(OBJECT_META)),
+    f(2, "spec", Kind::Msg(TOKEN_REQUEST_SPEC)),
+];
 const UNKNOWN: &[F] = &[
     f(1, "typeMeta", Kind::Msg(TYPE_META)),
     f(2, "raw", Kind::Bytes),
@@ -282,6 +325,10 @@ fn table_for(kind: &str) -> Option<&'static [F]> {
         "Namespace" => NAMESPACE,
         "ServiceAccount" => SERVICE_ACCOUNT,
         "DeleteOptions" => DELETE_OPTIONS,
+        "SelfSubjectAccessReview" => SELF_SUBJECT_ACCESS_REVIEW,
+        "SelfSubjectRulesReview" => SELF_SUBJECT_RULES_REVIEW,
+        "SelfSubjectReview" => SELF_SUBJECT_REVIEW,
+        "TokenRequest" => TOKEN_REQUEST,
         _ => return None,
     })
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::kube::auth::{self, Attributes, AuthOptions, Authenticator};
 use crate::kube::controllers;
 use crate::kube::engine::{self, WriteOpts};
 use crate::kube::registry::Registry;
@@ -24,6 +25,8 @@ pub struct ApiServerOptions {
     pub bookmark_interval: Duration,
     /// Watch duration when the client gives no `timeoutSeconds`.
     pub default_watch_timeout: Duration,
+    /// Authentication and RBAC authorization; None lets every request through.
+    pub auth: Option<AuthOptions>,
 }
 
 impl Default for ApiServerOptions {
@@ -33,6 +36,7 @@ impl Default for ApiServerOptions {
             watch_window: 100_000,
             bookmark_interval: Duration::from_secs(5),
             default_watch_timeout: Duration::from_secs(1800),
+            auth: None,
         }
     }
 }
@@ -44,27 +48,112 @@ pub struct Shared {
     pub ctrl: Notify,
     pub opts: ApiServerOptions,
     pub addr: Mutex<SocketAddr>,
-    /// Every write request, in arrival order (see [`AuditRecord`]).
-    pub audit: Mutex<Vec<AuditRecord>>,
+    /// Every request, in arrival order (see [`AuditRecord`]), and counts per kind of request.
+    pub audit: Mutex<RequestLog>,
+    pub auth: Option<Authenticator>,
 }
 
-/// One write request (POST, PUT, PATCH, DELETE) as the server saw it: who sent it (the bearer
-/// token of the request, "system:anonymous" without one), what, and the response status. Lets
-/// tests prove which client wrote, e.g. that only the elected leader of several replicas acts.
+/// Records kept in full before only the counts go on (memory stays bounded in long runs).
+const LOG_CAP: usize = 500_000;
+
+#[derive(Default)]
+pub struct RequestLog {
+    pub records: Vec<AuditRecord>,
+    /// (user, verb, group, resource[/subresource], namespace, status) → requests.
+    pub counts: std::collections::BTreeMap<(String, String, String, String, String, u16), u64>,
+}
+
+/// One request as the server saw it: who sent it (the authenticated user; without
+/// authorization the bearer token, or "system:anonymous"), what it asked for in the
+/// authorizer's terms, and the response status. Lets tests prove which client did what, e.g.
+/// that only the elected leader acts, or that the operator never got a 403.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub user: String,
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// get, list, watch, create, update, patch, delete, deletecollection; for non-resource
+    /// requests the lower-case HTTP method.
+    pub verb: String,
+    pub group: String,
+    /// `resource` or `resource/subresource`; empty for non-resource requests.
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl AuditRecord {
+    pub fn new(
+        user: String,
+        method: &http::Method,
+        path: String,
+        attrs: &Attributes,
+        status: u16,
+    ) -> Self {
+        let (group, resource, namespace, name) = match attrs {
+            Attributes::Resource {
+                group,
+                namespace,
+                name,
+                ..
+            } => (
+                group.clone(),
+                attrs.resource_path(),
+                namespace.clone(),
+                name.clone(),
+            ),
+            Attributes::NonResource { .. } => Default::default(),
+        };
+        AuditRecord {
+            user,
+            method: method.to_string(),
+            path,
+            status,
+            verb: attrs.verb().to_string(),
+            group,
+            resource,
+            namespace,
+            name,
+        }
+    }
+
+    /// POST, PUT, PATCH or DELETE.
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+    }
 }
 
 impl Shared {
-    pub fn record_write(&self, record: AuditRecord) {
-        match self.audit.lock() {
-            Ok(mut g) => g.push(record),
-            Err(p) => p.into_inner().push(record),
+    pub fn record(&self, record: AuditRecord) {
+        let mut log = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (
+            record.user.clone(),
+            record.verb.clone(),
+            record.group.clone(),
+            record.resource.clone(),
+            record.namespace.clone(),
+            record.status,
+        );
+        *log.counts.entry(key).or_default() += 1;
+        if log.records.len() < LOG_CAP {
+            log.records.push(record);
         }
+    }
+
+    /// `GET /sandbox/v1/requests`: request counts by user, verb, resource, namespace, status.
+    pub fn request_summary(&self) -> serde_json::Value {
+        let log = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let items: Vec<serde_json::Value> = log
+            .counts
+            .iter()
+            .map(|((user, verb, group, resource, ns, status), n)| {
+                json!({"user": user, "verb": verb, "group": group, "resource": resource,
+                       "namespace": ns, "status": status, "count": n})
+            })
+            .collect();
+        let total: u64 = log.counts.values().sum();
+        json!({"kind": "RequestSummary", "total": total, "items": items})
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -102,6 +191,8 @@ impl Shared {
 pub struct ApiServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// With authentication on, the server speaks HTTPS: the CA's `certificate-authority-data`.
+    ca_data: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     serve: Option<JoinHandle<()>>,
     ctrl: Option<JoinHandle<()>>,
@@ -152,6 +243,10 @@ impl ApiServer {
         let addr = listener.local_addr()?;
         let mut st = State::new(Registry::with_builtins(), opts.watch_window);
         bootstrap(&mut st);
+        let auth = opts.auth.as_ref().map(|a| {
+            auth::bootstrap::install(&mut st);
+            Authenticator::new(a)
+        });
         let rv = st.current_rv();
         let shared = Arc::new(Shared {
             state: Mutex::new(st),
@@ -160,18 +255,34 @@ impl ApiServer {
             ctrl: Notify::new(),
             opts,
             addr: Mutex::new(addr),
-            audit: Mutex::new(Vec::new()),
+            audit: Mutex::new(RequestLog::default()),
+            auth,
         });
         let app = crate::kube::http::router(shared.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let serve = tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
+        let stopped = async move {
+            let _ = stop_rx.await;
+        };
+        let (serve, ca_data) = if shared.auth.is_some() {
+            let tls = crate::kube::tls::Tls::new(addr)?;
+            let ca_data = tls.ca_data();
+            let listener = crate::kube::tls::TlsListener::new(listener, tls.acceptor)?;
+            let serve = tokio::spawn(async move {
+                let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "sandbox API server stopped");
+                }
             });
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "sandbox API server stopped");
-            }
-        });
+            (serve, Some(ca_data))
+        } else {
+            let serve = tokio::spawn(async move {
+                let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "sandbox API server stopped");
+                }
+            });
+            (serve, None)
+        };
         let ctrl_shared = shared.clone();
         let ctrl = tokio::spawn(async move {
             loop {
@@ -196,42 +307,102 @@ impl ApiServer {
         Ok(ApiServer {
             shared,
             addr,
+            ca_data,
             stop: Some(stop_tx),
             serve: Some(serve),
             ctrl: Some(ctrl),
         })
     }
 
+    /// `http://ADDR`, or `https://ADDR` when authentication is on.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.ca_data {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The server CA's PEM when the server speaks HTTPS.
+    pub fn ca_pem(&self) -> Option<String> {
+        use base64::Engine;
+        let data = self.ca_data.as_ref()?;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .ok()?;
+        String::from_utf8(pem).ok()
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Kubeconfig with cluster, user and context named `sandbox` (plain HTTP, no credentials).
+    /// Kubeconfig with cluster, user and context named `sandbox` (plain HTTP; with
+    /// authorization on, the user is the bootstrap administrator, group `system:masters`).
     pub fn kubeconfig(&self) -> kube::config::Kubeconfig {
-        kubeconfig_for(&self.url())
+        kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())
+            .expect("static kubeconfig parses")
     }
 
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig_yaml_for(&self.url())
-    }
-
-    /// Kubeconfig whose user sends `Authorization: Bearer <user>`, so that the
-    /// [`ApiServer::audit_log`] tells this client's writes apart (no authentication is enforced).
-    pub fn kubeconfig_yaml_as(&self, user: &str) -> String {
-        kubeconfig_yaml_for(&self.url())
-            .replace("  user: {}", &format!("  user:\n    token: {user}"))
-    }
-
-    /// Every write request so far, oldest first.
-    pub fn audit_log(&self) -> Vec<AuditRecord> {
-        match self.shared.audit.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
+        match self.shared.auth {
+            Some(_) => self.kubeconfig_yaml_as(auth::ADMIN_TOKEN),
+            None => self.base_kubeconfig(),
         }
+    }
+
+    fn base_kubeconfig(&self) -> String {
+        let yaml = kubeconfig_yaml_for(&self.url());
+        match &self.ca_data {
+            Some(ca) => yaml.replace(
+                &format!("    server: {}\n", self.url()),
+                &format!(
+                    "    server: {}\n    certificate-authority-data: {ca}\n",
+                    self.url()
+                ),
+            ),
+            None => yaml,
+        }
+    }
+
+    /// Kubeconfig whose user sends `Authorization: Bearer <token>`. With authorization on, the
+    /// token must be known (static, or minted by [`ApiServer::service_account_token`]);
+    /// without, any token is accepted and names the caller in [`ApiServer::audit_log`].
+    pub fn kubeconfig_yaml_as(&self, token: &str) -> String {
+        self.base_kubeconfig()
+            .replace("  user: {}", &format!("  user:\n    token: {token}"))
+    }
+
+    /// A token for ServiceAccount `ns/name` (which must exist), as `kubectl create token` mints;
+    /// valid while that ServiceAccount exists. Without authorization: its user name.
+    pub fn service_account_token(&self, ns: &str, name: &str) -> anyhow::Result<String> {
+        let st = self.shared.lock();
+        match &self.shared.auth {
+            Some(a) => Ok(a.mint(&st, ns, name)?),
+            None => Ok(format!("system:serviceaccount:{ns}:{name}")),
+        }
+    }
+
+    /// A kube Client that authenticates with `token`.
+    pub async fn client_with_token(&self, token: &str) -> kube::Client {
+        ensure_crypto_provider();
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml_as(token))
+            .expect("static kubeconfig parses");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("sandbox kubeconfig is valid");
+        kube::Client::try_from(cfg).expect("client from sandbox kubeconfig")
+    }
+
+    /// Every request so far (reads too), oldest first; writes are [`AuditRecord::is_write`].
+    pub fn audit_log(&self) -> Vec<AuditRecord> {
+        let log = self.shared.audit.lock().unwrap_or_else(|p| p.into_inner());
+        log.records.clone()
+    }
+
+    /// Request counts by user, verb, resource, namespace and status (also served at
+    /// `GET /sandbox/v1/requests`).
+    pub fn request_summary(&self) -> serde_json::Value {
+        self.shared.request_summary()
     }
 
     /// A kube Client talking to this server.

@@ -46,6 +46,14 @@ const TABLE: &[((&str, &str), KindHooks)] = &[
         },
     ),
     (
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        KindHooks {
+            after_write: Some(aggregate_roles),
+            after_remove: Some(aggregate_roles),
+            ..PLAIN
+        },
+    ),
+    (
         ("", "Service"),
         KindHooks {
             on_write: Some(service_on_write),
@@ -112,6 +120,12 @@ pub(super) fn hooks(def: &ResourceDef) -> &'static KindHooks {
         .iter()
         .find(|((g, k), _)| *g == def.group && *k == def.kind)
         .map_or(&PLAIN, |(_, h)| h)
+}
+
+/// Aggregated ClusterRoles follow the roles their selectors match (a controller on a real
+/// cluster; here at once, in the same write).
+fn aggregate_roles(st: &mut State, _: &Value) {
+    crate::kube::auth::rbac::aggregate(st);
 }
 
 /// A CRD's status follows its spec; a new one gets the cleanup finalizer.
