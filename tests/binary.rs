@@ -5,54 +5,16 @@
 
 mod common;
 
+use common::process::{
+    cli, start_replica as start_replica_with, tempdir, wait_ready, Replica, BIN,
+};
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use token_rotator::api::{Phase, TokenRotation};
-
-const BIN: &str = env!("CARGO_BIN_EXE_token-rotator");
-
-/// A running `token-rotator run` process, killed on drop; its output goes to `log`.
-struct Replica {
-    name: String,
-    child: tokio::process::Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Replica {
-    fn metrics_url(&self) -> String {
-        format!("http://127.0.0.1:{}/metrics", self.port)
-    }
-
-    async fn scrape(&self) -> String {
-        http_get(&self.metrics_url()).await.1
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn http_get(url: &str) -> (u16, String) {
-    sandbox::kube::ensure_crypto_provider();
-    match reqwest::get(url).await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(_) => (0, String::new()),
-    }
-}
 
 /// A kubeconfig file whose bearer token is `user`, so the API server's audit log shows who wrote.
 fn kubeconfig(w: &World, dir: &Path, user: &str) -> PathBuf {
@@ -62,43 +24,15 @@ fn kubeconfig(w: &World, dir: &Path, user: &str) -> PathBuf {
 }
 
 fn start_replica(w: &World, dir: &Path, name: &str, extra: &[&str]) -> Replica {
-    let port = free_port();
-    let log = dir.join(format!("{name}.log"));
-    let out = std::fs::File::create(&log).unwrap();
-    let err = out.try_clone().unwrap();
-    let child = tokio::process::Command::new(BIN)
-        .arg("--kubeconfig")
-        .arg(kubeconfig(w, dir, name))
-        .args(["run", "--instance", name, "--lease-namespace", "default"])
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
-        .args(["--twilio-base-url", &w.sb.twilio.base_url()])
-        .args(extra)
-        .env("RUST_LOG", "info,token_rotator=debug")
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start token-rotator");
-    Replica {
-        name: name.into(),
-        child,
-        port,
-        log,
-    }
-}
-
-async fn wait_ready(r: &Replica) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = format!("http://127.0.0.1:{}/readyz", r.port);
-    while http_get(&url).await.0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "{} never became ready:\n{}",
-            r.name,
-            r.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut args = vec!["--lease-namespace", "default"];
+    args.extend_from_slice(extra);
+    start_replica_with(
+        &kubeconfig(w, dir, name),
+        dir,
+        name,
+        &w.sb.twilio.base_url(),
+        &args,
+    )
 }
 
 async fn lease_holder(w: &World) -> Option<String> {
@@ -517,25 +451,6 @@ async fn cli_rotate_and_abort_drive_the_controller() {
         managers.iter().any(|m| m == "token-rotator-cli"),
         "{managers:?}"
     );
-}
-
-async fn cli(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(BIN)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .await
-        .expect("run token-rotator")
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "token-rotator-bin-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Without the CRDs installed, `status` and `run` fail with a line or two a person can act on

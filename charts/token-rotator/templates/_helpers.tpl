@@ -83,33 +83,29 @@ What the operator does in the API, and nothing more. Shared by the ClusterRole (
 and the per-namespace Roles (scope namespaces).
 */}}
 {{- define "token-rotator.operatorRules" -}}
-# Watch TokenRotations and write their status; patch adds and removes the finalizer a
-# rotation in flight holds (deleting the resource then rolls the rotation back first).
+# Every verb here is used by the operator: tests/rbac.rs runs it under these rules on an
+# RBAC-enforcing API server and fails on a 403 or on a verb it never needed.
+# Watch TokenRotations; patch adds and removes the finalizer a rotation in flight holds.
 - apiGroups: ["tokenrotator.io"]
   resources: ["tokenrotations"]
   verbs: ["get", "list", "watch", "patch"]
+# Status is written whole (PUT), before every irreversible step.
 - apiGroups: ["tokenrotator.io"]
   resources: ["tokenrotations/status"]
-  verbs: ["get", "update", "patch"]
-# The staging Secret is owned by its TokenRotation with blockOwnerDeletion, which clusters
-# running the OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) only
-# allow to those who may update the owner's finalizers.
-- apiGroups: ["tokenrotator.io"]
-  resources: ["tokenrotations/finalizers"]
   verbs: ["update"]
-# Target Secrets (server-side apply), a staging Secret per rotation, the credentials Secret.
+# Target Secrets and the staging Secret are written by server-side apply, which needs create
+# when the Secret does not exist yet; delete removes the staging Secret; the credentials
+# Secret is read.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# Restart (pod template annotation) and roll back consuming workloads.
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Restart (pod template annotation, server-side apply) and roll back consuming workloads,
+# which are watched, not fetched one by one.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
-  verbs: ["get", "list", "watch", "patch"]
-# Events about TokenRotations (events.k8s.io; core events for older API servers).
+  verbs: ["list", "watch", "patch"]
+# Events about TokenRotations; a repeated Event is patched (its series counted).
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}

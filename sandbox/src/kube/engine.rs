@@ -347,7 +347,12 @@ fn commit(
     }
     validate(def, &new, old_view.as_ref(), creating)?;
     if let Some(user) = &opts.user {
-        crate::kube::auth::admission::check(st, user, def, old_view.as_ref(), &new)?;
+        let mut made = Vec::new();
+        let res =
+            crate::kube::auth::admission::check(st, user, def, old_view.as_ref(), &new, &mut made);
+        st.admission_checks
+            .extend(made.into_iter().map(|(a, ok)| (user.name.clone(), a, ok)));
+        res?;
     }
     if let Some(o) = &old_view {
         check_finalizers_while_deleting(def, o, &new)?;

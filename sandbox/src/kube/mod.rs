@@ -35,8 +35,8 @@ mod watch;
 
 pub use cel::{cel_rule_report, CelRuleReport};
 pub use server::{
-    ensure_crypto_provider, kubeconfig_for, kubeconfig_yaml_for, ApiServer, ApiServerOptions,
-    AuditRecord,
+    ensure_crypto_provider, kubeconfig_for, kubeconfig_yaml_for, AdmissionCheck, ApiServer,
+    ApiServerOptions, AuditRecord,
 };
 
 use std::net::SocketAddr;

@@ -61,6 +61,23 @@ pub struct RequestLog {
     pub records: Vec<AuditRecord>,
     /// (user, verb, group, resource[/subresource], namespace, status) → requests.
     pub counts: std::collections::BTreeMap<(String, String, String, String, String, u16), u64>,
+    /// Authorization checks made inside writes, beyond the request's own.
+    pub admission: Vec<AdmissionCheck>,
+}
+
+/// A permission checked inside a write (see [`crate::kube::auth::admission`]): a create hidden
+/// in an apply or update of a missing object, `delete` for changing owner references,
+/// `update` on an owner's `finalizers` for `blockOwnerDeletion`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionCheck {
+    pub user: String,
+    pub verb: String,
+    pub group: String,
+    /// `resource` or `resource/subresource`.
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub allowed: bool,
 }
 
 /// One request as the server saw it: who sent it (the authenticated user; without
@@ -126,7 +143,31 @@ impl AuditRecord {
 
 impl Shared {
     pub fn record(&self, record: AuditRecord) {
+        let checks = std::mem::take(&mut self.lock().admission_checks);
         let mut log = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        for (user, a, allowed) in checks {
+            if let Attributes::Resource {
+                verb,
+                group,
+                namespace,
+                name,
+                ..
+            } = &a
+            {
+                let check = AdmissionCheck {
+                    user,
+                    verb: verb.clone(),
+                    group: group.clone(),
+                    resource: a.resource_path(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    allowed,
+                };
+                if log.admission.len() < LOG_CAP {
+                    log.admission.push(check);
+                }
+            }
+        }
         let key = (
             record.user.clone(),
             record.verb.clone(),
@@ -397,6 +438,12 @@ impl ApiServer {
     pub fn audit_log(&self) -> Vec<AuditRecord> {
         let log = self.shared.audit.lock().unwrap_or_else(|p| p.into_inner());
         log.records.clone()
+    }
+
+    /// Permissions checked inside writes (admission), oldest first.
+    pub fn admission_checks(&self) -> Vec<AdmissionCheck> {
+        let log = self.shared.audit.lock().unwrap_or_else(|p| p.into_inner());
+        log.admission.clone()
     }
 
     /// Request counts by user, verb, resource, namespace and status (also served at

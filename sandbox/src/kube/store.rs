@@ -66,6 +66,9 @@ pub struct State {
     pub gc_queue: Vec<String>,
     /// Objects whose deletion waits on a server-side controller (storage, ns, name).
     pub pending: std::collections::BTreeSet<(String, String, String)>,
+    /// Authorization checks made inside writes (user, attributes, allowed), until the HTTP
+    /// layer moves them to the request log.
+    pub admission_checks: Vec<(String, crate::kube::auth::Attributes, bool)>,
 }
 
 const MAX_SNAPSHOTS: usize = 256;
@@ -84,6 +87,7 @@ impl State {
             owners: HashMap::new(),
             gc_queue: Vec::new(),
             pending: std::collections::BTreeSet::new(),
+            admission_checks: Vec::new(),
         }
     }
 

@@ -32,14 +32,21 @@ fn new_blocking_refs(old: Option<&Value>, new: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Runs the checks for `user` writing `new` (over `old`, None on create) through `def`.
+/// Runs the checks for `user` writing `new` (over `old`, None on create) through `def`;
+/// each check made goes to `made` with its answer.
 pub fn check(
     st: &State,
     user: &UserInfo,
     def: &ResourceDef,
     old: Option<&Value>,
     new: &Value,
+    made: &mut Vec<(Attributes, bool)>,
 ) -> Result<(), ApiError> {
+    let mut allowed = |a: &Attributes| {
+        let ok = rbac::authorize(st, user, a).allowed;
+        made.push((a.clone(), ok));
+        ok
+    };
     let ns = meta::namespace(new);
     let ns = (!ns.is_empty()).then_some(ns);
     let name = meta::name(new);
@@ -47,7 +54,7 @@ pub fn check(
         // POST was authorized as create already; an apply or PUT that creates was authorized
         // as patch or update, and the apiserver asks for create as well.
         let a = Attributes::resource("create", &def.group, &def.plural, ns, Some(name));
-        if !rbac::authorize(st, user, &a).allowed {
+        if !allowed(&a) {
             return Err(a.forbidden(user));
         }
     }
@@ -57,7 +64,7 @@ pub fn check(
     }
     if old.is_some() {
         let a = Attributes::resource("delete", &def.group, &def.plural, ns, Some(name));
-        if !rbac::authorize(st, user, &a).allowed {
+        if !allowed(&a) {
             return Err(forbidden(
                 def,
                 name,
@@ -86,7 +93,7 @@ pub fn check(
         // the object's namespace either way.
         let a = Attributes::resource("update", &owner.group, &owner.plural, ns, Some(owner_name))
             .with_subresource("finalizers");
-        if !rbac::authorize(st, user, &a).allowed {
+        if !allowed(&a) {
             return Err(forbidden(
                 def,
                 name,
