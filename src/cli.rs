@@ -37,12 +37,22 @@ pub enum CliError {
     PastPromotion { name: String, phase: String },
     #[error("{0} changed while it was being checked: run the command again")]
     Changed(String),
-    #[error("Kubernetes API request failed: {}", crate::kube_errors::describe(.0))]
+    #[error("Kubernetes API request failed: {}{}", crate::kube_errors::describe(.0), forbidden_hint(.0))]
     Kube(#[from] kube::Error),
     #[error("cannot list {plural}: {}. {}", crate::kube_errors::describe(.source), crate::kube_errors::INSTALL_CRDS)]
     CrdMissing { plural: String, source: kube::Error },
     #[error("{0:?} is not a resource name: write NAME or tr/NAME for a TokenRotation, ctr/NAME for a ClusterTokenRotation")]
     BadTarget(String),
+}
+
+/// What to ask for when the API server refused the user.
+fn forbidden_hint(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => {
+            ". rotate and abort need patch on the resource: the edit role in the namespace (the Helm chart aggregates token-rotator-edit into it), or cluster-wide rights for a ClusterTokenRotation"
+        }
+        _ => "",
+    }
 }
 
 /// What a command addresses, written like kubectl's `TYPE/NAME`: `NAME` or `tr/NAME` is a

@@ -4,13 +4,13 @@
 //! commands.
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
-use common::process::{
-    cli, start_replica as start_replica_with, tempdir, wait_ready, Replica, BIN,
-};
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
+use process::{cli, start_replica as start_replica_with, tempdir, wait_ready, Replica, BIN};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

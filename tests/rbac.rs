@@ -7,12 +7,14 @@
 //! the missing permission named.
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
-use common::process::{cli, start_replica, tempdir, wait_ready, Replica};
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use process::{cli, start_replica, tempdir, wait_ready, Replica};
 use sandbox::kube::auth::{AuthOptions, StaticToken};
 use sandbox::kube::{AdmissionCheck, ApiServerOptions, AuditRecord};
 use sandbox::Sandbox;
@@ -449,6 +451,10 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
         err.contains("User \"victor\" cannot patch resource \"tokenrotations\" in API group \"tokenrotator.io\" in the namespace \"shop\""),
         "{err}"
     );
+    assert!(
+        err.contains("need patch on the resource: the edit role"),
+        "{err}"
+    );
     assert!(err.lines().count() <= 3, "a line or two, not a dump: {err}");
     let out = cli(&alice, &["rotate", "shop", "-n", "shop"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -551,20 +557,19 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     )
     .await;
     let ctrs: Api<ClusterTokenRotation> = Api::all(admin.clone());
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let st = ctrs.get("shared").await.unwrap().status.unwrap_or_default();
-        if st.rotations == 1 && st.phase == Some(Phase::Ready) {
-            break;
+    for name in ["shared", "named"] {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let st = ctrs.get(name).await.unwrap().status.unwrap_or_default();
+            if st.rotations == 1 && st.phase == Some(Phase::Ready) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name}: {st:#?}\n{}", b.output());
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "ClusterTokenRotation: {st:#?}\n{}",
-            b.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_ne!(sb.twilio.primary_token(&shared_sid), Some(shared_token));
+    assert_ne!(sb.twilio.primary_token(&named_sid), Some(named_token));
 
     let (served, refused) = tokens.stop().await;
     let (key_served, key_refused) = keys.stop().await;
@@ -617,4 +622,311 @@ fn shared_rotation_for(sid: &str) -> ClusterTokenRotation {
         }
     }))
     .unwrap()
+}
+
+/// A World over an authorizing sandbox, for the in-process controller's config.
+fn world_of(sb: Sandbox, sid: String, token: String) -> World {
+    World {
+        client: sb.client(),
+        sid,
+        old_token: token,
+        old_key: None,
+        sb,
+    }
+}
+
+/// The in-process controller, authenticated as the chart's ServiceAccount.
+async fn start_as_operator(w: &World, namespaces: &[&str]) -> tokio::task::JoinHandle<()> {
+    let token =
+        w.sb.api
+            .service_account_token(RELEASE_NS, "token-rotator")
+            .unwrap();
+    let client = w.sb.api.client_with_token(&token).await;
+    let mut cfg = config(w, Default::default());
+    cfg.namespaces = namespaces.iter().map(|n| n.to_string()).collect();
+    tokio::spawn(async move {
+        if let Err(e) = token_rotator::controller::run(client, cfg).await {
+            panic!("controller stopped: {e}");
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_scope_touches_nothing_outside_and_gets_no_403() {
+    let sb = authz_sandbox().await;
+    let dir = tempdir();
+    let (sid, token) = tenant(&sb, "shop", false, 2).await;
+    more_consumers(&sb, "shop").await;
+    let (out_sid, out_token) = tenant(&sb, "outside", false, 1).await;
+    let rendered = install_chart(
+        &sb,
+        &dir,
+        &["rbac.scope=namespaces", "rbac.namespaces={shop}"],
+    )
+    .await;
+    bind(&sb, "shop", "alice", "edit").await;
+    bind(&sb, "shop", "victor", "view").await;
+    let w = world_of(sb, sid.clone(), token.clone());
+    Api::<TokenRotation>::namespaced(w.client.clone(), "outside")
+        .create(
+            &PostParams::default(),
+            &token_rotation("outside", "stray", &out_sid, true),
+        )
+        .await
+        .unwrap();
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_as_operator(&w, &["shop"]).await;
+    Api::<TokenRotation>::namespaced(w.client.clone(), "shop")
+        .create(
+            &PostParams::default(),
+            &token_rotation("shop", "shop", &sid, true),
+        )
+        .await
+        .unwrap();
+    wait_tr(
+        &w.client,
+        "shop",
+        "shop",
+        "rotation",
+        |s| s.rotations == 1 && s.phase == Some(Phase::Ready),
+        &[],
+    )
+    .await;
+    // Twice, so the repeated Events are patched.
+    Api::<TokenRotation>::namespaced(w.client.clone(), "shop")
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"tokenrotator.io/rotate-now": "2"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_tr(
+        &w.client,
+        "shop",
+        "shop",
+        "second rotation",
+        |s| s.rotations == 2 && s.phase == Some(Phase::Ready),
+        &[],
+    )
+    .await;
+    // Time for anything stray to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert_ne!(w.sb.twilio.primary_token(&sid), Some(token));
+
+    // Outside the scope: untouched, and never even asked about.
+    let stray = Api::<TokenRotation>::namespaced(w.client.clone(), "outside")
+        .get("stray")
+        .await
+        .unwrap();
+    assert!(stray.status.is_none(), "{:?}", stray.status);
+    assert_eq!(w.sb.twilio.primary_token(&out_sid), Some(out_token));
+    let log = w.sb.api.audit_log();
+    // Nothing in outside, nothing cluster-wide but the permission checks it asks about itself.
+    let outside: Vec<_> = log
+        .iter()
+        .filter(|r| r.user == OPERATOR)
+        .filter(|r| {
+            r.namespace == "outside"
+                || (r.namespace.is_empty() && r.resource != "selfsubjectaccessreviews")
+        })
+        .map(|r| format!("{} {} {}", r.verb, r.resource, r.path))
+        .collect();
+    assert!(outside.is_empty(), "requests outside shop: {outside:?}");
+    let denied = forbidden(&log);
+    assert!(denied.is_empty(), "403 storm:\n{}", denied.join("\n"));
+    // Every verb of the namespace Role is used (the leader election Role is the same as in
+    // cluster scope, covered there; the in-process controller does not elect).
+    let used = used(&log, &w.sb.api.admission_checks());
+    let unused: Vec<_> = granted(&rendered)
+        .into_iter()
+        .filter(|(g, _, _)| g != "coordination.k8s.io")
+        .filter(|g| !used.contains_key(g))
+        .collect();
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+
+    // People: the chart's roles aggregate into the bootstrap edit and view roles.
+    let admin = w.sb.api.kubeconfig_yaml();
+    let answers = tokio::task::spawn_blocking(move || {
+        let dir = tempdir();
+        let kc = dir.join("admin.kubeconfig");
+        std::fs::write(&kc, admin).unwrap();
+        let can = |args: &[&str]| {
+            let out = std::process::Command::new(sandbox::tools::kubectl())
+                .args(["auth", "can-i"])
+                .args(args)
+                .env("KUBECONFIG", &kc)
+                .env("HOME", &dir)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        [
+            can(&[
+                "create",
+                "tokenrotations.tokenrotator.io",
+                "-n",
+                "shop",
+                "--as",
+                "alice",
+            ]),
+            can(&[
+                "patch",
+                "tokenrotations.tokenrotator.io",
+                "-n",
+                "shop",
+                "--as",
+                "alice",
+            ]),
+            can(&[
+                "delete",
+                "tokenrotations.tokenrotator.io",
+                "-n",
+                "shop",
+                "--as",
+                "alice",
+            ]),
+            can(&[
+                "list",
+                "tokenrotations.tokenrotator.io",
+                "-n",
+                "shop",
+                "--as",
+                "victor",
+            ]),
+            can(&[
+                "patch",
+                "tokenrotations.tokenrotator.io",
+                "-n",
+                "shop",
+                "--as",
+                "victor",
+            ]),
+            can(&[
+                "list",
+                "tokenrotations.tokenrotator.io",
+                "-n",
+                "outside",
+                "--as",
+                "victor",
+            ]),
+            can(&[
+                "update",
+                "tokenrotations.tokenrotator.io",
+                "--subresource",
+                "status",
+                "-n",
+                "shop",
+                "--as",
+                "alice",
+            ]),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers, ["yes", "yes", "yes", "yes", "no", "no", "no"]);
+}
+
+/// The negative control: the same chart with one verb taken away (secrets create, which
+/// server-side apply needs for a Secret that does not exist yet). The sandbox's authorizer says
+/// no, and the operator, asking before it creates anything, gives the rotation up naming the
+/// permission: no token created, nothing promoted, consumers unharmed. Granted again, a new
+/// rotate-now completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_needed_verb_nothing_is_created_and_the_permission_is_named() {
+    let sb = authz_sandbox().await;
+    let dir = tempdir();
+    let (sid, token) = tenant(&sb, "shop", false, 2).await;
+    install_chart(&sb, &dir, &["rbac.scope=cluster"]).await;
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(sb.client());
+    let full = roles.get("token-rotator").await.unwrap();
+    let mut cut = full.clone();
+    for rule in cut.rules.iter_mut().flatten() {
+        if rule.resources.iter().flatten().any(|r| r == "secrets") {
+            rule.verbs.retain(|v| v != "create");
+        }
+    }
+    roles
+        .replace("token-rotator", &PostParams::default(), &cut)
+        .await
+        .unwrap();
+    let w = world_of(sb, sid.clone(), token.clone());
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_as_operator(&w, &[]).await;
+    let trs: Api<TokenRotation> = Api::namespaced(w.client.clone(), "shop");
+    trs.create(
+        &PostParams::default(),
+        &token_rotation("shop", "shop", &sid, true),
+    )
+    .await
+    .unwrap();
+    wait_tr(
+        &w.client,
+        "shop",
+        "shop",
+        "giving up",
+        |s| s.phase == Some(Phase::Failed),
+        &[],
+    )
+    .await;
+    let st = trs.get("shop").await.unwrap().status.unwrap_or_default();
+    let degraded = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    assert_eq!(degraded.status, "True");
+    assert_eq!(degraded.reason, "MissingPermissions");
+    assert!(
+        degraded
+            .message
+            .contains("may not create secrets in \"shop\""),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        w.sb.twilio.secondary_token(&sid).is_none(),
+        "nothing created"
+    );
+    assert_eq!(w.sb.twilio.primary_token(&sid), Some(token.clone()));
+    let denied = forbidden(&w.sb.api.audit_log());
+    assert!(
+        denied.is_empty(),
+        "asked first, so never refused: {denied:?}"
+    );
+
+    // Granted again: a new rotate-now completes.
+    let mut restored = full;
+    restored.metadata.resource_version = None;
+    roles
+        .replace("token-rotator", &PostParams::default(), &restored)
+        .await
+        .unwrap();
+    trs.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"tokenrotator.io/rotate-now": "2"}}})),
+    )
+    .await
+    .unwrap();
+    wait_tr(
+        &w.client,
+        "shop",
+        "shop",
+        "rotation",
+        |s| s.rotations == 1 && s.phase == Some(Phase::Ready),
+        &[],
+    )
+    .await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(served > 0);
+    assert_eq!(refused, 0, "consumers refused");
+    assert_ne!(w.sb.twilio.primary_token(&sid), Some(token));
 }

@@ -14,9 +14,13 @@ use crate::workloads;
 use std::time::Duration;
 
 fn kube_failure(what: &str, e: kube::Error) -> Failure {
+    let class = match &e {
+        kube::Error::Api(s) if s.code == 403 => FailureClass::Forbidden,
+        _ => FailureClass::Kubernetes,
+    };
     Failure {
-        class: FailureClass::Kubernetes,
-        message: format!("{what}: {e}"),
+        class,
+        message: format!("{what}: {}", crate::kube_errors::describe(&e)),
     }
 }
 
@@ -205,6 +209,8 @@ pub(super) async fn execute(
     match action {
         Action::None => Ok(()),
         Action::Stage { clear_existing } => {
+            // Nothing is created unless every write the rotation needs is allowed.
+            super::permissions::preflight(ctx, tr).await?;
             let staged = match kind {
                 CredentialKind::AuthToken => {
                     let clear = *clear_existing || ctx.config.safety.skip_foreign_secondary_check;

@@ -5,6 +5,7 @@ mod execute;
 pub mod failpoints;
 pub mod locks;
 mod observe;
+mod permissions;
 mod reconcile;
 pub mod secrets;
 pub mod subject;

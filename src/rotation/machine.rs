@@ -322,6 +322,11 @@ pub enum FailureClass {
     StagingLost,
     /// The Kubernetes API refused or failed a request.
     Kubernetes,
+    /// Checked before Stage: the operator may not do what the rotation needs (nothing was
+    /// created).
+    MissingPermissions,
+    /// The Kubernetes API refused the operator a request (403) mid-step.
+    Forbidden,
     /// Anything else Twilio refused.
     TwilioRejected,
     /// The operator was given a Standard or restricted API key, which may not manage keys.
@@ -349,6 +354,8 @@ impl FailureClass {
             Self::OutcomeUnknown => reasons::TWILIO_OUTCOME_UNKNOWN,
             Self::StagingLost => reasons::STAGING_SECRET_LOST,
             Self::Kubernetes => reasons::KUBERNETES_ERROR,
+            Self::MissingPermissions => reasons::MISSING_PERMISSIONS,
+            Self::Forbidden => reasons::FORBIDDEN,
             Self::TwilioRejected => reasons::TWILIO_REJECTED,
             Self::StandardKeyCredentials => reasons::STANDARD_KEY_CREDENTIALS,
             Self::ForeignSecondary => reasons::FOREIGN_SECONDARY_TOKEN,
@@ -1481,8 +1488,11 @@ fn staging_failed(
 ) -> Option<Duration> {
     let obs = b.obs;
     let r = obs.status.rotation.as_ref()?;
-    // Refused credentials and a foreign secondary mean Twilio created nothing.
-    let created_nothing = class.credentials_refused() || class == FailureClass::ForeignSecondary;
+    // Refused credentials, a foreign secondary and missing permissions (checked before the
+    // create call) mean Twilio created nothing.
+    let created_nothing = class.credentials_refused()
+        || class == FailureClass::ForeignSecondary
+        || class == FailureClass::MissingPermissions;
     let called = r.create_called || !created_nothing;
     if let Some(r) = b.rotation() {
         r.create_called = called;
@@ -1555,6 +1565,9 @@ pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Deci
             "; put the account's Auth Token (without keySidKey) or a Main API key into spec.twilio.credentialsSecretRef".to_owned()
         }
         FailureClass::OutcomeUnknown => "; the state is re-read before retrying".to_owned(),
+        FailureClass::MissingPermissions | FailureClass::Forbidden => {
+            "; grant the operator's ServiceAccount these permissions (with the Helm chart: rbac.scope=cluster, or the namespace in rbac.namespaces)".to_owned()
+        }
         FailureClass::ForeignSecondary => format!(
             "; whoever made it (the Twilio Console, another tool, another cluster) may be using it, so it is not deleted. Delete it in the Twilio Console, or set the annotation {DELETE_SECONDARY_ANNOTATION}={id} to let the operator delete it and go on, or set tokenrotator.io/abort to give up this rotation"
         ),
@@ -1576,7 +1589,9 @@ pub fn on_failure(obs: &Observation, action: &Action, failure: &Failure) -> Deci
         FailureClass::CredentialsMissing
         | FailureClass::AuthenticationFailed
         | FailureClass::StandardKeyCredentials
-        | FailureClass::ForeignSecondary => Duration::from_secs(30),
+        | FailureClass::ForeignSecondary
+        | FailureClass::MissingPermissions
+        | FailureClass::Forbidden => Duration::from_secs(30),
         FailureClass::OutcomeUnknown => Duration::from_secs(1),
         FailureClass::TwilioRateLimited => Duration::from_secs(5),
         _ => HOLD_POLL,

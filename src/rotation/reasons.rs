@@ -36,6 +36,10 @@ pub const TWILIO_RATE_LIMITED: &str = "TwilioRateLimited";
 pub const TWILIO_OUTCOME_UNKNOWN: &str = "TwilioOutcomeUnknown";
 pub const STAGING_SECRET_LOST: &str = "StagingSecretLost";
 pub const KUBERNETES_ERROR: &str = "KubernetesError";
+/// Before creating anything: the operator lacks a permission the rotation needs.
+pub const MISSING_PERMISSIONS: &str = "MissingPermissions";
+/// The Kubernetes API refused the operator a request (403) in the middle of a step.
+pub const FORBIDDEN: &str = "Forbidden";
 pub const TWILIO_REJECTED: &str = "TwilioRejected";
 pub const STANDARD_KEY_CREDENTIALS: &str = "StandardKeyCredentials";
 
@@ -84,6 +88,8 @@ pub const ALL: &[&str] = &[
     TWILIO_OUTCOME_UNKNOWN,
     STAGING_SECRET_LOST,
     KUBERNETES_ERROR,
+    MISSING_PERMISSIONS,
+    FORBIDDEN,
     TWILIO_REJECTED,
     STANDARD_KEY_CREDENTIALS,
     ROTATION_STARTED,

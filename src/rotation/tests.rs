@@ -627,6 +627,7 @@ fn failures_map_to_documented_reasons_and_never_advance() {
         (FailureClass::TwilioRateLimited, "TwilioRateLimited"),
         (FailureClass::OutcomeUnknown, "TwilioOutcomeUnknown"),
         (FailureClass::Kubernetes, "KubernetesError"),
+        (FailureClass::Forbidden, "Forbidden"),
         (FailureClass::StagingLost, "StagingSecretLost"),
         (FailureClass::TwilioRejected, "TwilioRejected"),
     ] {
@@ -1030,6 +1031,37 @@ fn refused_credentials_in_a_conflict_are_recorded() {
     );
     // Fixed credentials: the check passes and the flag clears.
     assert!(!d2.status.credentials_refused);
+}
+
+/// Missing permissions are found before the create call: the rotation is given up at once
+/// (nothing exists to clean up), naming them and what to grant; a 403 after the call (the
+/// store of the new token refused) may have left a secondary, so the rotation holds instead.
+#[test]
+fn missing_permissions_before_the_create_give_up_and_a_later_403_holds() {
+    let s = started();
+    let stage = Action::Stage {
+        clear_existing: false,
+    };
+    let missing = Failure {
+        class: FailureClass::MissingPermissions,
+        message: "the operator may not create secrets in \"shop\" (nothing was created)".into(),
+    };
+    let d = on_failure(&obs(s.clone()), &stage, &missing);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert!(d.status.rotation.is_none());
+    let c = degraded_by(&d.status, "MissingPermissions");
+    assert!(c.message.contains("may not create secrets in \"shop\""));
+    assert!(c.message.contains("grant the operator's ServiceAccount"));
+    assert!(c.message.contains("nothing was created"));
+
+    let refused = Failure {
+        class: FailureClass::Forbidden,
+        message: "storing the new credential in the staging Secret: forbidden".into(),
+    };
+    let d = on_failure(&obs(s.clone()), &stage, &refused);
+    assert_eq!(d.status.phase, s.phase, "held, not given up");
+    assert!(d.status.rotation.as_ref().unwrap().create_called);
+    degraded_by(&d.status, "Forbidden");
 }
 
 /// The first create records the attempt before Twilio is called and leaves an existing

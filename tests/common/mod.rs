@@ -2,8 +2,6 @@
 //! consumer Secret, a Deployment reading it, and the real controller in a task.
 #![allow(dead_code)]
 
-pub mod process;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;

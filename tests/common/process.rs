@@ -1,5 +1,6 @@
 //! The built `token-rotator` binary as separate processes: `run` replicas with their own log
 //! file and HTTP port, and one-shot CLI commands, each through a kubeconfig file.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,0 +1,144 @@
+//! Before a rotation creates anything at Twilio, the operator asks the API server whether it
+//! may do every write the rotation will need (SelfSubjectAccessReview, which every
+//! authenticated user may create). A missing permission found here costs nothing: no token is
+//! created, so none can be stranded when the write that needs it is refused half-way. Without
+//! this, a 403 on the staging Secret would come after the create call, and every retry would
+//! create (and clean up) another secondary.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+
+use super::subject::Subject;
+use super::Context;
+use crate::api::{RestartPolicy, WorkloadKind};
+use crate::rotation::{Failure, FailureClass};
+use crate::workloads;
+
+/// One permission: a verb on a resource in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Need {
+    pub verb: &'static str,
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub namespace: String,
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let resource = match self.group {
+            "" => self.resource.to_string(),
+            g => format!("{}.{g}", self.resource),
+        };
+        write!(f, "{} {resource} in {:?}", self.verb, self.namespace)
+    }
+}
+
+fn secrets(verbs: &[&'static str], namespace: &str, out: &mut BTreeSet<Need>) {
+    for verb in verbs {
+        out.insert(Need {
+            verb,
+            group: "",
+            resource: "secrets",
+            namespace: namespace.to_owned(),
+        });
+    }
+}
+
+fn workload_resource(kind: WorkloadKind) -> &'static str {
+    match kind {
+        WorkloadKind::Deployment => "deployments",
+        WorkloadKind::StatefulSet => "statefulsets",
+        WorkloadKind::DaemonSet => "daemonsets",
+    }
+}
+
+/// What a rotation of `tr` writes: the staging and credentials Secrets in its home namespace
+/// (server-side apply creates missing ones), the target Secrets, and the pod templates of the
+/// dependent workloads it restarts.
+pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::Error> {
+    let mut out = BTreeSet::new();
+    secrets(&["get", "create", "patch", "delete"], &tr.home, &mut out);
+    for ns in &tr.targets {
+        secrets(&["get", "create", "patch"], ns, &mut out);
+    }
+    let restarts = tr
+        .spec
+        .workloads
+        .as_ref()
+        .is_none_or(|w| w.restart != RestartPolicy::Never);
+    if restarts {
+        let names: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
+        for ns in &tr.targets {
+            let all = workloads::list(&ctx.client, ns).await?;
+            let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &names, &all);
+            for w in deps {
+                out.insert(Need {
+                    verb: "patch",
+                    group: "apps",
+                    resource: workload_resource(w.kind),
+                    namespace: ns.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the API server says the operator may; None when it could not answer (then the
+/// write itself will tell).
+async fn allowed(ctx: &Context, need: &Need) -> Option<bool> {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(need.verb.to_owned()),
+                group: Some(need.group.to_owned()),
+                resource: Some(need.resource.to_owned()),
+                namespace: Some(need.namespace.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(ctx.client.clone());
+    match api.create(&PostParams::default(), &review).await {
+        Ok(r) => r.status.map(|s| s.allowed),
+        Err(e) => {
+            tracing::debug!(error = %crate::kube_errors::describe(&e), "SelfSubjectAccessReview failed; the write will tell");
+            None
+        }
+    }
+}
+
+/// Fails with [`FailureClass::MissingPermissions`], naming each one, when the operator lacks
+/// any permission the rotation needs.
+pub async fn preflight(ctx: &Context, tr: &Subject) -> Result<(), Failure> {
+    let needs = needs(ctx, tr).await.map_err(|e| Failure {
+        class: FailureClass::Kubernetes,
+        message: format!(
+            "listing the workloads to restart: {}",
+            crate::kube_errors::describe(&e)
+        ),
+    })?;
+    let answers = futures::future::join_all(needs.iter().map(|n| allowed(ctx, n))).await;
+    let missing: Vec<String> = needs
+        .iter()
+        .zip(answers)
+        .filter(|(_, a)| *a == Some(false))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Failure {
+        class: FailureClass::MissingPermissions,
+        message: format!(
+            "the operator may not {} (nothing was created)",
+            missing.join(", ")
+        ),
+    })
+}
