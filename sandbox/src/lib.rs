@@ -1,7 +1,9 @@
 pub mod kube;
 pub mod tools;
+pub mod traffic;
 pub mod twilio;
 pub mod workloads;
 pub mod world;
 
-pub use world::{Sandbox, Traffic};
+pub use traffic::{Refusal, Traffic};
+pub use world::Sandbox;

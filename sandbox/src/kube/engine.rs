@@ -356,7 +356,10 @@ fn commit(
     }
     if let Some(o) = &old_view {
         check_finalizers_while_deleting(def, o, &new)?;
-        bump_generation(def, o, &mut new);
+        // Only the main resource's strategy bumps the generation.
+        if sub == Sub::Main {
+            bump_generation(def, o, &mut new);
+        }
     } else if def.generation != Generation::None {
         meta::metadata_mut(&mut new).insert("generation".into(), json!(1));
     }
@@ -492,6 +495,24 @@ fn restrict_to_sub(def: &ResourceDef, old: &Value, mut new: Value, sub: Sub) -> 
                 .cloned()
             {
                 meta::metadata_mut(&mut out).insert("managedFields".into(), mf);
+            }
+            // The Deployment and ReplicaSet status strategies reset only spec (and labels):
+            // their controllers write the revision annotation through /status.
+            if def.builtin
+                && def.group == "apps"
+                && matches!(def.kind.as_str(), "Deployment" | "ReplicaSet")
+            {
+                match meta::metadata(&new)
+                    .and_then(|m| m.get("annotations"))
+                    .cloned()
+                {
+                    Some(a) => {
+                        meta::metadata_mut(&mut out).insert("annotations".into(), a);
+                    }
+                    None => {
+                        meta::metadata_mut(&mut out).remove("annotations");
+                    }
+                }
             }
             out
         }

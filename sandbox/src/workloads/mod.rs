@@ -27,6 +27,7 @@ mod daemonset;
 mod deployment;
 mod hash;
 mod intstr;
+mod mirror;
 mod plan;
 mod pod;
 mod resolve;

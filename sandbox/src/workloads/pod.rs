@@ -14,6 +14,14 @@ use super::resolve::{
 };
 use super::types::{PodPhase, SimPod, WorkloadRef};
 
+/// Pod IPs, unique within the process.
+fn next_ip() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(2);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("10.244.{}.{}", (n / 250) % 250, n % 250 + 2)
+}
+
 /// A simulated pod plus what the simulator needs to keep running it.
 #[derive(Clone, Debug)]
 pub struct PodRecord {
@@ -24,6 +32,10 @@ pub struct PodRecord {
     uid: String,
     /// Mount path -> when a difference to the live source was first seen.
     pending_sync: BTreeMap<String, DateTime<Utc>>,
+    /// While Terminating: when the grace period ends and the pod is gone.
+    pub gone_at: Option<DateTime<Utc>>,
+    /// Pod IP (10.244.x.y).
+    pub ip: String,
 }
 
 /// Per-pod inputs of [`PodRecord::advance`].
@@ -47,9 +59,11 @@ impl PodRecord {
         fails_readiness: bool,
         now: DateTime<Utc>,
     ) -> Self {
+        let uid = uuid::Uuid::new_v4().to_string();
         Self {
             pod: SimPod {
                 name,
+                uid: uid.clone(),
                 workload,
                 revision,
                 ordinal,
@@ -64,12 +78,42 @@ impl PodRecord {
                 env: BTreeMap::new(),
                 container_env: BTreeMap::new(),
                 mounted: BTreeMap::new(),
+                terminating_since: None,
             },
             template,
             fails_readiness,
-            uid: uuid::Uuid::new_v4().to_string(),
+            uid,
             pending_sync: BTreeMap::new(),
+            gone_at: None,
+            ip: next_ip(),
         }
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Whether its deletion has begun.
+    pub fn terminating(&self) -> bool {
+        self.pod.terminating_since.is_some()
+    }
+
+    /// Begins a graceful deletion: not ready any more, gone after `grace`.
+    pub fn begin_termination(&mut self, now: DateTime<Utc>, grace: Duration) {
+        if self.terminating() {
+            return;
+        }
+        self.pod.terminating_since = Some(now);
+        self.pod.ready = false;
+        self.gone_at =
+            Some(now + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX));
+    }
+
+    /// The template's `terminationGracePeriodSeconds` (30 when unset).
+    pub fn grace_period_seconds(&self) -> i64 {
+        self.spec()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
     }
 
     fn spec(&self) -> Option<&PodSpec> {
@@ -95,6 +139,10 @@ impl PodRecord {
     /// One kubelet pass: start the containers if possible, flip readiness when due, and resync
     /// mounted volumes whose source changed at least `sync_delay` ago.
     pub fn advance(&mut self, k: Kubelet<'_>) {
+        if self.terminating() {
+            // Draining: the containers run on with what they read; nothing new starts.
+            return;
+        }
         if self.pod.phase == PodPhase::Pending {
             match self.start(k.sources) {
                 Ok(()) => {

@@ -13,8 +13,9 @@ use ::kube::{Client, Resource, ResourceExt};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentStatus, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodTemplateSpec, Secret};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 use super::daemonset::{self, DaemonSetInput};
 use super::deployment::{self, DeploymentInput};
 use super::hash::random_suffix;
+use super::mirror::{self, Desired, MirrorState, ObjKind, Op};
 use super::plan::{Action, PodSummary};
 use super::pod::{Kubelet, PodRecord};
 use super::resolve::{Data, Sources};
@@ -53,6 +55,10 @@ struct State {
     workloads: BTreeMap<WorkloadRef, Tracked>,
     knobs: HashMap<WorkloadRef, Knobs>,
     timelines: HashMap<WorkloadRef, Vec<CountSample>>,
+    mirror: MirrorState,
+    /// Every pod that exists now (Terminating ones too), by its uid; rebuilt by each pass, so a
+    /// pod is absent from the moment the pass that removed it ends.
+    live: HashMap<String, Arc<SimPod>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -76,6 +82,16 @@ struct Tracked {
     /// Last successfully written patch and the resourceVersion the write returned.
     written: Option<(Value, String)>,
     next_node: usize,
+    /// Deployments: `deployment.kubernetes.io/revision` of each ReplicaSet (by hash), and the
+    /// highest given; a template that returns (rollout undo) gets a new number.
+    rs_revision: HashMap<String, u64>,
+    max_revision: u64,
+    /// Deployments: `spec.selector`, for the ReplicaSets.
+    selector: Value,
+    /// Deployments: the current template's hash, and the revision last written into the
+    /// Deployment's `deployment.kubernetes.io/revision` annotation.
+    current_hash: String,
+    annotated: Option<u64>,
 }
 
 impl Tracked {
@@ -89,6 +105,11 @@ impl Tracked {
             deployment_status: None,
             written: None,
             next_node: 0,
+            rs_revision: HashMap::new(),
+            max_revision: 0,
+            selector: Value::Null,
+            current_hash: String::new(),
+            annotated: None,
         }
     }
 }
@@ -100,6 +121,8 @@ struct Stores {
     secrets: Store<Secret>,
     config_maps: Store<ConfigMap>,
     namespaces: Store<Namespace>,
+    /// When pods are API objects: their deletions (and removals) made by others.
+    pods: Option<Store<Pod>>,
 }
 
 /// A pending `/status` write.
@@ -156,6 +179,10 @@ impl WorkloadSimulator {
             secrets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             config_maps: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            pods: inner
+                .opts
+                .api_objects
+                .then(|| spawn_reflector(Api::all(client.clone()), &inner, &mut tasks)),
         };
         let ready = async {
             stores.deployments.wait_until_ready().await?;
@@ -163,6 +190,9 @@ impl WorkloadSimulator {
             stores.daemonsets.wait_until_ready().await?;
             stores.secrets.wait_until_ready().await?;
             stores.config_maps.wait_until_ready().await?;
+            if let Some(p) = &stores.pods {
+                p.wait_until_ready().await?;
+            }
             stores.namespaces.wait_until_ready().await
         };
         let synced = tokio::time::timeout(inner.opts.initial_sync_timeout, ready).await;
@@ -278,6 +308,16 @@ impl PodsView {
         sort_pods(&mut pods);
         pods
     }
+
+    /// The pod with simulator uid `uid`, as it is now, if it still exists (Terminating too).
+    pub fn live(&self, uid: &str) -> Option<Arc<SimPod>> {
+        self.inner.lock().live.get(uid).cloned()
+    }
+
+    /// Every pod that exists now.
+    pub fn live_pods(&self) -> Vec<Arc<SimPod>> {
+        self.inner.lock().live.values().cloned().collect()
+    }
 }
 
 impl WorkloadSimulator {
@@ -310,6 +350,7 @@ impl WorkloadSimulator {
         let before = t.pods.len();
         t.pods.retain(|p| p.pod.name != pod);
         let deleted = t.pods.len() != before;
+        st.reindex();
         drop(st);
         self.inner.wake.notify_one();
         deleted
@@ -383,7 +424,7 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
             _ = tokio::time::sleep(inner.opts.tick_interval) => {}
             _ = inner.wake.notified() => {}
         }
-        let writes = inner.tick(&stores, Utc::now());
+        let (writes, ops) = inner.tick(&stores, Utc::now());
         for w in writes {
             let r = &w.workload;
             let result = match r.kind {
@@ -406,6 +447,132 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
                     tracing::debug!(workload = %r, error = %e, "workload simulator status write failed")
                 }
             }
+        }
+        for op in ops {
+            mirror_write(&client, &inner, &params, op).await;
+        }
+    }
+}
+
+fn api_error_code(e: &::kube::Error) -> Option<u16> {
+    match e {
+        ::kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// One write of the Pod/ReplicaSet mirror; its outcome goes back into the mirror's state.
+async fn mirror_write(client: &Client, inner: &Inner, params: &PatchParams, op: Op) {
+    match op {
+        Op::Create { key, body } => {
+            let uid = match key.0 {
+                ObjKind::Pod => create_object::<Pod>(client, &key, body, params).await,
+                ObjKind::ReplicaSet => {
+                    create_object::<ReplicaSet>(client, &key, body, params).await
+                }
+            };
+            inner.lock().mirror.created(&key, uid);
+        }
+        Op::Status { key, status } => {
+            let body = serde_json::json!({ "status": status });
+            let res = match key.0 {
+                ObjKind::Pod => Api::<Pod>::namespaced(client.clone(), &key.1)
+                    .patch_status(&key.2, params, &Patch::Merge(&body))
+                    .await
+                    .map(|_| ()),
+                ObjKind::ReplicaSet => Api::<ReplicaSet>::namespaced(client.clone(), &key.1)
+                    .patch_status(&key.2, params, &Patch::Merge(&body))
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = res {
+                tracing::debug!(object = ?key, error = %e, "workload simulator mirror write failed");
+                inner.lock().mirror.forget_write(&key);
+            }
+        }
+        Op::Spec { key, patch } => {
+            let res = Api::<ReplicaSet>::namespaced(client.clone(), &key.1)
+                .patch(&key.2, params, &Patch::Merge(&patch))
+                .await;
+            if let Err(e) = res {
+                tracing::debug!(object = ?key, error = %e, "workload simulator mirror write failed");
+                inner.lock().mirror.forget_write(&key);
+            }
+        }
+        Op::AnnotateDeployment {
+            namespace,
+            name,
+            revision,
+        } => {
+            // Through /status, as the Deployment controller does (no generation bump).
+            let body = serde_json::json!({"metadata": {"annotations": {
+                "deployment.kubernetes.io/revision": revision.to_string()}}});
+            let res = Api::<Deployment>::namespaced(client.clone(), &namespace)
+                .patch_status(&name, params, &Patch::Merge(&body))
+                .await;
+            if let Err(e) = res {
+                tracing::debug!(deployment = %name, error = %e, "workload simulator revision annotation failed");
+                let r = WorkloadRef::new(WorkloadKind::Deployment, &namespace, &name);
+                if let Some(t) = inner.lock().workloads.get_mut(&r) {
+                    t.annotated = None;
+                }
+            }
+        }
+        Op::Delete { key, grace } => {
+            let dp = ::kube::api::DeleteParams {
+                grace_period_seconds: grace.map(|g| g.max(0) as u32),
+                ..Default::default()
+            };
+            let res = match key.0 {
+                ObjKind::Pod => Api::<Pod>::namespaced(client.clone(), &key.1)
+                    .delete(&key.2, &dp)
+                    .await
+                    .map(|_| ()),
+                ObjKind::ReplicaSet => Api::<ReplicaSet>::namespaced(client.clone(), &key.1)
+                    .delete(&key.2, &dp)
+                    .await
+                    .map(|_| ()),
+            };
+            match res {
+                Ok(()) => inner.lock().mirror.deleted(&key),
+                Err(e) if api_error_code(&e) == Some(404) => inner.lock().mirror.deleted(&key),
+                Err(e) => {
+                    tracing::debug!(object = ?key, error = %e, "workload simulator mirror delete failed");
+                    inner.lock().mirror.delete_failed(&key);
+                }
+            }
+        }
+    }
+}
+
+/// Creates a mirrored object; its uid, or None to try again next tick. An object left by an
+/// earlier run is adopted.
+async fn create_object<K>(
+    client: &Client,
+    key: &mirror::Key,
+    body: Value,
+    params: &PatchParams,
+) -> Option<String>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &key.1);
+    let obj: K = serde_json::from_value(body).ok()?;
+    let pp = ::kube::api::PostParams {
+        field_manager: params.field_manager.clone(),
+        ..Default::default()
+    };
+    match api.create(&pp, &obj).await {
+        Ok(o) => o.meta().uid.clone(),
+        Err(e) if api_error_code(&e) == Some(409) => api.get(&key.2).await.ok()?.meta().uid.clone(),
+        Err(e) => {
+            tracing::debug!(object = ?key, error = %e, "workload simulator mirror create failed");
+            None
         }
     }
 }
@@ -462,12 +629,23 @@ fn rv_number(rv: Option<&str>) -> Option<u64> {
     rv?.parse().ok()
 }
 
+impl State {
+    fn reindex(&mut self) {
+        self.live = self
+            .workloads
+            .values()
+            .flat_map(|t| t.pods.iter())
+            .map(|p| (p.pod.uid.clone(), Arc::new(p.pod.clone())))
+            .collect();
+    }
+}
+
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn tick(&self, stores: &Stores, now: DateTime<Utc>) -> Vec<Write> {
+    fn tick(&self, stores: &Stores, now: DateTime<Utc>) -> (Vec<Write>, Vec<Op>) {
         let sources = Sources {
             secrets: stores
                 .secrets
@@ -494,6 +672,9 @@ impl Inner {
             now,
         };
         let mut st = self.lock();
+        if let Some(pods) = &stores.pods {
+            self.observe_pods(&mut st, pods, now);
+        }
         let mut live = BTreeSet::new();
         let mut writes = Vec::new();
         for d in stores.deployments.state() {
@@ -533,7 +714,154 @@ impl Inner {
             }
         }
         st.workloads.retain(|r, _| live.contains(r));
-        writes
+        st.reindex();
+        let ops = if self.opts.api_objects {
+            Self::mirror_ops(&mut st)
+        } else {
+            Vec::new()
+        };
+        (writes, ops)
+    }
+
+    /// How long a deletion with `grace` seconds takes here.
+    fn grace(&self, seconds: i64) -> Duration {
+        let scaled = seconds.max(0) as f64 * self.opts.termination_grace_scale.max(0.0);
+        Duration::from_secs_f64(scaled.min(1e9))
+    }
+
+    /// Pod deletions made through the API: a pod marked for deletion starts terminating; a pod
+    /// the watch showed and no longer shows was removed (forced, or garbage-collected).
+    fn observe_pods(&self, st: &mut State, pods: &Store<Pod>, now: DateTime<Utc>) {
+        let api: HashMap<(String, String), Arc<Pod>> = pods
+            .state()
+            .into_iter()
+            .map(|p| (key_of(p.as_ref()), p))
+            .collect();
+        let State {
+            workloads, mirror, ..
+        } = st;
+        for t in workloads.values_mut() {
+            t.pods.retain_mut(|rec| {
+                let ns = rec.pod.workload.namespace.clone();
+                let key = (ObjKind::Pod, ns.clone(), rec.pod.name.clone());
+                match api.get(&(ns, rec.pod.name.clone())) {
+                    // Only the object written for this very pod counts (a StatefulSet's new pod
+                    // may meet its predecessor's object, still being removed).
+                    Some(obj)
+                        if obj.metadata.uid.is_some()
+                            && mirror.object_of(&key, rec.uid()) == obj.metadata.uid.as_deref() =>
+                    {
+                        if let Some(uid) = obj.metadata.uid.as_deref() {
+                            mirror.mark_seen(&key, uid);
+                        }
+                        if obj.metadata.deletion_timestamp.is_some() && !rec.terminating() {
+                            let secs = obj
+                                .metadata
+                                .deletion_grace_period_seconds
+                                .unwrap_or_else(|| rec.grace_period_seconds());
+                            rec.begin_termination(now, self.grace(secs));
+                        }
+                        true
+                    }
+                    None if mirror.was_seen(&key, rec.uid()) => {
+                        mirror.vanished(&key);
+                        false
+                    }
+                    _ => true,
+                }
+            });
+        }
+    }
+
+    /// The Pod and ReplicaSet objects the simulator's state calls for, diffed against what it
+    /// wrote: the writes to make.
+    fn mirror_ops(st: &mut State) -> Vec<Op> {
+        let State {
+            workloads, mirror, ..
+        } = st;
+        let mut desired = Vec::new();
+        let mut draining = HashSet::new();
+        let mut annotate = Vec::new();
+        for (r, t) in workloads.iter_mut() {
+            if r.kind == WorkloadKind::Deployment {
+                // As the Deployment controller does: the Deployment names its current revision
+                // (kubectl rollout undo patches this annotation).
+                let current = t.rs_revision.get(&t.current_hash).copied();
+                if current.is_some() && t.annotated != current {
+                    t.annotated = current;
+                    if let Some(n) = current {
+                        annotate.push(Op::AnnotateDeployment {
+                            namespace: r.namespace.clone(),
+                            name: r.name.clone(),
+                            revision: n,
+                        });
+                    }
+                }
+                for (hash, revision) in &t.rs_revision {
+                    let Some(template) = t.templates.get(hash) else {
+                        continue;
+                    };
+                    let live: Vec<_> = t
+                        .pods
+                        .iter()
+                        .filter(|p| &p.pod.revision == hash && !p.terminating())
+                        .collect();
+                    let ready = live.iter().filter(|p| p.pod.ready).count();
+                    let view = mirror::ReplicaSetView {
+                        deployment: &r.name,
+                        namespace: &r.namespace,
+                        deployment_uid: &t.uid,
+                        hash,
+                        revision: *revision,
+                        template,
+                        selector: t.selector.clone(),
+                        replicas: live.len(),
+                        ready,
+                        available: ready,
+                    };
+                    let (body, status, patch) = mirror::replica_set_object(&view);
+                    desired.push(Desired {
+                        sim_uid: String::new(),
+                        key: (
+                            ObjKind::ReplicaSet,
+                            r.namespace.clone(),
+                            format!("{}-{hash}", r.name),
+                        ),
+                        body,
+                        status,
+                        spec: Some(patch),
+                    });
+                }
+            }
+            for rec in &t.pods {
+                let owner = match r.kind {
+                    WorkloadKind::Deployment => mirror.uid_of(&(
+                        ObjKind::ReplicaSet,
+                        r.namespace.clone(),
+                        format!("{}-{}", r.name, rec.pod.revision),
+                    )),
+                    WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => Some(t.uid.clone()),
+                };
+                let Some(owner) = owner else {
+                    continue;
+                };
+                let (body, status) = mirror::pod_object(rec, &owner);
+                let key = (ObjKind::Pod, r.namespace.clone(), rec.pod.name.clone());
+                if rec.terminating() {
+                    draining.insert(key.clone());
+                }
+                desired.push(Desired {
+                    key,
+                    sim_uid: rec.uid().to_owned(),
+                    body,
+                    status,
+                    spec: None,
+                });
+            }
+        }
+        let mut ops = mirror.plan(desired, &draining);
+        ops.extend(annotate);
+        ops
     }
 
     /// Common part of a workload sync: identity, deletion, kubelet pass, timeline, write decision.
@@ -576,6 +904,10 @@ impl Inner {
         for p in &mut tracked.pods {
             p.advance(kubelet);
         }
+        // Terminating pods whose grace period ended are gone.
+        tracked
+            .pods
+            .retain(|p| p.gone_at.is_none_or(|g| g > tick.now));
         let (patch, update_revision) = sync(self, obj, tracked, knobs, tick);
         // Pods created in this sync start at once (their env snapshot is taken now).
         for p in tracked
@@ -585,18 +917,15 @@ impl Inner {
         {
             p.advance(kubelet);
         }
+        let counted = || tracked.pods.iter().filter(|p| !p.terminating());
         let sample = CountSample {
             at: tick.now,
-            total: tracked.pods.len(),
-            ready: tracked.pods.iter().filter(|p| p.pod.ready).count(),
-            available: tracked
-                .pods
-                .iter()
+            total: counted().count(),
+            ready: counted().filter(|p| p.pod.ready).count(),
+            available: counted()
                 .filter(|p| p.is_available(K::min_ready_seconds(obj), tick.now))
                 .count(),
-            updated: tracked
-                .pods
-                .iter()
+            updated: counted()
                 .filter(|p| p.pod.revision == update_revision)
                 .count(),
         };
@@ -701,16 +1030,32 @@ impl Inner {
     ) {
         for a in actions {
             match a {
-                Action::Delete { pod } => tracked.pods.retain(|p| &p.pod.name != pod),
+                Action::Delete { pod } => {
+                    let grace = tracked
+                        .pods
+                        .iter()
+                        .find(|p| &p.pod.name == pod)
+                        .map(|p| self.grace(p.grace_period_seconds()));
+                    match grace {
+                        Some(g) if !g.is_zero() => {
+                            if let Some(p) = tracked.pods.iter_mut().find(|p| &p.pod.name == pod) {
+                                p.begin_termination(now, g);
+                            }
+                        }
+                        _ => tracked.pods.retain(|p| &p.pod.name != pod),
+                    }
+                }
                 Action::Create { .. } => self.create_pod(tracked, r, a, knobs, fallback, now),
             }
         }
     }
 
+    /// What the controllers plan with: Terminating pods no longer count, as with the real ones.
     fn summaries(tracked: &Tracked, min_ready_seconds: i32, now: DateTime<Utc>) -> Vec<PodSummary> {
         tracked
             .pods
             .iter()
+            .filter(|p| !p.terminating())
             .map(|p| p.summary(min_ready_seconds, now))
             .collect()
     }
@@ -739,6 +1084,22 @@ impl Inner {
         if plan.creates_new_rs {
             tracked.replica_sets.insert(input.revision.clone());
         }
+        if exists || plan.creates_new_rs {
+            // The newest template's ReplicaSet carries the highest revision, also when an old
+            // one is adopted again (rollout undo).
+            if tracked.rs_revision.get(&input.revision) != Some(&tracked.max_revision) {
+                tracked.max_revision += 1;
+                tracked
+                    .rs_revision
+                    .insert(input.revision.clone(), tracked.max_revision);
+            }
+        }
+        tracked.current_hash = input.revision.clone();
+        tracked.selector = d
+            .spec
+            .as_ref()
+            .and_then(|s| serde_json::to_value(&s.selector).ok())
+            .unwrap_or(Value::Null);
         self.apply(tracked, &r, &plan.actions, knobs, &input.revision, tick.now);
         let after = Self::summaries(tracked, input.min_ready_seconds, tick.now);
         let old = tracked

@@ -62,6 +62,8 @@ pub enum PodPhase {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimPod {
     pub name: String,
+    /// The simulator's own id of this pod (a StatefulSet's replacement has a new one).
+    pub uid: String,
     pub workload: WorkloadRef,
     /// `pod-template-hash` for Deployment and DaemonSet pods, the ControllerRevision name
     /// (`<statefulset>-<hash>`, as in `status.updateRevision`) for StatefulSet pods.
@@ -87,6 +89,9 @@ pub struct SimPod {
     /// Mounted Secret/ConfigMap/projected volumes by mount path: file name -> content. Updated
     /// live after the sync delay, except `subPath` mounts (a snapshot, as with the kubelet).
     pub mounted: BTreeMap<String, BTreeMap<String, String>>,
+    /// When its deletion began: the pod is Terminating (not ready, still running its
+    /// containers, as a draining worker does) until its grace period ends.
+    pub terminating_since: Option<DateTime<Utc>>,
 }
 
 impl SimPod {
@@ -139,6 +144,14 @@ pub struct SimulatorOptions {
     pub initial_sync_timeout: Duration,
     /// Field manager used for `/status` patches.
     pub field_manager: String,
+    /// Also keep Pod and ReplicaSet objects in the API, mirroring the simulated ones (owner
+    /// references, labels, the template's spec, phase, conditions, container states), and
+    /// honour Pod deletions made through the API (`kubectl delete pod`).
+    pub api_objects: bool,
+    /// A deleted pod stays Terminating for its `terminationGracePeriodSeconds` times this
+    /// factor. 0 (the default) ends it at once: the operator does not wait for Terminating
+    /// pods yet, and the e2e tests assume it does not need to.
+    pub termination_grace_scale: f64,
 }
 
 impl Default for SimulatorOptions {
@@ -151,6 +164,8 @@ impl Default for SimulatorOptions {
             nodes: 2,
             initial_sync_timeout: Duration::from_secs(10),
             field_manager: "sandbox-workload-simulator".to_owned(),
+            api_objects: true,
+            termination_grace_scale: 0.0,
         }
     }
 }
@@ -163,6 +178,7 @@ mod tests {
     fn holds_looks_at_env_and_mounted_files() {
         let mut p = SimPod {
             name: "p".into(),
+            uid: "u".into(),
             workload: WorkloadRef::new(WorkloadKind::Deployment, "ns", "web"),
             revision: "h".into(),
             ordinal: None,
@@ -180,6 +196,7 @@ mod tests {
                 "/etc/tw".into(),
                 BTreeMap::from([("token".into(), "tok-b".into())]),
             )]),
+            terminating_since: None,
         };
         assert!(p.holds("tok-a"), "substring of an env value");
         assert!(p.holds("tok-b"), "mounted file");

@@ -1,0 +1,485 @@
+//! The simulated pods and Deployment ReplicaSets as API objects, so that kubectl, the Python
+//! client and kube-rs reflectors see what the simulator runs: owner references, labels, the
+//! template's spec with `nodeName`, phase, `Ready`/`ContainersReady` conditions, container
+//! states and pod IPs. The simulator's own model stays the source of truth; each tick diffs what
+//! it wants in the API against what it last wrote and emits the writes ([`Op`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde_json::{json, Map, Value};
+
+use super::pod::PodRecord;
+use super::types::{PodPhase, WorkloadKind, WorkloadRef};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjKind {
+    ReplicaSet,
+    Pod,
+}
+
+/// (kind, namespace, name)
+pub type Key = (ObjKind, String, String);
+
+/// One object as the simulator wants it: the body to create it with, its status, and (for
+/// ReplicaSets) the fields that follow the rollout.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub key: Key,
+    /// The simulator's own id of the pod ("" for a ReplicaSet): a new pod with an old name
+    /// (a StatefulSet's) is a new object, made once the old one is gone.
+    pub sim_uid: String,
+    pub body: Value,
+    pub status: Value,
+    /// Merge patch of the main resource, re-applied when it changes (ReplicaSet replicas and
+    /// revision annotation).
+    pub spec: Option<Value>,
+}
+
+/// A write to make.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Create {
+        key: Key,
+        body: Value,
+    },
+    Status {
+        key: Key,
+        status: Value,
+    },
+    Spec {
+        key: Key,
+        patch: Value,
+    },
+    /// `grace: None` deletes gracefully (the API marks the pod Terminating), `Some(0)` removes
+    /// it (the kubelet's final delete).
+    Delete {
+        key: Key,
+        grace: Option<i64>,
+    },
+    /// The Deployment's `deployment.kubernetes.io/revision` annotation.
+    AnnotateDeployment {
+        namespace: String,
+        name: String,
+        revision: u64,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+struct Entry {
+    uid: Option<String>,
+    sim_uid: String,
+    /// The object of an earlier pod with this name is being removed first.
+    replacing: bool,
+    status: Option<Value>,
+    spec: Option<Value>,
+    in_flight: bool,
+    /// A graceful delete was sent.
+    deleting: bool,
+    /// The simulator's watch has shown it (so its absence later means someone deleted it).
+    seen: bool,
+}
+
+/// What the simulator has written to the API.
+#[derive(Debug, Default)]
+pub struct MirrorState {
+    entries: HashMap<Key, Entry>,
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl MirrorState {
+    pub fn uid_of(&self, key: &Key) -> Option<String> {
+        self.entries.get(key).and_then(|e| e.uid.clone())
+    }
+
+    /// Writes that bring the API to `desired`; `draining` are pods whose graceful deletion
+    /// the simulator started. Objects not desired any more are deleted.
+    pub fn plan(&mut self, desired: Vec<Desired>, draining: &HashSet<Key>) -> Vec<Op> {
+        let mut ops = Vec::new();
+        let wanted: HashSet<Key> = desired.iter().map(|d| d.key.clone()).collect();
+        for d in desired {
+            let e = self.entries.entry(d.key.clone()).or_default();
+            if e.in_flight {
+                continue;
+            }
+            if e.uid.is_some() && e.sim_uid != d.sim_uid {
+                e.in_flight = true;
+                e.replacing = true;
+                ops.push(Op::Delete {
+                    key: d.key.clone(),
+                    grace: Some(0),
+                });
+                continue;
+            }
+            if e.uid.is_none() {
+                e.in_flight = true;
+                e.sim_uid = d.sim_uid.clone();
+                ops.push(Op::Create {
+                    key: d.key.clone(),
+                    body: d.body,
+                });
+                continue;
+            }
+            if draining.contains(&d.key) && !e.deleting {
+                e.deleting = true;
+                ops.push(Op::Delete {
+                    key: d.key.clone(),
+                    grace: None,
+                });
+            }
+            if e.status.as_ref() != Some(&d.status) {
+                e.status = Some(d.status.clone());
+                ops.push(Op::Status {
+                    key: d.key.clone(),
+                    status: d.status,
+                });
+            }
+            if let Some(spec) = d.spec {
+                if e.spec.as_ref() != Some(&spec) {
+                    e.spec = Some(spec.clone());
+                    ops.push(Op::Spec {
+                        key: d.key,
+                        patch: spec,
+                    });
+                }
+            }
+        }
+        let gone: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(k, e)| !wanted.contains(*k) && !e.in_flight)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            self.entries.remove(&key);
+            let grace = match key.0 {
+                ObjKind::Pod => Some(0),
+                ObjKind::ReplicaSet => None,
+            };
+            ops.push(Op::Delete { key, grace });
+        }
+        // Owners first: a pod's owner reference needs its ReplicaSet's uid.
+        ops.sort_by_key(|op| match op {
+            Op::Create { key, .. } => (0, key.0),
+            _ => (1, ObjKind::Pod),
+        });
+        ops
+    }
+
+    /// The create came back with `uid` (None: it failed, try again next tick).
+    pub fn created(&mut self, key: &Key, uid: Option<String>) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.in_flight = false;
+            e.uid = uid;
+            e.status = None;
+            e.spec = None;
+        }
+    }
+
+    /// A delete came back: an object replaced by a new pod of the same name may now be made.
+    pub fn deleted(&mut self, key: &Key) {
+        if self.entries.get(key).is_some_and(|e| e.replacing) {
+            self.entries.insert(key.clone(), Entry::default());
+        }
+    }
+
+    /// A delete failed: a replacement tries it again next tick.
+    pub fn delete_failed(&mut self, key: &Key) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.in_flight = false;
+            e.replacing = false;
+        }
+    }
+
+    /// The API uid of the object written for the simulator's pod `sim_uid`.
+    pub fn object_of(&self, key: &Key, sim_uid: &str) -> Option<&str> {
+        self.entries
+            .get(key)
+            .filter(|e| e.sim_uid == sim_uid && !e.replacing)
+            .and_then(|e| e.uid.as_deref())
+    }
+
+    /// A write failed: send it again next tick.
+    pub fn forget_write(&mut self, key: &Key) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.status = None;
+            e.spec = None;
+        }
+    }
+
+    /// The watch shows the object with `uid`.
+    pub fn mark_seen(&mut self, key: &Key, uid: &str) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if e.uid.as_deref() == Some(uid) {
+                e.seen = true;
+            }
+        }
+    }
+
+    /// The object of the simulator's pod `sim_uid` was shown by the watch before.
+    pub fn was_seen(&self, key: &Key, sim_uid: &str) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|e| e.seen && e.sim_uid == sim_uid && !e.replacing)
+    }
+
+    /// The object is gone from the API (deleted by someone, or garbage-collected).
+    pub fn vanished(&mut self, key: &Key) {
+        self.entries.remove(key);
+    }
+}
+
+fn template_labels(t: &PodTemplateSpec) -> BTreeMap<String, String> {
+    t.metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+           "controller": true, "blockOwnerDeletion": true})
+}
+
+/// The labels a workload's controller adds to its pods.
+pub fn pod_labels(rec: &PodRecord) -> BTreeMap<String, String> {
+    let mut labels = template_labels(&rec.template);
+    let p = &rec.pod;
+    match p.workload.kind {
+        WorkloadKind::Deployment => {
+            labels.insert("pod-template-hash".into(), p.revision.clone());
+        }
+        WorkloadKind::StatefulSet => {
+            labels.insert("controller-revision-hash".into(), p.revision.clone());
+            labels.insert("statefulset.kubernetes.io/pod-name".into(), p.name.clone());
+            if let Some(o) = p.ordinal {
+                labels.insert("apps.kubernetes.io/pod-index".into(), o.to_string());
+            }
+        }
+        WorkloadKind::DaemonSet => {
+            labels.insert("controller-revision-hash".into(), p.revision.clone());
+        }
+    }
+    labels
+}
+
+/// A simulated pod as a Pod object, owned by `owner_uid` (its ReplicaSet, StatefulSet or
+/// DaemonSet): (body to create, status).
+pub fn pod_object(rec: &PodRecord, owner_uid: &str) -> (Value, Value) {
+    let p = &rec.pod;
+    let r: &WorkloadRef = &p.workload;
+    let owner_ref = match r.kind {
+        WorkloadKind::Deployment => owner(
+            "apps/v1",
+            "ReplicaSet",
+            &format!("{}-{}", r.name, p.revision),
+            owner_uid,
+        ),
+        WorkloadKind::StatefulSet => owner("apps/v1", "StatefulSet", &r.name, owner_uid),
+        WorkloadKind::DaemonSet => owner("apps/v1", "DaemonSet", &r.name, owner_uid),
+    };
+    let mut spec = rec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_else(|| json!({"containers": []}));
+    spec["nodeName"] = json!(p.node);
+    if r.kind == WorkloadKind::StatefulSet {
+        spec["hostname"] = json!(p.name);
+    }
+    let mut meta = Map::new();
+    meta.insert("name".into(), json!(p.name));
+    meta.insert("namespace".into(), json!(r.namespace));
+    meta.insert("labels".into(), json!(pod_labels(rec)));
+    if let Some(a) = rec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+    {
+        meta.insert("annotations".into(), json!(a));
+    }
+    meta.insert("ownerReferences".into(), json!([owner_ref]));
+    let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec});
+    (body, pod_status(rec))
+}
+
+fn pod_status(rec: &PodRecord) -> Value {
+    let p = &rec.pod;
+    let running = p.phase == PodPhase::Running;
+    let ready = p.ready;
+    let bool_str = |b: bool| if b { "True" } else { "False" };
+    let ready_since = time(p.ready_at.or(p.started_at).unwrap_or(p.created_at));
+    let created = time(p.created_at);
+    let containers: Vec<Value> = rec
+        .template
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let state = match (running, p.started_at) {
+                (true, Some(at)) => json!({"running": {"startedAt": time(at)}}),
+                _ => json!({"waiting": {
+                    "reason": p.waiting_reason.clone().unwrap_or_else(|| "ContainerCreating".into()),
+                    "message": p.waiting_message.clone().unwrap_or_default(),
+                }}),
+            };
+            json!({
+                "name": c.name, "image": c.image.clone().unwrap_or_default(), "imageID": "",
+                "containerID": format!("sim://{}-{}", rec.uid(), c.name),
+                "ready": ready, "started": running, "restartCount": 0, "state": state,
+            })
+        })
+        .collect();
+    let mut conditions = vec![
+        json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": created}),
+        json!({"type": "Initialized", "status": "True", "lastTransitionTime": created}),
+        json!({"type": "ContainersReady", "status": bool_str(ready), "lastTransitionTime": ready_since}),
+        json!({"type": "Ready", "status": bool_str(ready), "lastTransitionTime": ready_since}),
+    ];
+    if !ready && running {
+        for c in conditions.iter_mut().skip(2) {
+            c["reason"] = json!("ContainersNotReady");
+        }
+    }
+    json!({
+        "phase": if running { "Running" } else { "Pending" },
+        "hostIP": node_ip(&p.node),
+        "hostIPs": [{"ip": node_ip(&p.node)}],
+        "podIP": rec.ip, "podIPs": [{"ip": rec.ip}],
+        "startTime": created,
+        "qosClass": "BestEffort",
+        "conditions": conditions,
+        "containerStatuses": containers,
+    })
+}
+
+/// `sim-node-<i>` → 172.18.0.<i+2>
+pub fn node_ip(node: &str) -> String {
+    let i: u32 = node
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    format!("172.18.0.{}", i + 2)
+}
+
+/// One ReplicaSet of a Deployment, as its controller keeps it.
+pub struct ReplicaSetView<'a> {
+    pub deployment: &'a str,
+    pub namespace: &'a str,
+    pub deployment_uid: &'a str,
+    pub hash: &'a str,
+    pub revision: u64,
+    pub template: &'a PodTemplateSpec,
+    /// The Deployment's `spec.selector`.
+    pub selector: Value,
+    /// Pods of this revision that are not terminating: its `spec.replicas`.
+    pub replicas: usize,
+    pub ready: usize,
+    pub available: usize,
+}
+
+/// (body to create, status, merge patch of the fields that change)
+pub fn replica_set_object(v: &ReplicaSetView<'_>) -> (Value, Value, Value) {
+    let name = format!("{}-{}", v.deployment, v.hash);
+    let mut labels = template_labels(v.template);
+    labels.insert("pod-template-hash".into(), v.hash.to_owned());
+    let mut template = serde_json::to_value(v.template).unwrap_or_else(|_| json!({}));
+    template["metadata"]["labels"] = json!(labels);
+    let mut selector = v.selector.clone();
+    selector["matchLabels"]["pod-template-hash"] = json!(v.hash);
+    let annotations = json!({"deployment.kubernetes.io/revision": v.revision.to_string()});
+    let body = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": v.namespace, "labels": labels,
+                     "annotations": annotations,
+                     "ownerReferences": [owner("apps/v1", "Deployment", v.deployment, v.deployment_uid)]},
+        "spec": {"replicas": v.replicas, "selector": selector, "template": template},
+    });
+    let status = json!({
+        "replicas": v.replicas, "fullyLabeledReplicas": v.replicas,
+        "readyReplicas": v.ready, "availableReplicas": v.available, "observedGeneration": 1,
+    });
+    let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": v.replicas}});
+    (body, status, patch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kind: ObjKind, name: &str) -> Key {
+        (kind, "ns".into(), name.into())
+    }
+
+    fn desired(kind: ObjKind, name: &str, status: Value) -> Desired {
+        Desired {
+            key: key(kind, name),
+            sim_uid: "s1".into(),
+            body: json!({"metadata": {"name": name}}),
+            status,
+            spec: None,
+        }
+    }
+
+    #[test]
+    fn creates_once_then_writes_only_changes_and_deletes_what_is_gone() {
+        let mut m = MirrorState::default();
+        let none = HashSet::new();
+        let ops = m.plan(
+            vec![
+                desired(ObjKind::Pod, "p", json!({"phase": "Pending"})),
+                desired(ObjKind::ReplicaSet, "rs", json!({})),
+            ],
+            &none,
+        );
+        assert!(matches!(&ops[0], Op::Create { key, .. } if key.0 == ObjKind::ReplicaSet));
+        assert!(matches!(&ops[1], Op::Create { key, .. } if key.0 == ObjKind::Pod));
+        // In flight: nothing more until the answer.
+        assert!(m
+            .plan(
+                vec![desired(ObjKind::Pod, "p", json!({"phase": "Pending"}))],
+                &none
+            )
+            .is_empty());
+        m.created(&key(ObjKind::Pod, "p"), Some("u1".into()));
+        let ops = m.plan(
+            vec![desired(ObjKind::Pod, "p", json!({"phase": "Pending"}))],
+            &none,
+        );
+        assert!(matches!(&ops[..], [Op::Status { .. }]), "{ops:?}");
+        assert!(m
+            .plan(
+                vec![desired(ObjKind::Pod, "p", json!({"phase": "Pending"}))],
+                &none
+            )
+            .is_empty());
+        let ops = m.plan(
+            vec![desired(ObjKind::Pod, "p", json!({"phase": "Running"}))],
+            &none,
+        );
+        assert!(matches!(&ops[..], [Op::Status { .. }]));
+        let draining = HashSet::from([key(ObjKind::Pod, "p")]);
+        let ops = m.plan(
+            vec![desired(ObjKind::Pod, "p", json!({"phase": "Running"}))],
+            &draining,
+        );
+        assert!(
+            matches!(&ops[..], [Op::Delete { grace: None, .. }]),
+            "{ops:?}"
+        );
+        let ops = m.plan(vec![], &none);
+        assert!(
+            matches!(&ops[..], [Op::Delete { grace: Some(0), .. }]),
+            "{ops:?}"
+        );
+    }
+}

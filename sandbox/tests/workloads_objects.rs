@@ -1,0 +1,308 @@
+//! Simulated pods and ReplicaSets as API objects, as kubectl 1.35 and kube-rs see them: `get pods
+//! -o wide`, `get rs`, owner references, `wait --for=condition=Ready`, `rollout history` and
+//! `rollout undo`, `delete pod` (replaced, with a fresh credential snapshot), graceful termination
+//! (a deleted pod stays Terminating for its scaled grace period and keeps what it read), and a
+//! kube-rs reflector of Pods by label selector.
+
+mod workloads_common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use sandbox::workloads::{SimulatorOptions, WorkloadKind};
+use serde_json::{json, Value};
+use workloads_common::*;
+
+struct Kubectl {
+    dir: PathBuf,
+}
+
+impl Kubectl {
+    fn new(e: &Env) -> Self {
+        let dir = std::env::temp_dir().join(format!("sandbox-objects-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("kubeconfig"), e.server.kubeconfig_yaml()).unwrap();
+        Kubectl { dir }
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(sandbox::tools::kubectl())
+            .args(args)
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("KUBECACHEDIR", self.dir.join("cache"))
+            .env("HOME", &self.dir)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Kubectl {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn api_pods(e: &Env, selector: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(e.client.clone(), NS)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .unwrap()
+        .items
+}
+
+/// Polls (15 s at most) until `pred` holds for the API's pods matching `selector`.
+async fn wait_pods(e: &Env, selector: &str, what: &str, pred: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pods = api_pods(e, selector).await;
+        if pred(&pods) {
+            return pods;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:#?}",
+            pods.iter()
+                .map(|p| (
+                    p.metadata.name.clone(),
+                    p.status.as_ref().and_then(|s| s.phase.clone())
+                ))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn name(p: &Pod) -> String {
+    p.metadata.name.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_and_replica_sets_are_api_objects_kubectl_can_work_with() {
+    let e = env().await;
+    let k = Kubectl::new(&e);
+    secret(&e.client, "twilio", "old-token").await;
+    let d: Deployment = create(
+        &e.client,
+        deployment("web", 2, "twilio", json!({"type": "RollingUpdate"})),
+    )
+    .await;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        "app=web",
+        "--timeout=30s",
+    ])
+    .await;
+    let pods = wait_pods(&e, "app=web", "two ready pods", |p| {
+        p.len() == 2 && p.iter().all(ready)
+    })
+    .await;
+    // Owned by the Deployment's ReplicaSet, which the Deployment owns.
+    let rs: Vec<ReplicaSet> = Api::<ReplicaSet>::namespaced(e.client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(rs.len(), 1);
+    let rs0 = &rs[0];
+    let hash = rs0.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(
+        rs0.metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    let rs_owner = &rs0.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (rs_owner.kind.as_str(), rs_owner.uid.as_str()),
+        ("Deployment", d.metadata.uid.as_deref().unwrap())
+    );
+    assert_eq!(rs0.status.as_ref().unwrap().ready_replicas, Some(2));
+    for p in &pods {
+        let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.kind, "ReplicaSet");
+        assert_eq!(Some(&owner.uid), rs0.metadata.uid.as_ref());
+        assert_eq!(
+            p.metadata.labels.as_ref().unwrap()["pod-template-hash"],
+            hash
+        );
+        let spec = p.spec.as_ref().unwrap();
+        assert!(spec.node_name.as_deref().unwrap().starts_with("sim-node-"));
+        assert_eq!(spec.containers[0].image.as_deref(), Some("example/app:1"));
+        let st = p.status.as_ref().unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert!(st.pod_ip.as_deref().unwrap().starts_with("10.244."));
+        let cs = &st.container_statuses.as_ref().unwrap()[0];
+        assert!(cs.ready && cs.state.as_ref().unwrap().running.is_some());
+    }
+    let wide = k.ok(&["get", "pods", "-o", "wide"]).await;
+    assert!(
+        wide.contains("Running") && wide.contains("sim-node-") && wide.contains("10.244."),
+        "{wide}"
+    );
+    let rs_table = k.ok(&["get", "rs"]).await;
+    assert!(rs_table.contains(&format!("web-{hash}")), "{rs_table}");
+
+    // A new template: a second ReplicaSet with revision 2; the first is scaled to 0 and kept.
+    set_token(&e.client, "twilio", "new-token").await;
+    k.ok(&["rollout", "restart", "deployment/web"]).await;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    let history = k.ok(&["rollout", "history", "deployment/web"]).await;
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    let pods = wait_pods(&e, "app=web", "old pods gone", |p| {
+        p.len() == 2
+            && p.iter()
+                .all(|p| p.metadata.labels.as_ref().unwrap()["pod-template-hash"] != hash)
+    })
+    .await;
+    assert!(pods.iter().all(ready));
+
+    // rollout undo brings the first template back, as revision 3.
+    k.ok(&["rollout", "undo", "deployment/web"]).await;
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    wait_pods(&e, "app=web", "first template back", |p| {
+        p.len() == 2
+            && p.iter().all(|p| {
+                p.metadata.labels.as_ref().unwrap()["pod-template-hash"] == hash && ready(p)
+            })
+    })
+    .await;
+    let rs = Api::<ReplicaSet>::namespaced(e.client.clone(), NS)
+        .get(&format!("web-{hash}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rs.metadata.annotations.unwrap()["deployment.kubernetes.io/revision"],
+        "3"
+    );
+
+    // kubectl delete pod: replaced, and the new pod reads the Secret as it is now.
+    set_token(&e.client, "twilio", "newest-token").await;
+    let victim = name(&api_pods(&e, "app=web").await[0]);
+    k.ok(&["delete", "pod", &victim, "--wait=true"]).await;
+    let pods = e
+        .sim
+        .wait_for_pods(WorkloadKind::Deployment, NS, "web", WAIT, |p| {
+            p.len() == 2 && p.iter().all(|p| p.ready) && !p.iter().any(|p| p.name == victim)
+        })
+        .await
+        .unwrap();
+    let fresh: Vec<_> = pods
+        .iter()
+        .filter(|p| p.env["TWILIO_AUTH_TOKEN"] == "newest-token")
+        .collect();
+    assert_eq!(
+        fresh.len(),
+        1,
+        "only the replacement took a new snapshot: {pods:#?}"
+    );
+    wait_pods(&e, "app=web", "API agrees", |p| {
+        p.len() == 2 && !p.iter().any(|p| name(p) == victim)
+    })
+    .await;
+
+    // A kube-rs reflector of Pods by label selector sees the same pods.
+    let (reader, writer) = reflector::store();
+    let api: Api<Pod> = Api::namespaced(e.client.clone(), NS);
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().labels("app=web")),
+    )
+    .applied_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while stream.next().await.is_some() {}
+    });
+    reader.wait_until_ready().await.unwrap();
+    let mut seen: Vec<String> = reader.state().iter().map(|p| name(p)).collect();
+    let mut want: Vec<String> = pods.iter().map(|p| p.name.clone()).collect();
+    seen.sort();
+    want.sort();
+    assert_eq!(seen, want);
+    task.abort();
+
+    // Deleting the Deployment takes its ReplicaSets and pods with it (garbage collection).
+    k.ok(&["delete", "deployment", "web", "--wait=true"]).await;
+    wait_pods(&e, "app=web", "pods collected", |p| p.is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_drains_for_its_scaled_grace_period_with_what_it_read() {
+    let e = env_with(SimulatorOptions {
+        termination_grace_scale: 0.1,
+        ..fast_options()
+    })
+    .await;
+    secret(&e.client, "twilio", "old-token").await;
+    let mut sts = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "worker"},
+        "spec": {"replicas": 1, "serviceName": "worker", "selector": {"matchLabels": {"app": "worker"}},
+                 "template": template("worker", "twilio")}
+    });
+    // 20 s of grace, 2 s here.
+    sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(20);
+    let _: StatefulSet = create(&e.client, sts).await;
+    wait_pods(&e, "app=worker", "ready", |p| {
+        p.len() == 1 && p.iter().all(ready)
+    })
+    .await;
+    set_token(&e.client, "twilio", "new-token").await;
+    let api: Api<Pod> = Api::namespaced(e.client.clone(), NS);
+    let started = Instant::now();
+    api.delete("worker-0", &Default::default()).await.unwrap();
+    // Terminating in the API and in the simulator, still holding the old token.
+    let p = api.get("worker-0").await.unwrap();
+    assert!(p.metadata.deletion_timestamp.is_some());
+    assert_eq!(p.metadata.deletion_grace_period_seconds, Some(20));
+    let draining = e
+        .sim
+        .wait_for_pods(WorkloadKind::StatefulSet, NS, "worker", WAIT, |p| {
+            p.iter().any(|p| p.terminating_since.is_some())
+        })
+        .await
+        .unwrap();
+    let old = &draining[0];
+    assert!(!old.ready);
+    assert_eq!(
+        old.env["TWILIO_AUTH_TOKEN"], "old-token",
+        "a draining pod keeps what it read"
+    );
+    // Gone after about 2 s; then the StatefulSet recreates worker-0 with the new token.
+    let pods = e
+        .sim
+        .wait_for_pods(WorkloadKind::StatefulSet, NS, "worker", WAIT, |p| {
+            p.len() == 1 && p[0].ready && p[0].terminating_since.is_none()
+        })
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1900), "drained for {took:?}");
+    assert_eq!(pods[0].env["TWILIO_AUTH_TOKEN"], "new-token");
+    let p: Value = serde_json::to_value(api.get("worker-0").await.unwrap()).unwrap();
+    assert!(p["metadata"]["deletionTimestamp"].is_null());
+    assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
+}
