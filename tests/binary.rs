@@ -13,6 +13,7 @@ use kube::api::Api;
 use process::{cli, start_replica as start_replica_with, tempdir, wait_ready, Replica, BIN};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use token_rotator::api::{Phase, TokenRotation};
 
@@ -652,4 +653,191 @@ fn krew_manifest_installs_the_plugin_name() {
             .iter()
             .any(|f| f["from"] == "token-rotator" && f["to"] == "kubectl-tokenrotator"));
     }
+}
+
+/// Trying it by hand, as the README shows: `sandbox up` (here in-process), kubectl applies the
+/// CRDs, an app and a TokenRotation, `token-rotator run` runs as a process against the
+/// kubeconfig with `--twilio-base-url`, and the rotation is watched with kubectl. The consumers
+/// end on the new token with no call refused, as the traffic endpoint counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_hand_on_sandbox_up_with_kubectl_and_the_binary() {
+    const SID: &str = "AC00000000000000000000000000000042";
+    const TOKEN: &str = "0000000000000000000000000000beef";
+    let dir = tempdir();
+    let kc = dir.join("sandbox.kubeconfig");
+    let args = sandbox::up::UpArgs {
+        kubeconfig: kc.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        twilio_listen: "127.0.0.1:0".parse().unwrap(),
+        accounts: vec![sandbox::twilio::cli::parse_account(&format!("{SID}:{TOKEN}")).unwrap()],
+        call_every_ms: 20,
+        authz: false,
+        termination_grace_scale: 0.0,
+    };
+    let up = sandbox::up::Up::start(&args).await.unwrap();
+    let banner = up.banner(&args);
+    let twilio = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("twilio base url: "))
+        .unwrap()
+        .to_string();
+    let traffic_url = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("traffic: "))
+        .unwrap()
+        .to_string();
+    let kubectl = |args: Vec<String>, stdin: Option<String>| {
+        let kc = kc.clone();
+        let home = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut child = std::process::Command::new(sandbox::tools::kubectl())
+                .args(&args)
+                .env("KUBECONFIG", &kc)
+                .env("HOME", &home)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut input = child.stdin.take().unwrap();
+            input
+                .write_all(stdin.unwrap_or_default().as_bytes())
+                .unwrap();
+            drop(input);
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let a = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let crds = cli(&kc, &["crd"]).await;
+    assert!(crds.status.success());
+    kubectl(
+        a(&["apply", "-f", "-"]),
+        Some(String::from_utf8_lossy(&crds.stdout).into_owned()),
+    )
+    .await
+    .unwrap();
+    let app = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: twilio-admin, namespace: default}}
+stringData: {{authToken: {TOKEN}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: twilio-creds, namespace: default}}
+stringData: {{TWILIO_ACCOUNT_SID: {SID}, TWILIO_AUTH_TOKEN: {TOKEN}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: default}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      containers:
+      - name: app
+        image: shop/api:1
+        envFrom: [{{secretRef: {{name: twilio-creds}}}}]
+---
+apiVersion: tokenrotator.io/v1alpha1
+kind: TokenRotation
+metadata: {{name: twilio, namespace: default}}
+spec:
+  twilio: {{accountSid: {SID}, credentialsSecretRef: {{name: twilio-admin, key: authToken}}}}
+  authToken: {{}}
+  secrets: [{{name: twilio-creds, accountSidKey: TWILIO_ACCOUNT_SID, tokenKey: TWILIO_AUTH_TOKEN}}]
+  propagationDelay: 1s
+  overlap: 1s
+"#
+    );
+    kubectl(a(&["apply", "-f", "-"]), Some(app)).await.unwrap();
+    kubectl(
+        a(&["rollout", "status", "deployment/api", "--timeout=30s"]),
+        None,
+    )
+    .await
+    .unwrap();
+    let port = process::free_port();
+    let log = dir.join("operator.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut operator = tokio::process::Command::new(BIN)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args([
+            "run",
+            "--leader-elect",
+            "false",
+            "--twilio-base-url",
+            &twilio,
+        ])
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    kubectl(
+        a(&[
+            "annotate",
+            "tokenrotation",
+            "twilio",
+            "tokenrotator.io/rotate-now=1",
+        ]),
+        None,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = kubectl(
+            a(&[
+                "get",
+                "tokenrotation",
+                "twilio",
+                "-o",
+                "jsonpath={.status.phase}/{.status.rotations}",
+            ]),
+            None,
+        )
+        .await
+        .unwrap();
+        if got == "Ready/1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{got}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    operator.kill().await.unwrap();
+    let summary: serde_json::Value = reqwest::get(&traffic_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (served, refused) = up.traffic.stop().await;
+    assert!(served > 0);
+    assert_eq!(refused, 0, "{summary}");
+    // The pods ran on two tokens over the rotation: the old and the new.
+    let credentials: BTreeSet<&str> = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["credential"].as_str().unwrap())
+        .collect();
+    assert_eq!(credentials.len(), 2, "{summary}");
+    assert_ne!(up.sandbox.twilio.primary_token(SID).as_deref(), Some(TOKEN));
 }

@@ -2,6 +2,7 @@ pub mod kube;
 pub mod tools;
 pub mod traffic;
 pub mod twilio;
+pub mod up;
 pub mod workloads;
 pub mod world;
 

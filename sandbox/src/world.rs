@@ -4,7 +4,7 @@
 
 use crate::kube::{ApiServer, ApiServerOptions};
 use crate::traffic::{Traffic, TrafficAuth};
-use crate::twilio::TwilioSandbox;
+use crate::twilio::{TwilioConfig, TwilioSandbox};
 use crate::workloads::{SimulatorOptions, WorkloadSimulator};
 use std::time::Duration;
 
@@ -30,10 +30,19 @@ impl Sandbox {
         api_opts: ApiServerOptions,
         opts: SimulatorOptions,
     ) -> anyhow::Result<Self> {
+        Self::start_world(api_opts, opts, TwilioConfig::default()).await
+    }
+
+    /// Every part configured (what `sandbox up` starts).
+    pub async fn start_world(
+        api_opts: ApiServerOptions,
+        opts: SimulatorOptions,
+        twilio: TwilioConfig,
+    ) -> anyhow::Result<Self> {
         let api = ApiServer::start_with(api_opts).await?;
         let client = api.client().await;
         let workloads = WorkloadSimulator::start(client.clone(), opts).await?;
-        let twilio = TwilioSandbox::start().await?;
+        let twilio = TwilioSandbox::start_with(twilio).await?;
         Ok(Self {
             api,
             workloads,

@@ -156,6 +156,13 @@ async fn dispatch(
         ["sandbox", "v1", "requests"] => {
             return Ok(json_response(200, &sh.request_summary(), &[]));
         }
+        ["sandbox", "v1", "traffic"] => {
+            let source = sh.traffic.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            return match source {
+                Some(f) => Ok(json_response(200, &f(), &[])),
+                None => Err(ApiError::no_route()),
+            };
+        }
         ["apis", g @ ("authorization.k8s.io" | "authentication.k8s.io"), "v1", plural]
             if reviews::REVIEWS.iter().any(|r| r.0 == *g && r.3 == *plural) =>
         {

@@ -58,6 +58,9 @@ pub struct KubeArgs {
     /// bootstrap administrator's (group system:masters).
     #[arg(long)]
     pub authz: bool,
+    /// Serve the API only: no workload simulator (Deployments then never roll out).
+    #[arg(long)]
+    pub no_workloads: bool,
     /// More bearer tokens, in kube-apiserver's --token-auth-file format
     /// (`token,user,uid,"group1,group2"`). Implies --authz.
     #[arg(long)]
@@ -93,6 +96,15 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.kubeconfig {
         std::fs::write(path, server.kubeconfig_yaml())?;
     }
+    // Deployments, StatefulSets and DaemonSets roll out and their pods run, as on a cluster.
+    let _simulator = if args.no_workloads {
+        None
+    } else {
+        Some(
+            crate::workloads::WorkloadSimulator::start(server.client().await, Default::default())
+                .await?,
+        )
+    };
     println!("sandbox kube API server listening on {}", server.url());
     if authz {
         println!(

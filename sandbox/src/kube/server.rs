@@ -51,7 +51,12 @@ pub struct Shared {
     /// Every request, in arrival order (see [`AuditRecord`]), and counts per kind of request.
     pub audit: Mutex<RequestLog>,
     pub auth: Option<Authenticator>,
+    /// What `GET /sandbox/v1/traffic` serves, once consumer traffic runs.
+    pub traffic: Mutex<Option<TrafficSource>>,
 }
+
+/// Produces the consumer traffic summary ([`crate::Traffic::summary_source`]).
+pub type TrafficSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// Records kept in full before only the counts go on (memory stays bounded in long runs).
 const LOG_CAP: usize = 500_000;
@@ -298,6 +303,7 @@ impl ApiServer {
             addr: Mutex::new(addr),
             audit: Mutex::new(RequestLog::default()),
             auth,
+            traffic: Mutex::new(None),
         });
         let app = crate::kube::http::router(shared.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -438,6 +444,15 @@ impl ApiServer {
     pub fn audit_log(&self) -> Vec<AuditRecord> {
         let log = self.shared.audit.lock().unwrap_or_else(|p| p.into_inner());
         log.records.clone()
+    }
+
+    /// Serves `source` at `GET /sandbox/v1/traffic`.
+    pub fn serve_traffic(&self, source: TrafficSource) {
+        *self
+            .shared
+            .traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
     /// Permissions checked inside writes (admission), oldest first.

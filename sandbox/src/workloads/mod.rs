@@ -18,10 +18,20 @@
 //!   [`WorkloadSimulator::delete_pod`]).
 //! * DaemonSets: one pod per simulated node, RollingUpdate with `maxUnavailable` or `maxSurge`.
 //!
-//! Not simulated: ReplicaSet, ControllerRevision and Pod objects in the API (pods exist only
-//! in memory), the `deployment.kubernetes.io/revision` annotation, proportional scaling of a
-//! paused Deployment with several active ReplicaSets, container restarts, pod termination
-//! grace periods (deletion is instant), and the MaxUnavailableStatefulSet feature.
+//! * Pods and Deployment ReplicaSets are also API objects ([`SimulatorOptions::api_objects`],
+//!   on by default): owner references, labels (`pod-template-hash`, `controller-revision-hash`),
+//!   the template's spec with `nodeName`, phase, `Ready`/`ContainersReady`, container states,
+//!   pod IPs; `deployment.kubernetes.io/revision` on ReplicaSets and the Deployment (written
+//!   through `/status`, as the controller does), so `kubectl rollout history/undo` work. A pod
+//!   deleted through the API (or by its controller) is Terminating for its
+//!   `terminationGracePeriodSeconds` times [`SimulatorOptions::termination_grace_scale`] (0 by
+//!   default: at once), not ready, still running with what it read; then it is gone and its
+//!   controller replaces it.
+//!
+//! Not simulated: ControllerRevision objects, revisionHistoryLimit (old ReplicaSets stay),
+//! proportional scaling of a paused Deployment with several active ReplicaSets, container
+//! restarts, Jobs, CronJobs, bare Pods and Argo Rollouts, and the MaxUnavailableStatefulSet
+//! feature.
 
 mod daemonset;
 mod deployment;
