@@ -306,3 +306,127 @@ async fn a_deleted_pod_drains_for_its_scaled_grace_period_with_what_it_read() {
     assert!(p["metadata"]["deletionTimestamp"].is_null());
     assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_their_pods_to_completion_and_bare_pods_run_until_deleted() {
+    let e = env().await;
+    let k = Kubectl::new(&e);
+    secret(&e.client, "twilio", "old-token").await;
+    // A Job of two completions, one at a time, each pod working 300 ms once ready.
+    let job: k8s_openapi::api::batch::v1::Job = create(
+        &e.client,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "report", "annotations": {"sandbox.tokenrotator.io/run-for": "300ms"}},
+            "spec": {"completions": 2, "parallelism": 1,
+                     "template": {"metadata": {"labels": {"app": "report"}},
+                                  "spec": {"restartPolicy": "Never",
+                                           "containers": template("report", "twilio")["spec"]["containers"]}}}
+        }),
+    )
+    .await;
+    // While one runs, it holds the token like any pod.
+    let running = e
+        .sim
+        .wait_for_pods(WorkloadKind::Job, NS, "report", WAIT, |p| {
+            p.iter().any(|p| p.ready)
+        })
+        .await
+        .unwrap();
+    assert!(running.iter().any(|p| p.holds("old-token")));
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/report",
+        "--timeout=30s",
+    ])
+    .await;
+    let pods = api_pods(&e, "batch.kubernetes.io/job-name=report").await;
+    assert_eq!(pods.len(), 2, "completed pods stay");
+    for p in &pods {
+        assert_eq!(
+            p.status.as_ref().unwrap().phase.as_deref(),
+            Some("Succeeded")
+        );
+        let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), Some(&owner.uid)),
+            ("Job", job.metadata.uid.as_ref())
+        );
+        let cs = &p
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            0
+        );
+    }
+    let j: Value = serde_json::to_value(
+        Api::<k8s_openapi::api::batch::v1::Job>::namespaced(e.client.clone(), NS)
+            .get("report")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(j["status"]["succeeded"], 2);
+    assert!(j["status"]["completionTime"].is_string());
+    assert!(j["status"]["active"].is_null());
+    assert!(
+        e.sim
+            .pods(WorkloadKind::Job, NS, "report")
+            .iter()
+            .all(|p| !p.ready),
+        "finished pods make no calls"
+    );
+
+    // A bare pod (applied by hand): bound to a node, run, and when deleted, gone for good.
+    let pod = k.dir.join("pod.yaml");
+    let mut spec = template("lonely", "twilio");
+    spec["spec"]["terminationGracePeriodSeconds"] = json!(0);
+    std::fs::write(
+        &pod,
+        serde_json::to_string(&json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "lonely", "namespace": NS, "labels": {"app": "lonely"}},
+            "spec": spec["spec"],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    k.ok(&["apply", "-f", pod.to_str().unwrap()]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/lonely",
+        "--timeout=30s",
+    ])
+    .await;
+    let p = Api::<Pod>::namespaced(e.client.clone(), NS)
+        .get("lonely")
+        .await
+        .unwrap();
+    assert!(p.spec.unwrap().node_name.unwrap().starts_with("sim-node-"));
+    let sim = e.sim.pods(WorkloadKind::Pod, NS, "lonely");
+    assert_eq!(sim.len(), 1);
+    assert!(sim[0].ready && sim[0].holds("old-token"));
+    k.ok(&["delete", "pod", "lonely", "--wait=true"]).await;
+    e.sim
+        .wait_for_pods(WorkloadKind::Pod, NS, "lonely", WAIT, |p| p.is_empty())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        api_pods(&e, "app=lonely").await.is_empty(),
+        "nothing recreates a bare pod"
+    );
+}

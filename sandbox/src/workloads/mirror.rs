@@ -64,6 +64,11 @@ pub enum Op {
         name: String,
         revision: u64,
     },
+    /// The scheduler's part for a bare pod: `spec.nodeName`.
+    Bind {
+        key: Key,
+        node: String,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -187,6 +192,20 @@ impl MirrorState {
         }
     }
 
+    /// A pod someone else made (a bare Pod): already in the API with `uid`, run by the
+    /// simulator's pod `sim_uid`; only its status is written.
+    pub fn adopt(&mut self, key: &Key, uid: &str, sim_uid: &str) {
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                uid: Some(uid.to_owned()),
+                sim_uid: sim_uid.to_owned(),
+                seen: true,
+                ..Entry::default()
+            },
+        );
+    }
+
     /// A delete failed: a replacement tries it again next tick.
     pub fn delete_failed(&mut self, key: &Key) {
         if let Some(e) = self.entries.get_mut(key) {
@@ -245,11 +264,20 @@ fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
            "controller": true, "blockOwnerDeletion": true})
 }
 
-/// The labels a workload's controller adds to its pods.
-pub fn pod_labels(rec: &PodRecord) -> BTreeMap<String, String> {
+/// The labels a workload's controller adds to its pods (`owner_uid`: the controller's uid).
+pub fn pod_labels(rec: &PodRecord, owner_uid: &str) -> BTreeMap<String, String> {
     let mut labels = template_labels(&rec.template);
     let p = &rec.pod;
     match p.workload.kind {
+        WorkloadKind::Job => {
+            for k in ["batch.kubernetes.io/job-name", "job-name"] {
+                labels.insert(k.into(), p.workload.name.clone());
+            }
+            for k in ["batch.kubernetes.io/controller-uid", "controller-uid"] {
+                labels.insert(k.into(), owner_uid.to_owned());
+            }
+        }
+        WorkloadKind::Pod => {}
         WorkloadKind::Deployment => {
             labels.insert("pod-template-hash".into(), p.revision.clone());
         }
@@ -281,6 +309,9 @@ pub fn pod_object(rec: &PodRecord, owner_uid: &str) -> (Value, Value) {
         ),
         WorkloadKind::StatefulSet => owner("apps/v1", "StatefulSet", &r.name, owner_uid),
         WorkloadKind::DaemonSet => owner("apps/v1", "DaemonSet", &r.name, owner_uid),
+        WorkloadKind::Job => owner("batch/v1", "Job", &r.name, owner_uid),
+        // Made by the user: the mirror only writes its status.
+        WorkloadKind::Pod => Value::Null,
     };
     let mut spec = rec
         .template
@@ -295,7 +326,7 @@ pub fn pod_object(rec: &PodRecord, owner_uid: &str) -> (Value, Value) {
     let mut meta = Map::new();
     meta.insert("name".into(), json!(p.name));
     meta.insert("namespace".into(), json!(r.namespace));
-    meta.insert("labels".into(), json!(pod_labels(rec)));
+    meta.insert("labels".into(), json!(pod_labels(rec, owner_uid)));
     if let Some(a) = rec
         .template
         .metadata
@@ -304,7 +335,9 @@ pub fn pod_object(rec: &PodRecord, owner_uid: &str) -> (Value, Value) {
     {
         meta.insert("annotations".into(), json!(a));
     }
-    meta.insert("ownerReferences".into(), json!([owner_ref]));
+    if !owner_ref.is_null() {
+        meta.insert("ownerReferences".into(), json!([owner_ref]));
+    }
     let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec});
     (body, pod_status(rec))
 }
@@ -312,6 +345,7 @@ pub fn pod_object(rec: &PodRecord, owner_uid: &str) -> (Value, Value) {
 fn pod_status(rec: &PodRecord) -> Value {
     let p = &rec.pod;
     let running = p.phase == PodPhase::Running;
+    let succeeded = p.phase == PodPhase::Succeeded;
     let ready = p.ready;
     let bool_str = |b: bool| if b { "True" } else { "False" };
     let ready_since = time(p.ready_at.or(p.started_at).unwrap_or(p.created_at));
@@ -324,7 +358,11 @@ fn pod_status(rec: &PodRecord) -> Value {
         .unwrap_or_default()
         .iter()
         .map(|c| {
-            let state = match (running, p.started_at) {
+            let state = match (running || succeeded, p.started_at) {
+                (true, Some(at)) if succeeded => json!({"terminated": {
+                    "exitCode": 0, "reason": "Completed", "startedAt": time(at),
+                    "finishedAt": time(p.ready_at.unwrap_or(at)),
+                }}),
                 (true, Some(at)) => json!({"running": {"startedAt": time(at)}}),
                 _ => json!({"waiting": {
                     "reason": p.waiting_reason.clone().unwrap_or_else(|| "ContainerCreating".into()),
@@ -344,13 +382,22 @@ fn pod_status(rec: &PodRecord) -> Value {
         json!({"type": "ContainersReady", "status": bool_str(ready), "lastTransitionTime": ready_since}),
         json!({"type": "Ready", "status": bool_str(ready), "lastTransitionTime": ready_since}),
     ];
-    if !ready && running {
+    if !ready && (running || succeeded) {
         for c in conditions.iter_mut().skip(2) {
-            c["reason"] = json!("ContainersNotReady");
+            c["reason"] = json!(if succeeded {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            });
         }
     }
+    let phase = match p.phase {
+        PodPhase::Pending => "Pending",
+        PodPhase::Running => "Running",
+        PodPhase::Succeeded => "Succeeded",
+    };
     json!({
-        "phase": if running { "Running" } else { "Pending" },
+        "phase": phase,
         "hostIP": node_ip(&p.node),
         "hostIPs": [{"ip": node_ip(&p.node)}],
         "podIP": rec.ip, "podIPs": [{"ip": rec.ip}],

@@ -2,8 +2,8 @@
 //! the kubelet, for tests of an operator that triggers rollouts and waits for them.
 //!
 //! [`WorkloadSimulator`] is a plain kube-rs client: it watches Deployments, StatefulSets,
-//! DaemonSets, Secrets, ConfigMaps and Namespaces, keeps simulated pods in memory, and writes
-//! each workload's `/status` with merge patches, so it works against any API server.
+//! DaemonSets, Jobs, Pods, Secrets, ConfigMaps and Namespaces, keeps simulated pods in memory,
+//! and writes each workload's `/status` with merge patches, so it works against any API server.
 //!
 //! * Pods read Secret/ConfigMap-backed env vars and `envFrom` once, when they start (a
 //!   snapshot); mounted Secret/ConfigMap/projected volumes follow changes after
@@ -28,10 +28,14 @@
 //!   default: at once), not ready, still running with what it read; then it is gone and its
 //!   controller replaces it.
 //!
+//! * Jobs: `parallelism` pods at a time until `completions` succeeded, each working for a run
+//!   time once ready. Bare pods (no simulated controller owns them) are bound and run; deleted,
+//!   nothing replaces them.
+//!
 //! Not simulated: ControllerRevision objects, revisionHistoryLimit (old ReplicaSets stay),
 //! proportional scaling of a paused Deployment with several active ReplicaSets, container
-//! restarts, Jobs, CronJobs, bare Pods and Argo Rollouts, and the MaxUnavailableStatefulSet
-//! feature.
+//! restarts, Job failures, CronJobs, ReplicaSets created directly and Argo Rollouts, and the
+//! MaxUnavailableStatefulSet feature.
 
 mod daemonset;
 mod deployment;

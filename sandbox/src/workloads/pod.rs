@@ -109,6 +109,18 @@ impl PodRecord {
             Some(now + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX));
     }
 
+    /// A Job's pod that has worked for `run_for` since it got ready is done.
+    pub fn finish_if_done(&mut self, run_for: Duration, now: DateTime<Utc>) {
+        if let (PodPhase::Running, Some(at), false) =
+            (self.pod.phase, self.pod.ready_at, self.terminating())
+        {
+            if now >= at + chrono::Duration::from_std(run_for).unwrap_or(chrono::Duration::MAX) {
+                self.pod.phase = PodPhase::Succeeded;
+                self.pod.ready = false;
+            }
+        }
+    }
+
     /// The template's `terminationGracePeriodSeconds` (30 when unset).
     pub fn grace_period_seconds(&self) -> i64 {
         self.spec()
@@ -139,7 +151,7 @@ impl PodRecord {
     /// One kubelet pass: start the containers if possible, flip readiness when due, and resync
     /// mounted volumes whose source changed at least `sync_delay` ago.
     pub fn advance(&mut self, k: Kubelet<'_>) {
-        if self.terminating() {
+        if self.terminating() || self.pod.phase == PodPhase::Succeeded {
             // Draining: the containers run on with what they read; nothing new starts.
             return;
         }

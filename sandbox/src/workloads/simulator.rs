@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentStatus, StatefulSet};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodTemplateSpec, Secret};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -30,7 +31,7 @@ use super::pod::{Kubelet, PodRecord};
 use super::resolve::{Data, Sources};
 use super::statefulset::{self, StatefulSetInput};
 use super::status_patch;
-use super::types::{CountSample, SimPod, SimulatorOptions, WorkloadKind, WorkloadRef};
+use super::types::{CountSample, PodPhase, SimPod, SimulatorOptions, WorkloadKind, WorkloadRef};
 
 /// Samples kept per workload by [`WorkloadSimulator::timeline`].
 const TIMELINE_CAP: usize = 100_000;
@@ -59,6 +60,8 @@ struct State {
     /// Every pod that exists now (Terminating ones too), by its uid; rebuilt by each pass, so a
     /// pod is absent from the moment the pass that removed it ends.
     live: HashMap<String, Arc<SimPod>>,
+    /// Bare pods to bind to a node, for the next writes.
+    to_bind: Vec<Op>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -118,6 +121,7 @@ struct Stores {
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
     daemonsets: Store<DaemonSet>,
+    jobs: Store<Job>,
     secrets: Store<Secret>,
     config_maps: Store<ConfigMap>,
     namespaces: Store<Namespace>,
@@ -176,6 +180,7 @@ impl WorkloadSimulator {
             deployments: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             statefulsets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             daemonsets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            jobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             secrets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             config_maps: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
@@ -188,6 +193,7 @@ impl WorkloadSimulator {
             stores.deployments.wait_until_ready().await?;
             stores.statefulsets.wait_until_ready().await?;
             stores.daemonsets.wait_until_ready().await?;
+            stores.jobs.wait_until_ready().await?;
             stores.secrets.wait_until_ready().await?;
             stores.config_maps.wait_until_ready().await?;
             if let Some(p) = &stores.pods {
@@ -435,6 +441,9 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
                     patch::<StatefulSet>(&client, r, &params, &w.patch).await
                 }
                 WorkloadKind::DaemonSet => patch::<DaemonSet>(&client, r, &params, &w.patch).await,
+                WorkloadKind::Job => patch::<Job>(&client, r, &params, &w.patch).await,
+                // A bare pod's status goes through the mirror.
+                WorkloadKind::Pod => continue,
             };
             match result {
                 Ok(rv) => {
@@ -497,6 +506,15 @@ async fn mirror_write(client: &Client, inner: &Inner, params: &PatchParams, op: 
             if let Err(e) = res {
                 tracing::debug!(object = ?key, error = %e, "workload simulator mirror write failed");
                 inner.lock().mirror.forget_write(&key);
+            }
+        }
+        Op::Bind { key, node } => {
+            let body = serde_json::json!({"spec": {"nodeName": node}});
+            if let Err(e) = Api::<Pod>::namespaced(client.clone(), &key.1)
+                .patch(&key.2, params, &Patch::Merge(&body))
+                .await
+            {
+                tracing::debug!(object = ?key, error = %e, "workload simulator bind failed");
             }
         }
         Op::AnnotateDeployment {
@@ -713,6 +731,21 @@ impl Inner {
                 writes.push(w);
             }
         }
+        for j in stores.jobs.state() {
+            if let Some(w) = self.sync_one(
+                &mut st,
+                &mut live,
+                &terminating,
+                j.as_ref(),
+                &tick,
+                Self::sync_job,
+            ) {
+                writes.push(w);
+            }
+        }
+        if let Some(pods) = &stores.pods {
+            self.sync_bare_pods(&mut st, &mut live, &terminating, pods, &tick);
+        }
         st.workloads.retain(|r, _| live.contains(r));
         st.reindex();
         let ops = if self.opts.api_objects {
@@ -721,6 +754,89 @@ impl Inner {
             Vec::new()
         };
         (writes, ops)
+    }
+
+    /// Pods no simulated controller owns: the kubelet runs them as they are, nothing replaces
+    /// them. Each is tracked as a workload of kind Pod with the API object's uid.
+    fn sync_bare_pods(
+        &self,
+        st: &mut State,
+        live: &mut BTreeSet<WorkloadRef>,
+        terminating: &HashSet<String>,
+        pods: &Store<Pod>,
+        tick: &Tick<'_>,
+    ) {
+        for p in pods.state() {
+            let (ns, name) = key_of(p.as_ref());
+            if terminating.contains(&ns) || controlled_here(p.as_ref()) {
+                continue;
+            }
+            let Some(uid) = p.metadata.uid.clone() else {
+                continue;
+            };
+            let r = WorkloadRef::new(WorkloadKind::Pod, &ns, &name);
+            let ours = st.workloads.get(&r).is_some_and(|t| t.uid == uid);
+            if !ours {
+                if p.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let template = Arc::new(PodTemplateSpec {
+                    metadata: Some(::kube::api::ObjectMeta {
+                        labels: p.metadata.labels.clone(),
+                        annotations: p.metadata.annotations.clone(),
+                        ..Default::default()
+                    }),
+                    spec: p.spec.clone(),
+                });
+                let mut t = Tracked::new(uid.clone());
+                let node = match p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    Some(n) => n,
+                    None => {
+                        let n = self.nodes[st.workloads.len() % self.nodes.len()].clone();
+                        st.to_bind.push(Op::Bind {
+                            key: (ObjKind::Pod, ns.clone(), name.clone()),
+                            node: n.clone(),
+                        });
+                        n
+                    }
+                };
+                let rec = PodRecord::new(
+                    name.clone(),
+                    r.clone(),
+                    String::new(),
+                    None,
+                    node,
+                    template,
+                    false,
+                    tick.now,
+                );
+                st.mirror
+                    .adopt(&(ObjKind::Pod, ns.clone(), name.clone()), &uid, rec.uid());
+                t.pods.push(rec);
+                st.workloads.insert(r.clone(), t);
+            }
+            live.insert(r);
+        }
+        let kubelet = Kubelet {
+            sources: tick.sources,
+            readiness_delay: self.opts.readiness_delay,
+            sync_delay: self.opts.secret_sync_delay,
+            now: tick.now,
+        };
+        for (r, t) in st.workloads.iter_mut() {
+            if r.kind != WorkloadKind::Pod {
+                continue;
+            }
+            for p in &mut t.pods {
+                p.advance(kubelet);
+            }
+            t.pods.retain(|p| p.gone_at.is_none_or(|g| g > tick.now));
+            if t.pods.is_empty() {
+                live.remove(r);
+            } else {
+                live.insert(r.clone());
+            }
+        }
     }
 
     /// How long a deletion with `grace` seconds takes here.
@@ -776,12 +892,15 @@ impl Inner {
     /// The Pod and ReplicaSet objects the simulator's state calls for, diffed against what it
     /// wrote: the writes to make.
     fn mirror_ops(st: &mut State) -> Vec<Op> {
-        let State {
-            workloads, mirror, ..
-        } = st;
         let mut desired = Vec::new();
         let mut draining = HashSet::new();
         let mut annotate = Vec::new();
+        let State {
+            workloads,
+            mirror,
+            to_bind,
+            ..
+        } = &mut *st;
         for (r, t) in workloads.iter_mut() {
             if r.kind == WorkloadKind::Deployment {
                 // As the Deployment controller does: the Deployment names its current revision
@@ -840,7 +959,10 @@ impl Inner {
                         r.namespace.clone(),
                         format!("{}-{}", r.name, rec.pod.revision),
                     )),
-                    WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => Some(t.uid.clone()),
+                    WorkloadKind::StatefulSet
+                    | WorkloadKind::DaemonSet
+                    | WorkloadKind::Job
+                    | WorkloadKind::Pod => Some(t.uid.clone()),
                 };
                 let Some(owner) = owner else {
                     continue;
@@ -859,7 +981,8 @@ impl Inner {
                 });
             }
         }
-        let mut ops = mirror.plan(desired, &draining);
+        let mut ops = std::mem::take(to_bind);
+        ops.extend(mirror.plan(desired, &draining));
         ops.extend(annotate);
         ops
     }
@@ -1194,6 +1317,139 @@ impl Inner {
             status_patch::merge_patch(WorkloadKind::DaemonSet, &status),
             input.update_revision,
         )
+    }
+}
+
+impl Inner {
+    /// The Job controller: up to `parallelism` pods at a time until `completions` succeeded;
+    /// each pod works for the run time once ready, then succeeds (and stays, as on a cluster).
+    fn sync_job(
+        &self,
+        j: &Job,
+        tracked: &mut Tracked,
+        knobs: Knobs,
+        tick: &Tick<'_>,
+    ) -> (Value, String) {
+        let r = WorkloadRef::new(WorkloadKind::Job, &key_of(j).0, &key_of(j).1);
+        let spec = j.spec.clone().unwrap_or_default();
+        tracked
+            .templates
+            .entry(JOB_REVISION.to_owned())
+            .or_insert_with(|| Arc::new(spec.template.clone()));
+        let run_for = j
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RUN_FOR_ANNOTATION))
+            .and_then(|v| parse_seconds(v))
+            .unwrap_or(self.opts.job_run_time);
+        for p in &mut tracked.pods {
+            p.finish_if_done(run_for, tick.now);
+        }
+        let completions = spec.completions.unwrap_or(1).max(0) as usize;
+        let parallelism = spec.parallelism.unwrap_or(1).max(0) as usize;
+        fn count(t: &Tracked, pred: impl Fn(&PodRecord) -> bool) -> usize {
+            t.pods.iter().filter(|p| pred(p)).count()
+        }
+        let is_active = |p: &PodRecord| p.pod.phase != PodPhase::Succeeded && !p.terminating();
+        let succeeded = count(tracked, |p| p.pod.phase == PodPhase::Succeeded);
+        let active = count(tracked, is_active);
+        let want = parallelism.min(completions.saturating_sub(succeeded));
+        for _ in active..want {
+            let create = Action::Create {
+                revision: JOB_REVISION.to_owned(),
+                ordinal: None,
+                node: None,
+            };
+            self.create_pod(tracked, &r, &create, knobs, JOB_REVISION, tick.now);
+        }
+        let ready = count(tracked, |p| p.pod.ready);
+        let active = count(tracked, is_active);
+        let terminating = count(tracked, |p| p.terminating());
+        let start = j
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.clone())
+            .unwrap_or_else(|| deployment::time(tick.now));
+        let done = succeeded >= completions;
+        let completion = done.then(|| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.completion_time.clone())
+                .unwrap_or_else(|| deployment::time(tick.now))
+        });
+        let conditions = completion.as_ref().map(|at| {
+            ["SuccessCriteriaMet", "Complete"]
+                .iter()
+                .map(|t| JobCondition {
+                    type_: (*t).to_owned(),
+                    status: "True".into(),
+                    reason: Some("CompletionsReached".into()),
+                    message: Some("Reached expected number of succeeded pods".into()),
+                    last_probe_time: Some(at.clone()),
+                    last_transition_time: Some(at.clone()),
+                })
+                .collect::<Vec<_>>()
+        });
+        let nonzero = |n: usize| (n > 0).then_some(n as i32);
+        let status = JobStatus {
+            active: nonzero(active),
+            ready: Some(ready as i32),
+            succeeded: nonzero(succeeded),
+            terminating: Some(terminating as i32),
+            start_time: Some(start),
+            completion_time: completion,
+            conditions,
+            ..Default::default()
+        };
+        (
+            status_patch::merge_patch(WorkloadKind::Job, &status),
+            JOB_REVISION.to_owned(),
+        )
+    }
+}
+
+/// The one "revision" of a Job's pods.
+const JOB_REVISION: &str = "job";
+
+/// How long a Job's pods work (`30s`, `2m`), instead of [`SimulatorOptions::job_run_time`].
+pub const RUN_FOR_ANNOTATION: &str = "sandbox.tokenrotator.io/run-for";
+
+fn parse_seconds(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (n, unit) = v.split_at(
+        v.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(v.len()),
+    );
+    let n: f64 = n.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// Whether a controller the simulator drives owns this pod (else it runs as a bare pod).
+fn controlled_here(p: &Pod) -> bool {
+    p.metadata.owner_references.iter().flatten().any(|o| {
+        o.controller == Some(true)
+            && matches!(
+                (o.api_version.as_str(), o.kind.as_str()),
+                ("apps/v1", "ReplicaSet" | "StatefulSet" | "DaemonSet") | ("batch/v1", "Job")
+            )
+    })
+}
+
+impl StatusOf for Job {
+    const KIND: WorkloadKind = WorkloadKind::Job;
+    fn min_ready_seconds(&self) -> i32 {
+        0
+    }
+    fn status_matches(&self, patch: &Value) -> bool {
+        status_patch::matches(patch, self.status.as_ref())
     }
 }
 

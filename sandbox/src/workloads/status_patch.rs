@@ -45,6 +45,18 @@ fn fields(kind: WorkloadKind) -> &'static [&'static str] {
             "collisionCount",
             "conditions",
         ],
+        WorkloadKind::Job => &[
+            "active",
+            "ready",
+            "succeeded",
+            "failed",
+            "terminating",
+            "startTime",
+            "completionTime",
+            "conditions",
+        ],
+        // A bare pod's status is written by the mirror.
+        WorkloadKind::Pod => &[],
     }
 }
 

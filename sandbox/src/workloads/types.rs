@@ -12,6 +12,11 @@ pub enum WorkloadKind {
     Deployment,
     StatefulSet,
     DaemonSet,
+    /// batch/v1 Job: pods run for a while, then succeed.
+    Job,
+    /// A Pod no simulated controller owns (made with `kubectl run` or `apply`, or owned by a
+    /// kind nothing here drives): the kubelet runs it, nothing replaces it.
+    Pod,
 }
 
 impl fmt::Display for WorkloadKind {
@@ -20,6 +25,8 @@ impl fmt::Display for WorkloadKind {
             WorkloadKind::Deployment => "Deployment",
             WorkloadKind::StatefulSet => "StatefulSet",
             WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::Pod => "Pod",
         })
     }
 }
@@ -56,6 +63,8 @@ pub enum PodPhase {
     Pending,
     /// Containers started: env and mounts are resolved.
     Running,
+    /// A Job's pod that finished its work (its containers exited 0).
+    Succeeded,
 }
 
 /// One simulated pod, as the kubelet would run it.
@@ -152,6 +161,9 @@ pub struct SimulatorOptions {
     /// factor. 0 (the default) ends it at once: the operator does not wait for Terminating
     /// pods yet, and the e2e tests assume it does not need to.
     pub termination_grace_scale: f64,
+    /// How long a Job's pod works once ready before it succeeds (a Job may say otherwise with
+    /// the annotation `sandbox.tokenrotator.io/run-for`, e.g. `30s`).
+    pub job_run_time: Duration,
 }
 
 impl Default for SimulatorOptions {
@@ -166,6 +178,7 @@ impl Default for SimulatorOptions {
             field_manager: "sandbox-workload-simulator".to_owned(),
             api_objects: true,
             termination_grace_scale: 0.0,
+            job_run_time: Duration::from_secs(2),
         }
     }
 }
