@@ -430,3 +430,62 @@ async fn jobs_run_their_pods_to_completion_and_bare_pods_run_until_deleted() {
         "nothing recreates a bare pod"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cronjob_makes_jobs_whose_pods_read_the_secret_as_it_is_then() {
+    let e = env().await;
+    secret(&e.client, "twilio", "old-token").await;
+    let _: k8s_openapi::api::batch::v1::CronJob = create(
+        &e.client,
+        json!({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "nightly", "annotations": {"sandbox.tokenrotator.io/every": "1s"}},
+            "spec": {"schedule": "0 3 * * *", "successfulJobsHistoryLimit": 2, "concurrencyPolicy": "Forbid",
+                     "jobTemplate": {
+                        "metadata": {"annotations": {"sandbox.tokenrotator.io/run-for": "200ms"}},
+                        "spec": {"template": {"metadata": {"labels": {"app": "nightly"}},
+                                  "spec": {"restartPolicy": "Never",
+                                           "containers": template("nightly", "twilio")["spec"]["containers"]}}}}}
+        }),
+    )
+    .await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(e.client.clone(), NS);
+    let deadline = Instant::now() + WAIT;
+    let first = loop {
+        let list = jobs.list(&ListParams::default()).await.unwrap().items;
+        if let Some(j) = list.first() {
+            break j.clone();
+        }
+        assert!(Instant::now() < deadline, "no Job");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let owner = &first.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.kind, "CronJob");
+    assert!(first.metadata.name.unwrap().starts_with("nightly-"));
+    // The next Jobs' pods read the new token by themselves.
+    set_token(&e.client, "twilio", "new-token").await;
+    let pods = wait_pods(&e, "app=nightly", "a pod on the new token", |_| {
+        e.sim
+            .all_pods()
+            .iter()
+            .any(|p| p.workload.kind == WorkloadKind::Job && p.holds("new-token"))
+    })
+    .await;
+    assert!(!pods.is_empty());
+    // History: at most 2 finished Jobs stay (a third may be running).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let list = jobs.list(&ListParams::default()).await.unwrap().items;
+    let done = list
+        .iter()
+        .filter(|j| j.status.as_ref().and_then(|s| s.succeeded) == Some(1))
+        .count();
+    assert!((1..=2).contains(&done) && list.len() <= 3, "{}", list.len());
+    let cj: Value = serde_json::to_value(
+        Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(e.client.clone(), NS)
+            .get("nightly")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(cj["status"]["lastScheduleTime"].is_string(), "{cj}");
+}

@@ -69,6 +69,20 @@ pub enum Op {
         key: Key,
         node: String,
     },
+    /// The CronJob controller's writes.
+    CreateJob {
+        namespace: String,
+        body: Value,
+    },
+    DeleteJob {
+        namespace: String,
+        name: String,
+    },
+    CronJobStatus {
+        namespace: String,
+        name: String,
+        status: Value,
+    },
 }
 
 #[derive(Clone, Debug, Default)]

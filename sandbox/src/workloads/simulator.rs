@@ -15,13 +15,14 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentStatus, StatefulSet};
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::batch::v1::{CronJob, Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodTemplateSpec, Secret};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::cronjob;
 use super::daemonset::{self, DaemonSetInput};
 use super::deployment::{self, DeploymentInput};
 use super::hash::random_suffix;
@@ -60,8 +61,10 @@ struct State {
     /// Every pod that exists now (Terminating ones too), by its uid; rebuilt by each pass, so a
     /// pod is absent from the moment the pass that removed it ends.
     live: HashMap<String, Arc<SimPod>>,
-    /// Bare pods to bind to a node, for the next writes.
+    /// Writes decided outside the mirror (binding bare pods, CronJobs), for the next round.
     to_bind: Vec<Op>,
+    /// CronJob uid -> the last firing handled.
+    cron_last: HashMap<String, DateTime<Utc>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -122,6 +125,7 @@ struct Stores {
     statefulsets: Store<StatefulSet>,
     daemonsets: Store<DaemonSet>,
     jobs: Store<Job>,
+    cronjobs: Store<CronJob>,
     secrets: Store<Secret>,
     config_maps: Store<ConfigMap>,
     namespaces: Store<Namespace>,
@@ -181,6 +185,7 @@ impl WorkloadSimulator {
             statefulsets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             daemonsets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             jobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            cronjobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             secrets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             config_maps: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
@@ -194,6 +199,7 @@ impl WorkloadSimulator {
             stores.statefulsets.wait_until_ready().await?;
             stores.daemonsets.wait_until_ready().await?;
             stores.jobs.wait_until_ready().await?;
+            stores.cronjobs.wait_until_ready().await?;
             stores.secrets.wait_until_ready().await?;
             stores.config_maps.wait_until_ready().await?;
             if let Some(p) = &stores.pods {
@@ -517,6 +523,37 @@ async fn mirror_write(client: &Client, inner: &Inner, params: &PatchParams, op: 
                 tracing::debug!(object = ?key, error = %e, "workload simulator bind failed");
             }
         }
+        Op::CreateJob { namespace, body } => {
+            let key = (ObjKind::Pod, namespace.clone(), String::new());
+            if create_object::<Job>(client, &key, body, params)
+                .await
+                .is_none()
+            {
+                tracing::debug!(namespace = %namespace, "workload simulator could not create a CronJob's Job");
+            }
+        }
+        Op::DeleteJob { namespace, name } => {
+            let dp = ::kube::api::DeleteParams::background();
+            if let Err(e) = Api::<Job>::namespaced(client.clone(), &namespace)
+                .delete(&name, &dp)
+                .await
+            {
+                tracing::debug!(job = %name, error = %e, "workload simulator job delete failed");
+            }
+        }
+        Op::CronJobStatus {
+            namespace,
+            name,
+            status,
+        } => {
+            let body = serde_json::json!({ "status": status });
+            if let Err(e) = Api::<CronJob>::namespaced(client.clone(), &namespace)
+                .patch_status(&name, params, &Patch::Merge(&body))
+                .await
+            {
+                tracing::debug!(cronjob = %name, error = %e, "workload simulator cronjob status failed");
+            }
+        }
         Op::AnnotateDeployment {
             namespace,
             name,
@@ -746,6 +783,7 @@ impl Inner {
         if let Some(pods) = &stores.pods {
             self.sync_bare_pods(&mut st, &mut live, &terminating, pods, &tick);
         }
+        Self::sync_cronjobs(&mut st, stores, &terminating, now);
         st.workloads.retain(|r, _| live.contains(r));
         st.reindex();
         let ops = if self.opts.api_objects {
@@ -835,6 +873,82 @@ impl Inner {
                 live.remove(r);
             } else {
                 live.insert(r.clone());
+            }
+        }
+    }
+
+    /// The CronJob controller: Jobs when schedules fire, history trimmed, status written.
+    fn sync_cronjobs(
+        st: &mut State,
+        stores: &Stores,
+        terminating: &HashSet<String>,
+        now: DateTime<Utc>,
+    ) {
+        let jobs = stores.jobs.state();
+        for c in stores.cronjobs.state() {
+            let (ns, name) = key_of(c.as_ref());
+            if c.metadata.deletion_timestamp.is_some() || terminating.contains(&ns) {
+                continue;
+            }
+            let Some(uid) = c.metadata.uid.clone() else {
+                continue;
+            };
+            let owned: Vec<&Job> = jobs
+                .iter()
+                .filter(|j| {
+                    j.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == uid && o.controller == Some(true))
+                })
+                .map(|j| j.as_ref())
+                .collect();
+            let last = st.cron_last.get(&uid).copied().or_else(|| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.last_schedule_time.as_ref())
+                    .and_then(|t| DateTime::<Utc>::from_timestamp(t.0.as_second(), 0))
+            });
+            let plan = cronjob::plan(c.as_ref(), &owned, last, now);
+            for body in plan.create {
+                st.to_bind.push(Op::CreateJob {
+                    namespace: ns.clone(),
+                    body,
+                });
+            }
+            for job in plan.delete {
+                st.to_bind.push(Op::DeleteJob {
+                    namespace: ns.clone(),
+                    name: job,
+                });
+            }
+            if let Some(at) = plan.scheduled {
+                st.cron_last.insert(uid.clone(), at);
+                let active: Vec<Value> = owned
+                    .iter()
+                    .filter(|j| {
+                        !j.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter()
+                                    .any(|c| c.type_ == "Complete" && c.status == "True")
+                            })
+                    })
+                    .map(|j| {
+                        serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
+                            "name": j.metadata.name, "namespace": ns, "uid": j.metadata.uid})
+                    })
+                    .collect();
+                st.to_bind.push(Op::CronJobStatus {
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    status: serde_json::json!({
+                        "lastScheduleTime": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "active": if active.is_empty() { Value::Null } else { Value::Array(active) },
+                    }),
+                });
             }
         }
     }
@@ -1415,7 +1529,7 @@ const JOB_REVISION: &str = "job";
 /// How long a Job's pods work (`30s`, `2m`), instead of [`SimulatorOptions::job_run_time`].
 pub const RUN_FOR_ANNOTATION: &str = "sandbox.tokenrotator.io/run-for";
 
-fn parse_seconds(v: &str) -> Option<Duration> {
+pub(super) fn parse_seconds(v: &str) -> Option<Duration> {
     let v = v.trim();
     let (n, unit) = v.split_at(
         v.find(|c: char| !c.is_ascii_digit() && c != '.')
