@@ -489,3 +489,124 @@ async fn a_cronjob_makes_jobs_whose_pods_read_the_secret_as_it_is_then() {
     .unwrap();
     assert!(cj["status"]["lastScheduleTime"].is_string(), "{cj}");
 }
+
+async fn rollout_status(e: &Env) -> Value {
+    let ar = sandbox::workloads::rollout::api_resource();
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(e.client.clone(), NS, &ar);
+    api.get("web")
+        .await
+        .map(|o| o.data.get("status").cloned().unwrap_or(Value::Null))
+        .unwrap_or(Value::Null)
+}
+
+async fn wait_rollout(e: &Env, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let st = rollout_status(e).await;
+        if pred(&st) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{what}: {st:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_rollouts_restart_by_restart_at_and_pause_on_a_canary_step() {
+    let e = env().await;
+    let k = Kubectl::new(&e);
+    secret(&e.client, "twilio", "old-token").await;
+    let crd = k.dir.join("crd.yaml");
+    std::fs::write(&crd, sandbox::workloads::rollout::ROLLOUT_CRD).unwrap();
+    k.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
+    let ro = k.dir.join("ro.json");
+    let body = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": template("web", "twilio"),
+                 "strategy": {"canary": {"maxSurge": 1, "maxUnavailable": 0,
+                                         "steps": [{"setWeight": 50}, {"pause": {}}]}}}
+    });
+    std::fs::write(&ro, body.to_string()).unwrap();
+    k.ok(&["apply", "-f", ro.to_str().unwrap()]).await;
+    let st = wait_rollout(&e, "healthy", |s| {
+        s["phase"] == "Healthy" && s["availableReplicas"] == 2
+    })
+    .await;
+    let hash = st["currentPodHash"].as_str().unwrap().to_string();
+    assert_eq!(st["stableRS"], hash.as_str());
+    let pods = wait_pods(&e, "app=web", "two pods", |p| {
+        p.len() == 2 && p.iter().all(ready)
+    })
+    .await;
+    assert_eq!(
+        pods[0].metadata.labels.as_ref().unwrap()["rollouts-pod-template-hash"],
+        hash
+    );
+    let rs = Api::<ReplicaSet>::namespaced(e.client.clone(), NS)
+        .get(&format!("web-{hash}"))
+        .await
+        .unwrap();
+    assert_eq!(rs.metadata.owner_references.unwrap()[0].kind, "Rollout");
+
+    // restartAt: every pod started before it is replaced, and the new ones read the new token.
+    set_token(&e.client, "twilio", "new-token").await;
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    k.ok(&[
+        "patch",
+        "rollout",
+        "web",
+        "--type=merge",
+        "-p",
+        &json!({"spec": {"restartAt": at}}).to_string(),
+    ])
+    .await;
+    wait_rollout(&e, "restarted", |s| {
+        s["restartedAt"] == at.as_str() && s["phase"] == "Healthy"
+    })
+    .await;
+    let pods = e.sim.pods(WorkloadKind::Rollout, NS, "web");
+    assert_eq!(pods.len(), 2);
+    assert!(
+        pods.iter()
+            .all(|p| p.env["TWILIO_AUTH_TOKEN"] == "new-token"),
+        "{pods:#?}"
+    );
+
+    // A new template waits at the canary's pause step until promoted.
+    k.ok(&[
+        "patch",
+        "rollout",
+        "web",
+        "--type=merge",
+        "-p",
+        &json!({"spec": {"template": {"metadata": {"annotations": {"v": "2"}}}}}).to_string(),
+    ])
+    .await;
+    let st = wait_rollout(&e, "paused", |s| s["phase"] == "Paused").await;
+    assert_eq!(st["pauseConditions"][0]["reason"], "CanaryPauseStep");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pods = e.sim.pods(WorkloadKind::Rollout, NS, "web");
+    assert!(
+        pods.iter().all(|p| p.revision == hash),
+        "nothing rolls while paused"
+    );
+    // kubectl argo rollouts promote clears the pause conditions.
+    k.ok(&[
+        "patch",
+        "rollout",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"pauseConditions":null}}"#,
+    ])
+    .await;
+    let st = wait_rollout(&e, "promoted", |s| {
+        s["phase"] == "Healthy" && s["updatedReplicas"] == 2 && s["currentPodHash"] != hash.as_str()
+    })
+    .await;
+    assert_eq!(st["stableRS"], st["currentPodHash"]);
+}

@@ -283,6 +283,9 @@ pub fn pod_labels(rec: &PodRecord, owner_uid: &str) -> BTreeMap<String, String> 
     let mut labels = template_labels(&rec.template);
     let p = &rec.pod;
     match p.workload.kind {
+        WorkloadKind::Rollout => {
+            labels.insert("rollouts-pod-template-hash".into(), p.revision.clone());
+        }
         WorkloadKind::Job => {
             for k in ["batch.kubernetes.io/job-name", "job-name"] {
                 labels.insert(k.into(), p.workload.name.clone());
@@ -315,7 +318,7 @@ pub fn pod_object(rec: &PodRecord, owner_uid: &str) -> (Value, Value) {
     let p = &rec.pod;
     let r: &WorkloadRef = &p.workload;
     let owner_ref = match r.kind {
-        WorkloadKind::Deployment => owner(
+        WorkloadKind::Deployment | WorkloadKind::Rollout => owner(
             "apps/v1",
             "ReplicaSet",
             &format!("{}-{}", r.name, p.revision),
@@ -432,8 +435,10 @@ pub fn node_ip(node: &str) -> String {
     format!("172.18.0.{}", i + 2)
 }
 
-/// One ReplicaSet of a Deployment, as its controller keeps it.
+/// One ReplicaSet of a Deployment (or Rollout), as its controller keeps it.
 pub struct ReplicaSetView<'a> {
+    /// Deployment or Rollout.
+    pub owner_kind: WorkloadKind,
     pub deployment: &'a str,
     pub namespace: &'a str,
     pub deployment_uid: &'a str,
@@ -451,18 +456,32 @@ pub struct ReplicaSetView<'a> {
 /// (body to create, status, merge patch of the fields that change)
 pub fn replica_set_object(v: &ReplicaSetView<'_>) -> (Value, Value, Value) {
     let name = format!("{}-{}", v.deployment, v.hash);
+    let (hash_label, revision_key, owner_api, owner_kind) = match v.owner_kind {
+        WorkloadKind::Rollout => (
+            "rollouts-pod-template-hash",
+            "rollout.argoproj.io/revision",
+            "argoproj.io/v1alpha1",
+            "Rollout",
+        ),
+        _ => (
+            "pod-template-hash",
+            "deployment.kubernetes.io/revision",
+            "apps/v1",
+            "Deployment",
+        ),
+    };
     let mut labels = template_labels(v.template);
-    labels.insert("pod-template-hash".into(), v.hash.to_owned());
+    labels.insert(hash_label.into(), v.hash.to_owned());
     let mut template = serde_json::to_value(v.template).unwrap_or_else(|_| json!({}));
     template["metadata"]["labels"] = json!(labels);
     let mut selector = v.selector.clone();
-    selector["matchLabels"]["pod-template-hash"] = json!(v.hash);
-    let annotations = json!({"deployment.kubernetes.io/revision": v.revision.to_string()});
+    selector["matchLabels"][hash_label] = json!(v.hash);
+    let annotations = json!({revision_key: v.revision.to_string()});
     let body = json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": name, "namespace": v.namespace, "labels": labels,
                      "annotations": annotations,
-                     "ownerReferences": [owner("apps/v1", "Deployment", v.deployment, v.deployment_uid)]},
+                     "ownerReferences": [owner(owner_api, owner_kind, v.deployment, v.deployment_uid)]},
         "spec": {"replicas": v.replicas, "selector": selector, "template": template},
     });
     let status = json!({

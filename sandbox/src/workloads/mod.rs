@@ -46,6 +46,7 @@ mod mirror;
 mod plan;
 mod pod;
 mod resolve;
+pub mod rollout;
 mod simulator;
 mod statefulset;
 mod status_patch;

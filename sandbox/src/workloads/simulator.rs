@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ::kube::api::{Api, Patch, PatchParams};
+use ::kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use ::kube::runtime::reflector::{self, Store};
 use ::kube::runtime::{watcher, WatchStreamExt};
 use ::kube::{Client, Resource, ResourceExt};
@@ -30,6 +30,7 @@ use super::mirror::{self, Desired, MirrorState, ObjKind, Op};
 use super::plan::{Action, PodSummary};
 use super::pod::{Kubelet, PodRecord};
 use super::resolve::{Data, Sources};
+use super::rollout;
 use super::statefulset::{self, StatefulSetInput};
 use super::status_patch;
 use super::types::{CountSample, PodPhase, SimPod, SimulatorOptions, WorkloadKind, WorkloadRef};
@@ -98,6 +99,14 @@ struct Tracked {
     /// Deployment's `deployment.kubernetes.io/revision` annotation.
     current_hash: String,
     annotated: Option<u64>,
+    /// Rollouts: where the update stands with its pause step, the template that last
+    /// completed (`stableRS`), and the `restartAt` that has been carried out.
+    pause: rollout::Pause,
+    /// Our pause conditions have been seen stored (so their absence means a promote).
+    pause_seen: bool,
+    paused_hash: String,
+    stable_hash: String,
+    restarted_at: Option<DateTime<Utc>>,
 }
 
 impl Tracked {
@@ -116,6 +125,11 @@ impl Tracked {
             selector: Value::Null,
             current_hash: String::new(),
             annotated: None,
+            pause: rollout::Pause::None,
+            pause_seen: false,
+            paused_hash: String::new(),
+            stable_hash: String::new(),
+            restarted_at: None,
         }
     }
 }
@@ -126,6 +140,8 @@ struct Stores {
     daemonsets: Store<DaemonSet>,
     jobs: Store<Job>,
     cronjobs: Store<CronJob>,
+    /// Argo Rollouts, once their CRD is installed (the watch retries until then).
+    rollouts: Store<DynamicObject>,
     secrets: Store<Secret>,
     config_maps: Store<ConfigMap>,
     namespaces: Store<Namespace>,
@@ -167,6 +183,30 @@ where
     reader
 }
 
+/// A reflector of a kind known at run time (a CRD that may not be installed yet).
+fn spawn_dynamic_reflector(
+    client: &Client,
+    ar: ApiResource,
+    inner: &Arc<Inner>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<DynamicObject> {
+    let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+    let reader = writer.as_reader();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let inner = inner.clone();
+    tasks.push(tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if event.is_ok() {
+                inner.wake.notify_one();
+            }
+        }
+    }));
+    reader
+}
+
 impl WorkloadSimulator {
     /// Starts watching and simulating; returns once every watched kind has been listed.
     pub async fn start(client: Client, opts: SimulatorOptions) -> anyhow::Result<Self> {
@@ -186,6 +226,7 @@ impl WorkloadSimulator {
             daemonsets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             jobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             cronjobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            rollouts: spawn_dynamic_reflector(&client, rollout::api_resource(), &inner, &mut tasks),
             secrets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             config_maps: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
@@ -448,6 +489,15 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
                 }
                 WorkloadKind::DaemonSet => patch::<DaemonSet>(&client, r, &params, &w.patch).await,
                 WorkloadKind::Job => patch::<Job>(&client, r, &params, &w.patch).await,
+                WorkloadKind::Rollout => Api::<DynamicObject>::namespaced_with(
+                    client.clone(),
+                    &r.namespace,
+                    &rollout::api_resource(),
+                )
+                .patch_status(&r.name, &params, &Patch::Merge(&w.patch))
+                .await
+                .map(|o| o.metadata.resource_version.unwrap_or_default())
+                .map_err(anyhow::Error::from),
                 // A bare pod's status goes through the mirror.
                 WorkloadKind::Pod => continue,
             };
@@ -784,6 +834,12 @@ impl Inner {
             self.sync_bare_pods(&mut st, &mut live, &terminating, pods, &tick);
         }
         Self::sync_cronjobs(&mut st, stores, &terminating, now);
+        for o in stores.rollouts.state() {
+            if let Some(w) = self.sync_rollout(&mut st, &mut live, &terminating, o.as_ref(), &tick)
+            {
+                writes.push(w);
+            }
+        }
         st.workloads.retain(|r, _| live.contains(r));
         st.reindex();
         let ops = if self.opts.api_objects {
@@ -875,6 +931,150 @@ impl Inner {
                 live.insert(r.clone());
             }
         }
+    }
+
+    /// An Argo Rollout: its pause step, `restartAt`, then the rolling logic; status as Argo
+    /// writes it.
+    fn sync_rollout(
+        &self,
+        st: &mut State,
+        live: &mut BTreeSet<WorkloadRef>,
+        terminating: &HashSet<String>,
+        o: &DynamicObject,
+        tick: &Tick<'_>,
+    ) -> Option<Write> {
+        let ns = o.metadata.namespace.clone().unwrap_or_default();
+        let name = o.metadata.name.clone().unwrap_or_default();
+        if o.metadata.deletion_timestamp.is_some() || terminating.contains(&ns) {
+            return None;
+        }
+        let r = WorkloadRef::new(WorkloadKind::Rollout, &ns, &name);
+        live.insert(r.clone());
+        let uid = o.metadata.uid.clone().unwrap_or_default();
+        let knobs = st.knobs.get(&r).copied().unwrap_or_default();
+        let t = st
+            .workloads
+            .entry(r.clone())
+            .or_insert_with(|| Tracked::new(uid.clone()));
+        if t.uid != uid {
+            *t = Tracked::new(uid.clone());
+        }
+        let kubelet = Kubelet {
+            sources: tick.sources,
+            readiness_delay: knobs.readiness_delay.unwrap_or(self.opts.readiness_delay),
+            sync_delay: self.opts.secret_sync_delay,
+            now: tick.now,
+        };
+        for p in &mut t.pods {
+            p.advance(kubelet);
+        }
+        t.pods.retain(|p| p.gone_at.is_none_or(|g| g > tick.now));
+        let spec = o.data.get("spec").cloned().unwrap_or(Value::Null);
+        let plain = rollout::as_deployment(o, false)?;
+        let hash = DeploymentInput::from_object(&plain, 600).revision;
+        // A new template (not the first, not a restart) meets the canary's pause step first.
+        if t.paused_hash != hash {
+            t.paused_hash = hash.clone();
+            t.pause_seen = false;
+            t.pause = match (t.stable_hash.is_empty(), rollout::first_pause(&spec)) {
+                (false, Some(None)) => rollout::Pause::Indefinite { since: tick.now },
+                (false, Some(Some(d))) => rollout::Pause::Until {
+                    since: tick.now,
+                    until: tick.now + chrono::Duration::from_std(d).unwrap_or_default(),
+                },
+                _ => rollout::Pause::Done,
+            };
+        }
+        // Promoted: the pause conditions we wrote were stored, and are gone now.
+        if matches!(t.pause, rollout::Pause::Indefinite { .. }) && !rollout::promoted(o) {
+            t.pause_seen = true;
+        }
+        t.pause = match std::mem::take(&mut t.pause) {
+            rollout::Pause::Indefinite { .. } if t.pause_seen && rollout::promoted(o) => {
+                rollout::Pause::Done
+            }
+            rollout::Pause::Until { until, .. } if tick.now >= until => rollout::Pause::Done,
+            p => p,
+        };
+        let holding = matches!(
+            t.pause,
+            rollout::Pause::Indefinite { .. } | rollout::Pause::Until { .. }
+        );
+        let d = rollout::as_deployment(o, holding)?;
+        // restartAt: one pod started before it goes at a time, while the rest are available.
+        let restart = rollout::restart_at(o).filter(|at| *at <= tick.now);
+        if let Some(at) = restart {
+            let old: Vec<String> = t
+                .pods
+                .iter()
+                .filter(|p| !p.terminating() && p.pod.created_at < at)
+                .map(|p| p.pod.name.clone())
+                .collect();
+            let all_ready = t.pods.iter().all(|p| p.pod.ready && !p.terminating());
+            match old.first() {
+                Some(victim) if all_ready => {
+                    let del = Action::Delete {
+                        pod: victim.clone(),
+                    };
+                    self.apply(t, &r, &[del], knobs, &hash, tick.now);
+                }
+                Some(_) => {}
+                None => t.restarted_at = Some(at),
+            }
+        }
+        let (_, current) = self.sync_rolling(WorkloadKind::Rollout, &d, t, knobs, tick);
+        for p in t.pods.iter_mut().filter(|p| p.pod.started_at.is_none()) {
+            p.advance(kubelet);
+        }
+        let dstatus = t.deployment_status.clone().unwrap_or_default();
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        if dstatus.updated_replicas.unwrap_or(0) == want
+            && dstatus.available_replicas.unwrap_or(0) == want
+            && dstatus.replicas.unwrap_or(0) == want
+        {
+            t.stable_hash = current.clone();
+        }
+        let selector = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let status = rollout::status(
+            o,
+            &dstatus,
+            &current,
+            &t.stable_hash,
+            &t.pause,
+            t.restarted_at,
+            &selector,
+            tick.now,
+        );
+        let patch = serde_json::json!({ "status": status });
+        // Conditions carry times that change every pass: compare without them.
+        let comparable = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(c) = v.pointer_mut("/status/conditions") {
+                *c = Value::Null;
+            }
+            v
+        };
+        let changed = t
+            .written
+            .as_ref()
+            .is_none_or(|(last, _)| comparable(last) != comparable(&patch));
+        // Ours changed, or nobody's is stored (a simulator restart).
+        if !changed && o.data.get("status").is_some() {
+            return None;
+        }
+        Some(Write {
+            workload: r,
+            uid,
+            patch,
+        })
     }
 
     /// The CronJob controller: Jobs when schedules fire, history trimmed, status written.
@@ -1016,11 +1216,12 @@ impl Inner {
             ..
         } = &mut *st;
         for (r, t) in workloads.iter_mut() {
-            if r.kind == WorkloadKind::Deployment {
+            if matches!(r.kind, WorkloadKind::Deployment | WorkloadKind::Rollout) {
                 // As the Deployment controller does: the Deployment names its current revision
                 // (kubectl rollout undo patches this annotation).
                 let current = t.rs_revision.get(&t.current_hash).copied();
-                if current.is_some() && t.annotated != current {
+                if r.kind == WorkloadKind::Deployment && current.is_some() && t.annotated != current
+                {
                     t.annotated = current;
                     if let Some(n) = current {
                         annotate.push(Op::AnnotateDeployment {
@@ -1041,6 +1242,7 @@ impl Inner {
                         .collect();
                     let ready = live.iter().filter(|p| p.pod.ready).count();
                     let view = mirror::ReplicaSetView {
+                        owner_kind: r.kind,
                         deployment: &r.name,
                         namespace: &r.namespace,
                         deployment_uid: &t.uid,
@@ -1068,7 +1270,7 @@ impl Inner {
             }
             for rec in &t.pods {
                 let owner = match r.kind {
-                    WorkloadKind::Deployment => mirror.uid_of(&(
+                    WorkloadKind::Deployment | WorkloadKind::Rollout => mirror.uid_of(&(
                         ObjKind::ReplicaSet,
                         r.namespace.clone(),
                         format!("{}-{}", r.name, rec.pod.revision),
@@ -1234,7 +1436,7 @@ impl Inner {
         };
         let name = match (r.kind, ordinal) {
             (_, Some(o)) => format!("{}-{o}", r.name),
-            (WorkloadKind::Deployment, None) => {
+            (WorkloadKind::Deployment | WorkloadKind::Rollout, None) => {
                 format!("{}-{revision}-{}", r.name, random_suffix(5))
             }
             _ => format!("{}-{}", r.name, random_suffix(5)),
@@ -1304,7 +1506,19 @@ impl Inner {
         knobs: Knobs,
         tick: &Tick<'_>,
     ) -> (Value, String) {
-        let r = WorkloadRef::new(WorkloadKind::Deployment, &key_of(d).0, &key_of(d).1);
+        self.sync_rolling(WorkloadKind::Deployment, d, tracked, knobs, tick)
+    }
+
+    /// The Deployment controller's logic, for Deployments and Rollouts (`kind` owns the pods).
+    fn sync_rolling(
+        &self,
+        kind: WorkloadKind,
+        d: &Deployment,
+        tracked: &mut Tracked,
+        knobs: Knobs,
+        tick: &Tick<'_>,
+    ) -> (Value, String) {
+        let r = WorkloadRef::new(kind, &key_of(d).0, &key_of(d).1);
         let input = DeploymentInput::from_object(d, self.opts.default_progress_deadline_seconds);
         let template = d
             .spec

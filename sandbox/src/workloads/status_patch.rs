@@ -55,8 +55,8 @@ fn fields(kind: WorkloadKind) -> &'static [&'static str] {
             "completionTime",
             "conditions",
         ],
-        // A bare pod's status is written by the mirror.
-        WorkloadKind::Pod => &[],
+        // A bare pod's status is written by the mirror; a Rollout's whole.
+        WorkloadKind::Pod | WorkloadKind::Rollout => &[],
     }
 }
 

@@ -14,6 +14,8 @@ pub enum WorkloadKind {
     DaemonSet,
     /// batch/v1 Job: pods run for a while, then succeed.
     Job,
+    /// argoproj.io/v1alpha1 Rollout (Argo Rollouts).
+    Rollout,
     /// A Pod no simulated controller owns (made with `kubectl run` or `apply`, or owned by a
     /// kind nothing here drives): the kubelet runs it, nothing replaces it.
     Pod,
@@ -26,6 +28,7 @@ impl fmt::Display for WorkloadKind {
             WorkloadKind::StatefulSet => "StatefulSet",
             WorkloadKind::DaemonSet => "DaemonSet",
             WorkloadKind::Job => "Job",
+            WorkloadKind::Rollout => "Rollout",
             WorkloadKind::Pod => "Pod",
         })
     }
