@@ -389,7 +389,8 @@ async fn jobs_run_their_pods_to_completion_and_bare_pods_run_until_deleted() {
         "finished pods make no calls"
     );
 
-    // A bare pod (applied by hand): bound to a node, run, and when deleted, gone for good.
+    // A bare pod (applied by hand, its owner a kind nobody serves): bound to a node, run, and
+    // when deleted, gone for good.
     let pod = k.dir.join("pod.yaml");
     let mut spec = template("lonely", "twilio");
     spec["spec"]["terminationGracePeriodSeconds"] = json!(0);
@@ -397,7 +398,9 @@ async fn jobs_run_their_pods_to_completion_and_bare_pods_run_until_deleted() {
         &pod,
         serde_json::to_string(&json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "lonely", "namespace": NS, "labels": {"app": "lonely"}},
+            "metadata": {"name": "lonely", "namespace": NS, "labels": {"app": "lonely"},
+                         "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Gadget",
+                                              "name": "g", "uid": "0000-missing"}]},
             "spec": spec["spec"],
         }))
         .unwrap(),
@@ -609,4 +612,47 @@ async fn argo_rollouts_restart_by_restart_at_and_pause_on_a_canary_step() {
     })
     .await;
     assert_eq!(st["stableRS"], st["currentPodHash"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_set_made_directly_keeps_its_replicas() {
+    let e = env().await;
+    let k = Kubectl::new(&e);
+    secret(&e.client, "twilio", "old-token").await;
+    let rs: ReplicaSet = create(
+        &e.client,
+        json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "plain"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "plain"}},
+                     "template": template("plain", "twilio")}
+        }),
+    )
+    .await;
+    let pods = wait_pods(&e, "app=plain", "two ready", |p| {
+        p.len() == 2 && p.iter().all(ready)
+    })
+    .await;
+    for p in &pods {
+        let o = &p.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (o.kind.as_str(), Some(&o.uid)),
+            ("ReplicaSet", rs.metadata.uid.as_ref())
+        );
+    }
+    k.ok(&["scale", "rs/plain", "--replicas=1"]).await;
+    wait_pods(&e, "app=plain", "scaled to one", |p| p.len() == 1).await;
+    let victim = name(&api_pods(&e, "app=plain").await[0]);
+    k.ok(&["delete", "pod", &victim, "--wait=true"]).await;
+    let after = wait_pods(&e, "app=plain", "replaced", |p| {
+        p.len() == 1 && name(&p[0]) != victim && ready(&p[0])
+    })
+    .await;
+    assert_eq!(after.len(), 1);
+    let st = Api::<ReplicaSet>::namespaced(e.client.clone(), NS)
+        .get("plain")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!((st.replicas, st.ready_replicas), (1, Some(1)));
 }

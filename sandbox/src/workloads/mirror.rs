@@ -294,7 +294,7 @@ pub fn pod_labels(rec: &PodRecord, owner_uid: &str) -> BTreeMap<String, String> 
                 labels.insert(k.into(), owner_uid.to_owned());
             }
         }
-        WorkloadKind::Pod => {}
+        WorkloadKind::Pod | WorkloadKind::ReplicaSet => {}
         WorkloadKind::Deployment => {
             labels.insert("pod-template-hash".into(), p.revision.clone());
         }
@@ -327,6 +327,7 @@ pub fn pod_object(rec: &PodRecord, owner_uid: &str) -> (Value, Value) {
         WorkloadKind::StatefulSet => owner("apps/v1", "StatefulSet", &r.name, owner_uid),
         WorkloadKind::DaemonSet => owner("apps/v1", "DaemonSet", &r.name, owner_uid),
         WorkloadKind::Job => owner("batch/v1", "Job", &r.name, owner_uid),
+        WorkloadKind::ReplicaSet => owner("apps/v1", "ReplicaSet", &r.name, owner_uid),
         // Made by the user: the mirror only writes its status.
         WorkloadKind::Pod => Value::Null,
     };

@@ -29,13 +29,15 @@
 //!   controller replaces it.
 //!
 //! * Jobs: `parallelism` pods at a time until `completions` succeeded, each working for a run
-//!   time once ready. CronJobs make Jobs when their schedule fires. Bare pods (no simulated controller owns them) are bound and run; deleted,
+//!   time once ready. CronJobs make Jobs when their schedule fires. ReplicaSets made directly
+//!   keep their replicas. Argo Rollouts roll like Deployments, restart by `spec.restartAt`, and
+//!   hold a new template at a canary pause step ([`rollout`]). Bare pods (no simulated controller owns them) are bound and run; deleted,
 //!   nothing replaces them.
 //!
 //! Not simulated: ControllerRevision objects, revisionHistoryLimit (old ReplicaSets stay),
 //! proportional scaling of a paused Deployment with several active ReplicaSets, container
-//! restarts, Job failures, CronJob time zones, ReplicaSets created directly and Argo Rollouts,
-//! and the MaxUnavailableStatefulSet feature.
+//! restarts, Job failures, CronJob time zones, Argo traffic weights and analysis, and the
+//! MaxUnavailableStatefulSet feature.
 
 mod cronjob;
 mod daemonset;

@@ -140,6 +140,7 @@ struct Stores {
     daemonsets: Store<DaemonSet>,
     jobs: Store<Job>,
     cronjobs: Store<CronJob>,
+    replicasets: Store<ReplicaSet>,
     /// Argo Rollouts, once their CRD is installed (the watch retries until then).
     rollouts: Store<DynamicObject>,
     secrets: Store<Secret>,
@@ -226,6 +227,7 @@ impl WorkloadSimulator {
             daemonsets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             jobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             cronjobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            replicasets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             rollouts: spawn_dynamic_reflector(&client, rollout::api_resource(), &inner, &mut tasks),
             secrets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             config_maps: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
@@ -241,6 +243,7 @@ impl WorkloadSimulator {
             stores.daemonsets.wait_until_ready().await?;
             stores.jobs.wait_until_ready().await?;
             stores.cronjobs.wait_until_ready().await?;
+            stores.replicasets.wait_until_ready().await?;
             stores.secrets.wait_until_ready().await?;
             stores.config_maps.wait_until_ready().await?;
             if let Some(p) = &stores.pods {
@@ -489,6 +492,9 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
                 }
                 WorkloadKind::DaemonSet => patch::<DaemonSet>(&client, r, &params, &w.patch).await,
                 WorkloadKind::Job => patch::<Job>(&client, r, &params, &w.patch).await,
+                WorkloadKind::ReplicaSet => {
+                    patch::<ReplicaSet>(&client, r, &params, &w.patch).await
+                }
                 WorkloadKind::Rollout => Api::<DynamicObject>::namespaced_with(
                     client.clone(),
                     &r.namespace,
@@ -834,6 +840,28 @@ impl Inner {
             self.sync_bare_pods(&mut st, &mut live, &terminating, pods, &tick);
         }
         Self::sync_cronjobs(&mut st, stores, &terminating, now);
+        for rs in stores.replicasets.state() {
+            // A Deployment's or Rollout's ReplicaSets are the simulator's own.
+            let owned = rs
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.controller == Some(true));
+            if owned {
+                continue;
+            }
+            if let Some(w) = self.sync_one(
+                &mut st,
+                &mut live,
+                &terminating,
+                rs.as_ref(),
+                &tick,
+                Self::sync_replicaset,
+            ) {
+                writes.push(w);
+            }
+        }
         for o in stores.rollouts.state() {
             if let Some(w) = self.sync_rollout(&mut st, &mut live, &terminating, o.as_ref(), &tick)
             {
@@ -1278,6 +1306,7 @@ impl Inner {
                     WorkloadKind::StatefulSet
                     | WorkloadKind::DaemonSet
                     | WorkloadKind::Job
+                    | WorkloadKind::ReplicaSet
                     | WorkloadKind::Pod => Some(t.uid.clone()),
                 };
                 let Some(owner) = owner else {
@@ -1734,6 +1763,85 @@ impl Inner {
             status_patch::merge_patch(WorkloadKind::Job, &status),
             JOB_REVISION.to_owned(),
         )
+    }
+}
+
+impl Inner {
+    /// The ReplicaSet controller for a ReplicaSet made directly: `spec.replicas` pods of its
+    /// current template (a template change alters only pods made after it); the not-ready and
+    /// newest go first on a scale-down.
+    fn sync_replicaset(
+        &self,
+        rs: &ReplicaSet,
+        tracked: &mut Tracked,
+        knobs: Knobs,
+        tick: &Tick<'_>,
+    ) -> (Value, String) {
+        let r = WorkloadRef::new(WorkloadKind::ReplicaSet, &key_of(rs).0, &key_of(rs).1);
+        let spec = rs.spec.clone().unwrap_or_default();
+        let template = spec.template.clone().unwrap_or_default();
+        let revision = super::hash::template_hash(&template);
+        tracked
+            .templates
+            .entry(revision.clone())
+            .or_insert_with(|| Arc::new(template));
+        let want = spec.replicas.unwrap_or(1).max(0) as usize;
+        let mut alive: Vec<(bool, DateTime<Utc>, String)> = tracked
+            .pods
+            .iter()
+            .filter(|p| !p.terminating())
+            .map(|p| (p.pod.ready, p.pod.created_at, p.pod.name.clone()))
+            .collect();
+        let mut actions = Vec::new();
+        if alive.len() < want {
+            for _ in alive.len()..want {
+                actions.push(Action::Create {
+                    revision: revision.clone(),
+                    ordinal: None,
+                    node: None,
+                });
+            }
+        } else {
+            // Not ready first, then the newest.
+            alive.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            for (_, _, name) in alive.iter().take(alive.len() - want) {
+                actions.push(Action::Delete { pod: name.clone() });
+            }
+        }
+        self.apply(tracked, &r, &actions, knobs, &revision, tick.now);
+        let counted = || tracked.pods.iter().filter(|p| !p.terminating());
+        let ready = counted().filter(|p| p.pod.ready).count() as i32;
+        let min_ready = spec.min_ready_seconds.unwrap_or(0);
+        let available = counted()
+            .filter(|p| p.is_available(min_ready, tick.now))
+            .count() as i32;
+        let replicas = counted().count() as i32;
+        let nonzero = |n: i32| (n > 0).then_some(n);
+        let status = k8s_openapi::api::apps::v1::ReplicaSetStatus {
+            replicas,
+            fully_labeled_replicas: nonzero(replicas),
+            ready_replicas: nonzero(ready),
+            available_replicas: nonzero(available),
+            observed_generation: rs.metadata.generation,
+            ..Default::default()
+        };
+        (
+            status_patch::merge_patch(WorkloadKind::ReplicaSet, &status),
+            revision,
+        )
+    }
+}
+
+impl StatusOf for ReplicaSet {
+    const KIND: WorkloadKind = WorkloadKind::ReplicaSet;
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn status_matches(&self, patch: &Value) -> bool {
+        status_patch::matches(patch, self.status.as_ref())
     }
 }
 

@@ -55,6 +55,14 @@ fn fields(kind: WorkloadKind) -> &'static [&'static str] {
             "completionTime",
             "conditions",
         ],
+        WorkloadKind::ReplicaSet => &[
+            "replicas",
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+            "conditions",
+        ],
         // A bare pod's status is written by the mirror; a Rollout's whole.
         WorkloadKind::Pod | WorkloadKind::Rollout => &[],
     }

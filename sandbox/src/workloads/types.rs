@@ -16,6 +16,8 @@ pub enum WorkloadKind {
     Job,
     /// argoproj.io/v1alpha1 Rollout (Argo Rollouts).
     Rollout,
+    /// A ReplicaSet created directly (not by a Deployment or Rollout).
+    ReplicaSet,
     /// A Pod no simulated controller owns (made with `kubectl run` or `apply`, or owned by a
     /// kind nothing here drives): the kubelet runs it, nothing replaces it.
     Pod,
@@ -29,6 +31,7 @@ impl fmt::Display for WorkloadKind {
             WorkloadKind::DaemonSet => "DaemonSet",
             WorkloadKind::Job => "Job",
             WorkloadKind::Rollout => "Rollout",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
             WorkloadKind::Pod => "Pod",
         })
     }
