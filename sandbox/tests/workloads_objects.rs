@@ -555,8 +555,9 @@ async fn argo_rollouts_restart_by_restart_at_and_pause_on_a_canary_step() {
 
     // restartAt: every pod started before it is replaced, and the new ones read the new token.
     set_token(&e.client, "twilio", "new-token").await;
-    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // restartAt has second precision: a moment surely after the Secret change is everywhere.
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     k.ok(&[
         "patch",
         "rollout",

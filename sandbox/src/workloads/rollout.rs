@@ -171,7 +171,7 @@ pub fn status(
         "controllerPause": !pause_conditions.is_null(),
         "restartedAt": restarted_at.map(time),
         "conditions": [
-            cond("Available", available >= want, if available >= want { "AvailableReason" } else { "AvailableReason" }),
+            cond("Available", available >= want, "AvailableReason"),
             cond("Progressing", true, if healthy { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" }),
             cond("Healthy", healthy, if healthy { "RolloutHealthy" } else { "RolloutNotHealthy" }),
         ],
