@@ -84,3 +84,68 @@ async fn python_kubernetes_client_list_watch_patch() {
         serde_json::json!([["ADDED", "py2"], ["DELETED", "py2"]])
     );
 }
+
+const PODS_SCRIPT: &str = r#"
+import json, sys, time
+from kubernetes import client, config, watch
+
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+apps = client.AppsV1Api()
+out = {}
+apps.create_namespaced_deployment("default", {"apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "web"},
+    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+             "template": {"metadata": {"labels": {"app": "web"}},
+                          "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}})
+ready = set()
+w = watch.Watch()
+for ev in w.stream(v1.list_namespaced_pod, "default", label_selector="app=web", timeout_seconds=20):
+    p = ev["object"]
+    conds = {c.type: c.status for c in (p.status.conditions or [])}
+    if conds.get("Ready") == "True":
+        ready.add(p.metadata.name)
+    if len(ready) == 2:
+        w.stop()
+out["ready"] = len(ready)
+pods = v1.list_namespaced_pod("default", label_selector="app=web").items
+out["owners"] = sorted({p.metadata.owner_references[0].kind for p in pods})
+out["nodes"] = all(p.spec.node_name.startswith("sim-node-") for p in pods)
+out["ips"] = all(p.status.pod_ip.startswith("10.244.") for p in pods)
+name = pods[0].metadata.name
+deadline = time.time() + 10
+reasons = []
+while time.time() < deadline and not {"Scheduled", "Started"} <= set(reasons):
+    evs = v1.list_namespaced_event("default", field_selector="involvedObject.name=" + name).items
+    reasons = [e.reason for e in evs]
+    time.sleep(0.1)
+out["events"] = sorted(set(reasons))
+print(json.dumps(out))
+"#;
+
+/// Simulated pods through the Python client: watched by label selector to Ready, owner
+/// references, nodes and IPs, and the Events the scheduler and kubelet write about them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_kubernetes_client_sees_simulated_pods_and_their_events() {
+    let s = ApiServer::start().await.unwrap();
+    let sim = sandbox::workloads::WorkloadSimulator::start(s.client().await, Default::default())
+        .await
+        .unwrap();
+    let cli = Cli::new(&s.kubeconfig_yaml());
+    let script = cli.write("pods.py", PODS_SCRIPT);
+    let kc = cli.kubeconfig.to_string_lossy().into_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        let o = cli.run(&sandbox::tools::python(), &[&script, &kc]);
+        (o.ok, o.stdout, o.stderr)
+    })
+    .await
+    .unwrap();
+    assert!(out.0, "python failed:\n{}\n{}", out.1, out.2);
+    let v: serde_json::Value = serde_json::from_str(out.1.trim()).unwrap();
+    assert_eq!(v["ready"], 2);
+    assert_eq!(v["owners"], serde_json::json!(["ReplicaSet"]));
+    assert_eq!(v["nodes"], true);
+    assert_eq!(v["ips"], true);
+    assert_eq!(v["events"], serde_json::json!(["Scheduled", "Started"]));
+    drop(sim);
+}

@@ -49,6 +49,22 @@ impl Kubectl {
     }
 }
 
+impl Kubectl {
+    /// Runs a command that must fail; its stderr.
+    async fn fails(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(sandbox::tools::kubectl())
+            .args(args)
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("KUBECACHEDIR", self.dir.join("cache"))
+            .env("HOME", &self.dir)
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "kubectl {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
 impl Drop for Kubectl {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -157,6 +173,57 @@ async fn pods_and_replica_sets_are_api_objects_kubectl_can_work_with() {
         let cs = &st.container_statuses.as_ref().unwrap()[0];
         assert!(cs.ready && cs.state.as_ref().unwrap().running.is_some());
     }
+    // The scheduler's and kubelet's Events about a pod.
+    let pod0 = name(&pods[0]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let events = k
+            .ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={pod0}"),
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ])
+            .await;
+        if events.contains("Scheduled") && events.contains("Started") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events: {events}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A pod whose env reads a Secret that does not exist waits as the kubelet reports it (with a
+    // missing volume source it would stay ContainerCreating instead).
+    let mut broken = deployment("broken", 1, "absent", json!({"type": "RollingUpdate"}));
+    let spec = broken["spec"]["template"]["spec"].as_object_mut().unwrap();
+    spec.remove("volumes");
+    spec["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("volumeMounts");
+    let _: Deployment = create(&e.client, broken).await;
+    let broken = wait_pods(&e, "app=broken", "a waiting pod", |p| {
+        p.len() == 1
+            && p[0]
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| {
+                    c[0].state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CreateContainerConfigError")
+                })
+    })
+    .await;
+    assert_eq!(
+        broken[0].status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+    assert!(!ready(&broken[0]));
+    k.ok(&["delete", "deployment", "broken"]).await;
     let wide = k.ok(&["get", "pods", "-o", "wide"]).await;
     assert!(
         wide.contains("Running") && wide.contains("sim-node-") && wide.contains("10.244."),
@@ -519,10 +586,20 @@ async fn argo_rollouts_restart_by_restart_at_and_pause_on_a_canary_step() {
     let e = env().await;
     let k = Kubectl::new(&e);
     secret(&e.client, "twilio", "old-token").await;
+    let ro = k.dir.join("ro.json");
+    // Without the CRD, as on a cluster without Argo: kubectl says so.
+    std::fs::write(
+        &ro,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "early"}}).to_string(),
+    )
+    .unwrap();
+    let err = k
+        .fails(&["apply", "--validate=false", "-f", ro.to_str().unwrap()])
+        .await;
+    assert!(err.contains("no matches for kind \"Rollout\""), "{err}");
     let crd = k.dir.join("crd.yaml");
     std::fs::write(&crd, sandbox::workloads::rollout::ROLLOUT_CRD).unwrap();
     k.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
-    let ro = k.dir.join("ro.json");
     let body = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
         "metadata": {"name": "web", "namespace": NS},

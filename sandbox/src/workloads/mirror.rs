@@ -30,6 +30,9 @@ pub struct Desired {
     /// The simulator's own id of the pod ("" for a ReplicaSet): a new pod with an old name
     /// (a StatefulSet's) is a new object, made once the old one is gone.
     pub sim_uid: String,
+    /// A digest of what the object shows: when it equals the last written, body and status
+    /// are not even built (`Value::Null`), which keeps a pass over thousands of pods cheap.
+    pub fingerprint: u64,
     pub body: Value,
     pub status: Value,
     /// Merge patch of the main resource, re-applied when it changes (ReplicaSet replicas and
@@ -83,6 +86,11 @@ pub enum Op {
         name: String,
         status: Value,
     },
+    /// A core/v1 Event about a pod.
+    Event {
+        namespace: String,
+        body: Value,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -98,6 +106,8 @@ struct Entry {
     deleting: bool,
     /// The simulator's watch has shown it (so its absence later means someone deleted it).
     seen: bool,
+    /// [`Desired::fingerprint`] of the last status written.
+    fingerprint: u64,
 }
 
 /// What the simulator has written to the API.
@@ -150,7 +160,12 @@ impl MirrorState {
                     grace: None,
                 });
             }
+            if d.status.is_null() {
+                // Unchanged since the last write (see `is_current`).
+                continue;
+            }
             if e.status.as_ref() != Some(&d.status) {
+                e.fingerprint = d.fingerprint;
                 e.status = Some(d.status.clone());
                 ops.push(Op::Status {
                     key: d.key.clone(),
@@ -244,6 +259,19 @@ impl MirrorState {
         }
     }
 
+    /// Whether the object of the simulator's pod `sim_uid` shows `fingerprint` already (so
+    /// nothing needs building or writing).
+    pub fn is_current(&self, key: &Key, sim_uid: &str, fingerprint: u64) -> bool {
+        self.entries.get(key).is_some_and(|e| {
+            e.uid.is_some()
+                && e.sim_uid == sim_uid
+                && !e.in_flight
+                && !e.replacing
+                && e.status.is_some()
+                && e.fingerprint == fingerprint
+        })
+    }
+
     /// The watch shows the object with `uid`.
     pub fn mark_seen(&mut self, key: &Key, uid: &str) {
         if let Some(e) = self.entries.get_mut(key) {
@@ -310,6 +338,26 @@ pub fn pod_labels(rec: &PodRecord, owner_uid: &str) -> BTreeMap<String, String> 
         }
     }
     labels
+}
+
+/// A digest of everything [`pod_object`] shows that can change.
+pub fn pod_fingerprint(rec: &PodRecord, owner_uid: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let p = &rec.pod;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        p.phase as u8,
+        p.ready,
+        p.started_at,
+        p.ready_at,
+        &p.waiting_reason,
+        &p.waiting_message,
+        p.terminating_since.is_some(),
+        &p.node,
+        owner_uid,
+    )
+        .hash(&mut h);
+    h.finish()
 }
 
 /// A simulated pod as a Pod object, owned by `owner_uid` (its ReplicaSet, StatefulSet or
@@ -426,6 +474,49 @@ fn pod_status(rec: &PodRecord) -> Value {
     })
 }
 
+/// The Event the scheduler or the kubelet writes about `rec` (its object's uid `uid`).
+pub fn pod_event(rec: &PodRecord, uid: &str, e: super::pod::PodEvent, now: DateTime<Utc>) -> Value {
+    use super::pod::PodEvent;
+    let p = &rec.pod;
+    let container = rec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let (reason, message, component) = match e {
+        PodEvent::Scheduled => (
+            "Scheduled",
+            format!(
+                "Successfully assigned {}/{} to {}",
+                p.workload.namespace, p.name, p.node
+            ),
+            "default-scheduler",
+        ),
+        PodEvent::Started => (
+            "Started",
+            format!("Started container {container}"),
+            "kubelet",
+        ),
+        PodEvent::Killing => (
+            "Killing",
+            format!("Stopping container {container}"),
+            "kubelet",
+        ),
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{}.", p.name), "namespace": p.workload.namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": p.name,
+                           "namespace": p.workload.namespace, "uid": uid},
+        "reason": reason, "message": message, "type": "Normal",
+        "source": {"component": component, "host": p.node},
+        "reportingComponent": component, "reportingInstance": p.node,
+        "firstTimestamp": time(now), "lastTimestamp": time(now), "count": 1,
+    })
+}
+
 /// `sim-node-<i>` → 172.18.0.<i+2>
 pub fn node_ip(node: &str) -> String {
     let i: u32 = node
@@ -505,6 +596,7 @@ mod tests {
         Desired {
             key: key(kind, name),
             sim_uid: "s1".into(),
+            fingerprint: 0,
             body: json!({"metadata": {"name": name}}),
             status,
             spec: None,

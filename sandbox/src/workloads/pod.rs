@@ -36,6 +36,16 @@ pub struct PodRecord {
     pub gone_at: Option<DateTime<Utc>>,
     /// Pod IP (10.244.x.y).
     pub ip: String,
+    /// The Events written about it so far ([`PodEvent`] bits).
+    pub events_sent: u8,
+}
+
+/// Events the scheduler and the kubelet write about a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodEvent {
+    Scheduled = 1,
+    Started = 2,
+    Killing = 4,
 }
 
 /// Per-pod inputs of [`PodRecord::advance`].
@@ -86,11 +96,28 @@ impl PodRecord {
             pending_sync: BTreeMap::new(),
             gone_at: None,
             ip: next_ip(),
+            events_sent: 0,
         }
     }
 
     pub fn uid(&self) -> &str {
         &self.uid
+    }
+
+    /// The Events due now that were not written yet; marks them written.
+    pub fn due_events(&mut self) -> Vec<PodEvent> {
+        let mut due = vec![PodEvent::Scheduled];
+        if self.pod.started_at.is_some() {
+            due.push(PodEvent::Started);
+        }
+        if self.terminating() {
+            due.push(PodEvent::Killing);
+        }
+        due.retain(|e| self.events_sent & (*e as u8) == 0);
+        for e in &due {
+            self.events_sent |= *e as u8;
+        }
+        due
     }
 
     /// Whether its deletion has begun.

@@ -579,6 +579,18 @@ async fn mirror_write(client: &Client, inner: &Inner, params: &PatchParams, op: 
                 tracing::debug!(object = ?key, error = %e, "workload simulator bind failed");
             }
         }
+        Op::Event { namespace, body } => {
+            let ev: Option<k8s_openapi::api::core::v1::Event> = serde_json::from_value(body).ok();
+            if let Some(ev) = ev {
+                if let Err(e) =
+                    Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &namespace)
+                        .create(&Default::default(), &ev)
+                        .await
+                {
+                    tracing::debug!(error = %e, "workload simulator event failed");
+                }
+            }
+        }
         Op::CreateJob { namespace, body } => {
             let key = (ObjKind::Pod, namespace.clone(), String::new());
             if create_object::<Job>(client, &key, body, params)
@@ -871,7 +883,7 @@ impl Inner {
         st.workloads.retain(|r, _| live.contains(r));
         st.reindex();
         let ops = if self.opts.api_objects {
-            Self::mirror_ops(&mut st)
+            Self::mirror_ops(&mut st, now)
         } else {
             Vec::new()
         };
@@ -1233,10 +1245,11 @@ impl Inner {
 
     /// The Pod and ReplicaSet objects the simulator's state calls for, diffed against what it
     /// wrote: the writes to make.
-    fn mirror_ops(st: &mut State) -> Vec<Op> {
+    fn mirror_ops(st: &mut State, now: DateTime<Utc>) -> Vec<Op> {
         let mut desired = Vec::new();
         let mut draining = HashSet::new();
-        let mut annotate = Vec::new();
+        // Writes besides the mirror's diff: revision annotations, Events.
+        let mut extra = Vec::new();
         let State {
             workloads,
             mirror,
@@ -1252,7 +1265,7 @@ impl Inner {
                 {
                     t.annotated = current;
                     if let Some(n) = current {
-                        annotate.push(Op::AnnotateDeployment {
+                        extra.push(Op::AnnotateDeployment {
                             namespace: r.namespace.clone(),
                             name: r.name.clone(),
                             revision: n,
@@ -1285,6 +1298,7 @@ impl Inner {
                     let (body, status, patch) = mirror::replica_set_object(&view);
                     desired.push(Desired {
                         sim_uid: String::new(),
+                        fingerprint: 0,
                         key: (
                             ObjKind::ReplicaSet,
                             r.namespace.clone(),
@@ -1296,7 +1310,18 @@ impl Inner {
                     });
                 }
             }
-            for rec in &t.pods {
+            for rec in t.pods.iter_mut() {
+                let key = (ObjKind::Pod, r.namespace.clone(), rec.pod.name.clone());
+                // Events once the object exists, as the scheduler and kubelet write them.
+                if let Some(uid) = mirror.object_of(&key, rec.uid()).map(str::to_owned) {
+                    for e in rec.due_events() {
+                        extra.push(Op::Event {
+                            namespace: r.namespace.clone(),
+                            body: mirror::pod_event(rec, &uid, e, now),
+                        });
+                    }
+                }
+                let rec = &*rec;
                 let owner = match r.kind {
                     WorkloadKind::Deployment | WorkloadKind::Rollout => mirror.uid_of(&(
                         ObjKind::ReplicaSet,
@@ -1312,14 +1337,20 @@ impl Inner {
                 let Some(owner) = owner else {
                     continue;
                 };
-                let (body, status) = mirror::pod_object(rec, &owner);
                 let key = (ObjKind::Pod, r.namespace.clone(), rec.pod.name.clone());
                 if rec.terminating() {
                     draining.insert(key.clone());
                 }
+                let fingerprint = mirror::pod_fingerprint(rec, &owner);
+                let (body, status) = if mirror.is_current(&key, rec.uid(), fingerprint) {
+                    (Value::Null, Value::Null)
+                } else {
+                    mirror::pod_object(rec, &owner)
+                };
                 desired.push(Desired {
                     key,
                     sim_uid: rec.uid().to_owned(),
+                    fingerprint,
                     body,
                     status,
                     spec: None,
@@ -1328,7 +1359,7 @@ impl Inner {
         }
         let mut ops = std::mem::take(to_bind);
         ops.extend(mirror.plan(desired, &draining));
-        ops.extend(annotate);
+        ops.extend(extra);
         ops
     }
 
@@ -1622,7 +1653,17 @@ impl Inner {
             .clone()
             .unwrap_or_else(|| input.update_revision.clone());
         let before = Self::summaries(tracked, input.min_ready_seconds, tick.now);
-        let actions = statefulset::plan(&input, &current, &before);
+        let mut actions = statefulset::plan(&input, &current, &before);
+        // A pod's name is its ordinal's: the replacement waits until the old one is gone.
+        let draining: HashSet<u32> = tracked
+            .pods
+            .iter()
+            .filter(|p| p.terminating())
+            .filter_map(|p| p.pod.ordinal)
+            .collect();
+        actions.retain(
+            |a| !matches!(a, Action::Create { ordinal: Some(o), .. } if draining.contains(o)),
+        );
         self.apply(
             tracked,
             &r,

@@ -62,7 +62,7 @@ impl fmt::Display for WorkloadRef {
 }
 
 /// Lifecycle phase of a simulated pod (a subset of the real pod phases).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PodPhase {
     /// Created but its containers have not started: a referenced Secret/ConfigMap is missing
     /// (see [`SimPod::waiting_reason`]).
