@@ -128,6 +128,7 @@ async fn main() {
         .spawn()
         .unwrap();
     let server_pid = server.id().to_string();
+    sandbox::kube::ensure_crypto_provider();
     while !kc.exists() || reqwest::get(format!("{url}/healthz")).await.is_err() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

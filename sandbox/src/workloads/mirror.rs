@@ -91,6 +91,12 @@ pub enum Op {
         namespace: String,
         body: Value,
     },
+    /// Read a bare pod in full, to run it.
+    AdoptPod {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -99,8 +105,9 @@ struct Entry {
     sim_uid: String,
     /// The object of an earlier pod with this name is being removed first.
     replacing: bool,
-    status: Option<Value>,
-    spec: Option<Value>,
+    /// Digests of the status and spec patch last written (not the values: thousands of them).
+    status: Option<u64>,
+    spec: Option<u64>,
     in_flight: bool,
     /// A graceful delete was sent.
     deleting: bool,
@@ -114,6 +121,13 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct MirrorState {
     entries: HashMap<Key, Entry>,
+}
+
+fn digest(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(v).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -164,17 +178,19 @@ impl MirrorState {
                 // Unchanged since the last write (see `is_current`).
                 continue;
             }
-            if e.status.as_ref() != Some(&d.status) {
+            let status_digest = digest(&d.status);
+            if e.status != Some(status_digest) {
                 e.fingerprint = d.fingerprint;
-                e.status = Some(d.status.clone());
+                e.status = Some(status_digest);
                 ops.push(Op::Status {
                     key: d.key.clone(),
                     status: d.status,
                 });
             }
             if let Some(spec) = d.spec {
-                if e.spec.as_ref() != Some(&spec) {
-                    e.spec = Some(spec.clone());
+                let spec_digest = digest(&spec);
+                if e.spec != Some(spec_digest) {
+                    e.spec = Some(spec_digest);
                     ops.push(Op::Spec {
                         key: d.key,
                         patch: spec,

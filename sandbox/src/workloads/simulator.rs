@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ::kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use ::kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta, Patch, PatchParams};
 use ::kube::runtime::reflector::{self, Store};
 use ::kube::runtime::{watcher, WatchStreamExt};
 use ::kube::{Client, Resource, ResourceExt};
@@ -66,6 +66,8 @@ struct State {
     to_bind: Vec<Op>,
     /// CronJob uid -> the last firing handled.
     cron_last: HashMap<String, DateTime<Utc>>,
+    /// Bare pods being read in full before they run (their uids).
+    adopting: HashSet<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -146,8 +148,10 @@ struct Stores {
     secrets: Store<Secret>,
     config_maps: Store<ConfigMap>,
     namespaces: Store<Namespace>,
-    /// When pods are API objects: their deletions (and removals) made by others.
-    pods: Option<Store<Pod>>,
+    /// When pods are API objects: their deletions (and removals) made by others, and pods no
+    /// simulated controller owns. Metadata only: a full copy of every pod would cost more than
+    /// the simulated pods themselves.
+    pods: Option<Store<PartialObjectMeta<Pod>>>,
 }
 
 /// A pending `/status` write.
@@ -232,10 +236,14 @@ impl WorkloadSimulator {
             secrets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             config_maps: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
-            pods: inner
-                .opts
-                .api_objects
-                .then(|| spawn_reflector(Api::all(client.clone()), &inner, &mut tasks)),
+            pods: inner.opts.api_objects.then(|| {
+                // PartialObjectMeta makes the watch metadata-only.
+                spawn_reflector(
+                    Api::<PartialObjectMeta<Pod>>::all(client.clone()),
+                    &inner,
+                    &mut tasks,
+                )
+            }),
         };
         let ready = async {
             stores.deployments.wait_until_ready().await?;
@@ -570,6 +578,24 @@ async fn mirror_write(client: &Client, inner: &Inner, params: &PatchParams, op: 
                 inner.lock().mirror.forget_write(&key);
             }
         }
+        Op::AdoptPod {
+            namespace,
+            name,
+            uid,
+        } => {
+            let got = Api::<Pod>::namespaced(client.clone(), &namespace)
+                .get(&name)
+                .await;
+            let mut st = inner.lock();
+            match got {
+                Ok(p) if p.metadata.uid.as_deref() == Some(uid.as_str()) => {
+                    inner.adopt_bare(&mut st, &p, Utc::now());
+                }
+                _ => {
+                    st.adopting.remove(&uid);
+                }
+            }
+        }
         Op::Bind { key, node } => {
             let body = serde_json::json!({"spec": {"nodeName": node}});
             if let Err(e) = Api::<Pod>::namespaced(client.clone(), &key.1)
@@ -897,59 +923,28 @@ impl Inner {
         st: &mut State,
         live: &mut BTreeSet<WorkloadRef>,
         terminating: &HashSet<String>,
-        pods: &Store<Pod>,
+        pods: &Store<PartialObjectMeta<Pod>>,
         tick: &Tick<'_>,
     ) {
         for p in pods.state() {
             let (ns, name) = key_of(p.as_ref());
-            if terminating.contains(&ns) || controlled_here(p.as_ref()) {
+            if terminating.contains(&ns) || controlled_here(&p.metadata) {
                 continue;
             }
             let Some(uid) = p.metadata.uid.clone() else {
                 continue;
             };
             let r = WorkloadRef::new(WorkloadKind::Pod, &ns, &name);
-            let ours = st.workloads.get(&r).is_some_and(|t| t.uid == uid);
-            if !ours {
-                if p.metadata.deletion_timestamp.is_some() {
-                    continue;
-                }
-                let template = Arc::new(PodTemplateSpec {
-                    metadata: Some(::kube::api::ObjectMeta {
-                        labels: p.metadata.labels.clone(),
-                        annotations: p.metadata.annotations.clone(),
-                        ..Default::default()
-                    }),
-                    spec: p.spec.clone(),
+            if st.workloads.get(&r).is_some_and(|t| t.uid == uid) {
+                live.insert(r);
+            } else if p.metadata.deletion_timestamp.is_none() && st.adopting.insert(uid.clone()) {
+                // Its spec is read once, by a GET (the watch holds metadata only).
+                st.to_bind.push(Op::AdoptPod {
+                    namespace: ns,
+                    name,
+                    uid,
                 });
-                let mut t = Tracked::new(uid.clone());
-                let node = match p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    Some(n) => n,
-                    None => {
-                        let n = self.nodes[st.workloads.len() % self.nodes.len()].clone();
-                        st.to_bind.push(Op::Bind {
-                            key: (ObjKind::Pod, ns.clone(), name.clone()),
-                            node: n.clone(),
-                        });
-                        n
-                    }
-                };
-                let rec = PodRecord::new(
-                    name.clone(),
-                    r.clone(),
-                    String::new(),
-                    None,
-                    node,
-                    template,
-                    false,
-                    tick.now,
-                );
-                st.mirror
-                    .adopt(&(ObjKind::Pod, ns.clone(), name.clone()), &uid, rec.uid());
-                t.pods.push(rec);
-                st.workloads.insert(r.clone(), t);
             }
-            live.insert(r);
         }
         let kubelet = Kubelet {
             sources: tick.sources,
@@ -1193,6 +1188,53 @@ impl Inner {
         }
     }
 
+    /// A bare pod read in full: run it from now on.
+    fn adopt_bare(&self, st: &mut State, p: &Pod, now: DateTime<Utc>) {
+        let (ns, name) = key_of(p);
+        let Some(uid) = p.metadata.uid.clone() else {
+            return;
+        };
+        st.adopting.remove(&uid);
+        if p.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let r = WorkloadRef::new(WorkloadKind::Pod, &ns, &name);
+        let template = Arc::new(PodTemplateSpec {
+            metadata: Some(::kube::api::ObjectMeta {
+                labels: p.metadata.labels.clone(),
+                annotations: p.metadata.annotations.clone(),
+                ..Default::default()
+            }),
+            spec: p.spec.clone(),
+        });
+        let node = match p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            Some(n) => n,
+            None => {
+                let n = self.nodes[st.workloads.len() % self.nodes.len()].clone();
+                st.to_bind.push(Op::Bind {
+                    key: (ObjKind::Pod, ns.clone(), name.clone()),
+                    node: n.clone(),
+                });
+                n
+            }
+        };
+        let rec = PodRecord::new(
+            name.clone(),
+            r.clone(),
+            String::new(),
+            None,
+            node,
+            template,
+            false,
+            now,
+        );
+        st.mirror.adopt(&(ObjKind::Pod, ns, name), &uid, rec.uid());
+        let mut t = Tracked::new(uid);
+        t.pods.push(rec);
+        st.workloads.insert(r, t);
+        self.wake.notify_one();
+    }
+
     /// How long a deletion with `grace` seconds takes here.
     fn grace(&self, seconds: i64) -> Duration {
         let scaled = seconds.max(0) as f64 * self.opts.termination_grace_scale.max(0.0);
@@ -1201,8 +1243,13 @@ impl Inner {
 
     /// Pod deletions made through the API: a pod marked for deletion starts terminating; a pod
     /// the watch showed and no longer shows was removed (forced, or garbage-collected).
-    fn observe_pods(&self, st: &mut State, pods: &Store<Pod>, now: DateTime<Utc>) {
-        let api: HashMap<(String, String), Arc<Pod>> = pods
+    fn observe_pods(
+        &self,
+        st: &mut State,
+        pods: &Store<PartialObjectMeta<Pod>>,
+        now: DateTime<Utc>,
+    ) {
+        let api: HashMap<(String, String), Arc<PartialObjectMeta<Pod>>> = pods
             .state()
             .into_iter()
             .map(|p| (key_of(p.as_ref()), p))
@@ -1910,8 +1957,8 @@ pub(super) fn parse_seconds(v: &str) -> Option<Duration> {
 }
 
 /// Whether a controller the simulator drives owns this pod (else it runs as a bare pod).
-fn controlled_here(p: &Pod) -> bool {
-    p.metadata.owner_references.iter().flatten().any(|o| {
+fn controlled_here(meta: &::kube::api::ObjectMeta) -> bool {
+    meta.owner_references.iter().flatten().any(|o| {
         o.controller == Some(true)
             && matches!(
                 (o.api_version.as_str(), o.kind.as_str()),
