@@ -158,6 +158,8 @@ fn expected_operator_rules() -> BTreeMap<(String, String), BTreeSet<String>> {
         ("apps", "deployments", &["list", "watch", "patch"]),
         ("apps", "statefulsets", &["list", "watch", "patch"]),
         ("apps", "daemonsets", &["list", "watch", "patch"]),
+        // Terminating pods on the old token hold promotion.
+        ("", "pods", &["list"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ];
     entries

@@ -89,6 +89,8 @@ pub struct SafetyOverrides {
     pub shared_field_manager: bool,
     /// Delete any secondary Auth Token found at Staging, as before foreign ones were kept.
     pub skip_foreign_secondary_check: bool,
+    /// Promote while pods on the old token still drain, as before the barrier.
+    pub skip_draining_barrier: bool,
 }
 
 pub struct Context {

@@ -11,11 +11,13 @@ use crate::api::{
 };
 use crate::providers::CredentialKind;
 use crate::rotation::{
-    self, Holder, Observation, Plan, RevertedKey, RolloutView, StagedKeys, WorkloadAt,
+    self, DrainingPod, Holder, Observation, Plan, RevertedKey, RolloutView, StagedKeys, WorkloadAt,
 };
 use crate::time::from_k8s;
 use crate::workloads;
 use chrono::Utc;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use std::collections::BTreeSet;
 
@@ -85,6 +87,15 @@ pub(super) async fn observe<K: Rotated>(
         }
         _ => Vec::new(),
     };
+    // Once the workloads are through: pods still draining on the credential being replaced.
+    let through = rollout
+        .as_ref()
+        .is_some_and(|v| v.unstamped.is_empty() && v.workloads.iter().all(|w| w.done));
+    let draining = if through && !ctx.config.safety.skip_draining_barrier {
+        draining_pods(ctx, tr).await?
+    } else {
+        Vec::new()
+    };
     let staged_for = staging.map(|s| s.rotation_id);
     Ok(Observation {
         now,
@@ -111,7 +122,49 @@ pub(super) async fn observe<K: Rotated>(
         staged_keys,
         rollout,
         reverted,
+        draining,
     })
+}
+
+/// Pods in the target namespaces that read a target Secret and are being deleted. Read with
+/// paged, uncached LISTs, only once the workloads are through (so not on every poll).
+async fn draining_pods(ctx: &Context, tr: &Subject) -> Result<Vec<DrainingPod>, Error> {
+    let names: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
+    let mut out = Vec::new();
+    for ns in &tr.targets {
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        let mut lp = ListParams::default().limit(500);
+        loop {
+            let page = api.list(&lp).await?;
+            for p in &page.items {
+                if p.metadata.deletion_timestamp.is_none() {
+                    continue;
+                }
+                let template = PodTemplateSpec {
+                    metadata: None,
+                    spec: p.spec.clone(),
+                };
+                if workloads::secrets_referenced(&template).is_disjoint(&names) {
+                    continue;
+                }
+                out.push(DrainingPod {
+                    namespace: ns.clone(),
+                    name: p.metadata.name.clone().unwrap_or_default(),
+                    started: p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.start_time.as_ref())
+                        .map(from_k8s),
+                });
+            }
+            match page.metadata.continue_ {
+                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+                _ => break,
+            }
+        }
+    }
+    tracing::debug!(draining = out.len(), "pods draining on a target Secret");
+    Ok(out)
 }
 
 /// Keys of the target Secrets (and, for an Auth Token, the credentials Secret) that do not

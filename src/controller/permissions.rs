@@ -64,6 +64,13 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
     secrets(&["get", "create", "patch", "delete"], &tr.home, &mut out);
     for ns in &tr.targets {
         secrets(&["get", "create", "patch"], ns, &mut out);
+        // Draining pods on the old token hold promotion.
+        out.insert(Need {
+            verb: "list",
+            group: "",
+            resource: "pods",
+            namespace: ns.clone(),
+        });
     }
     let restarts = tr
         .spec

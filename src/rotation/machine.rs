@@ -61,6 +61,9 @@ pub struct Observation {
     /// Target Secrets (and the credentials Secret) that no longer hold the new credential;
     /// checked from the rollout until promotion.
     pub reverted: Vec<RevertedKey>,
+    /// Pods reading a target Secret that are being deleted; looked at once the workloads are
+    /// through.
+    pub draining: Vec<DrainingPod>,
 }
 
 /// A resource that rotates, as named in locks, conditions and Events.
@@ -194,6 +197,16 @@ pub struct RolloutView {
     pub workloads: Vec<WorkloadProgress>,
     /// Workloads whose pod template does not carry the stamp yet.
     pub unstamped: Vec<WorkloadAt>,
+}
+
+/// A pod that reads a target Secret and is being deleted (draining): it still runs, with the
+/// credential it read when it started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrainingPod {
+    pub namespace: String,
+    pub name: String,
+    /// `status.startTime`; None if it never started.
+    pub started: Option<DateTime<Utc>>,
 }
 
 /// Which credential a step puts in front of the consumers.
@@ -1103,6 +1116,8 @@ fn decide_distributing(mut b: Builder<'_>) -> Decision {
 enum RolloutState {
     Restart(Action),
     Waiting,
+    /// The workloads are through, but pods on the credential being replaced still drain.
+    Draining(String),
     Held(&'static str, String),
     Done,
 }
@@ -1147,7 +1162,38 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
             )
     };
     if view.workloads.iter().all(|w| w.done || gone(w)) {
-        return RolloutState::Done;
+        // Pods that started before this phase read the credential it replaces; while one of
+        // them drains (Terminating, still working), the credential must stay valid. Start
+        // times have one-second precision: a pod of the same second counts as old.
+        let old: Vec<String> = obs
+            .draining
+            .iter()
+            .filter(|p| p.started.is_none_or(|t| t <= phase_start))
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        if old.is_empty() {
+            return RolloutState::Done;
+        }
+        let shown = old.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        let more = old.len().saturating_sub(5);
+        let list = if more > 0 {
+            format!("{shown} and {more} more")
+        } else {
+            shown
+        };
+        if serve == Serve::New && obs.now - phase_start > to_chrono(plan.rollout_timeout) {
+            return RolloutState::Held(
+                reasons::ROLLOUT_TIMEOUT,
+                format!(
+                    "{} terminating pods still run on the credential being replaced after rolloutTimeout: {list}",
+                    old.len()
+                ),
+            );
+        }
+        return RolloutState::Draining(format!(
+            "waiting for {} terminating pods that still run on the credential being replaced: {list}",
+            old.len()
+        ));
     }
     let blocked: Vec<String> = view
         .workloads
@@ -1243,6 +1289,12 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
             } else {
                 format!("waiting for the rollout: {}", progress_summary(&b))
             };
+            b.status.message = Some(msg.clone());
+            b.cond(ROTATING, true, Phase::RollingOut.as_str(), msg);
+            b.healthy_if_not_held();
+            b.finish(Action::None, Some(POLL))
+        }
+        RolloutState::Draining(msg) => {
             b.status.message = Some(msg.clone());
             b.cond(ROTATING, true, Phase::RollingOut.as_str(), msg);
             b.healthy_if_not_held();
@@ -1401,6 +1453,10 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
                 RolloutState::Restart(action) => b.finish(action, Some(POLL)),
                 RolloutState::Waiting => {
                     b.status.message = Some(format!("rolling back: {}", progress_summary(&b)));
+                    b.finish(Action::None, Some(POLL))
+                }
+                RolloutState::Draining(msg) => {
+                    b.status.message = Some(format!("rolling back: {msg}"));
                     b.finish(Action::None, Some(POLL))
                 }
                 RolloutState::Held(reason, msg) => {

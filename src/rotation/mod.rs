@@ -13,8 +13,8 @@ mod plan;
 pub mod reasons;
 
 pub use machine::{
-    decide, on_failure, AccountConflict, Action, Decision, EventNote, Failure, FailureClass,
-    Holder, Observation, RevertedKey, RolloutView, Serve, StagedKeys, WorkloadAt,
+    decide, on_failure, AccountConflict, Action, Decision, DrainingPod, EventNote, Failure,
+    FailureClass, Holder, Observation, RevertedKey, RolloutView, Serve, StagedKeys, WorkloadAt,
 };
 pub use plan::{CredentialKind, Plan, PlanError};
 

@@ -56,6 +56,7 @@ fn obs(status: TokenRotationStatus) -> Observation {
         staged_keys: None,
         rollout: None,
         reverted: Vec::new(),
+        draining: Vec::new(),
     }
 }
 
@@ -340,6 +341,49 @@ fn rolling_out_restarts_unstamped_workloads_with_the_rotation_id() {
     );
     assert_eq!(d.status.phase, Some(Phase::RollingOut));
     assert_eq!(d.events[0].reason, "WorkloadsRestarted");
+}
+
+/// Workloads through, but a pod that started before the rollout still drains: its credential
+/// must stay valid, so verification (and promotion) waits; pods started since do not count; a
+/// drain past rolloutTimeout holds.
+#[test]
+fn draining_pods_on_the_old_credential_hold_promotion() {
+    let s = at_phase(Phase::RollingOut);
+    let start = from_k8s(&s.rotation.as_ref().unwrap().phase_start_time);
+    let mut o = obs(s.clone());
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(true, None)],
+        unstamped: vec![],
+    });
+    let pod = |name: &str, started: chrono::DateTime<chrono::Utc>| crate::rotation::DrainingPod {
+        namespace: "shop".into(),
+        name: name.into(),
+        started: Some(started),
+    };
+    o.draining = vec![
+        pod("worker-old", start - chrono::Duration::minutes(5)),
+        pod("api-new", start + chrono::Duration::seconds(1)),
+    ];
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    let msg = d.status.message.clone().unwrap();
+    assert!(
+        msg.contains("1 terminating pods") && msg.contains("shop/worker-old"),
+        "{msg}"
+    );
+    assert!(!msg.contains("api-new"));
+    // Gone: on to verification.
+    o.draining.remove(0);
+    assert_eq!(decide(&o).status.phase, Some(Phase::Verifying));
+    // Still draining after rolloutTimeout: held, nothing promoted.
+    o.draining = vec![pod("worker-old", start - chrono::Duration::minutes(5))];
+    o.now = start + chrono::Duration::days(1);
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    assert!(degraded_by(&d.status, "RolloutTimeout")
+        .message
+        .contains("terminating pods still run"));
 }
 
 #[test]

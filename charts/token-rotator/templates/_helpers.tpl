@@ -104,6 +104,11 @@ and the per-namespace Roles (scope namespaces).
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["list", "watch", "patch"]
+# Pods that read a target Secret and are still terminating hold promotion (they run on the old
+# token until they are gone): listed once the workloads are through.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # Events about TokenRotations; a repeated Event is patched (its series counted).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -489,6 +489,11 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
             _ = inner.wake.notified() => {}
         }
         let (writes, ops) = inner.tick(&stores, Utc::now());
+        // Pods first, as the controllers do: a pod is marked for deletion before a workload's
+        // status stops counting it.
+        for op in ops {
+            mirror_write(&client, &inner, &params, op).await;
+        }
         for w in writes {
             let r = &w.workload;
             let result = match r.kind {
@@ -526,9 +531,6 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
                     tracing::debug!(workload = %r, error = %e, "workload simulator status write failed")
                 }
             }
-        }
-        for op in ops {
-            mirror_write(&client, &inner, &params, op).await;
         }
     }
 }
