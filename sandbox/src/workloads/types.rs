@@ -164,8 +164,7 @@ pub struct SimulatorOptions {
     /// honour Pod deletions made through the API (`kubectl delete pod`).
     pub api_objects: bool,
     /// A deleted pod stays Terminating for its `terminationGracePeriodSeconds` times this
-    /// factor. 0 (the default) ends it at once: the operator does not wait for Terminating
-    /// pods yet, and the e2e tests assume it does not need to.
+    /// factor. 0 (the default) ends it at once, which keeps most tests fast.
     pub termination_grace_scale: f64,
     /// How long a Job's pod works once ready before it succeeds (a Job may say otherwise with
     /// the annotation `sandbox.tokenrotator.io/run-for`, e.g. `30s`).
