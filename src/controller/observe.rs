@@ -63,14 +63,12 @@ pub(super) async fn observe<K: Rotated>(
         Some(stamp) => Some(observe_rollout(ctx, tr, &stamp).await?),
         None => None,
     };
+    let through = rollout.as_ref().is_some_and(RolloutView::through);
     // Before each step towards promotion (once the rollout is through): do the targets still
     // hold the new credential?
     let towards_promotion = match status.phase {
         Some(Phase::RollingOut) => {
-            tr.spec.workloads.as_ref().map(|w| w.restart) == Some(RestartPolicy::Never)
-                || rollout
-                    .as_ref()
-                    .is_some_and(|v| v.unstamped.is_empty() && v.workloads.iter().all(|w| w.done))
+            tr.spec.workloads.as_ref().map(|w| w.restart) == Some(RestartPolicy::Never) || through
         }
         Some(Phase::Verifying | Phase::Promoting) => true,
         _ => false,
@@ -88,9 +86,6 @@ pub(super) async fn observe<K: Rotated>(
         _ => Vec::new(),
     };
     // Once the workloads are through: pods still draining on the credential being replaced.
-    let through = rollout
-        .as_ref()
-        .is_some_and(|v| v.unstamped.is_empty() && v.workloads.iter().all(|w| w.done));
     let draining = if through && !ctx.config.safety.skip_draining_barrier {
         draining_pods(ctx, tr).await?
     } else {

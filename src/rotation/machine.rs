@@ -199,6 +199,13 @@ pub struct RolloutView {
     pub unstamped: Vec<WorkloadAt>,
 }
 
+impl RolloutView {
+    /// Every workload carries the stamp and has rolled out.
+    pub fn through(&self) -> bool {
+        self.unstamped.is_empty() && self.workloads.iter().all(|w| w.done)
+    }
+}
+
 /// A pod that reads a target Secret and is being deleted (draining): it still runs, with the
 /// credential it read when it started.
 #[derive(Debug, Clone, PartialEq)]
