@@ -336,37 +336,9 @@ impl Traffic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workloads::{WorkloadKind, WorkloadRef};
 
     fn pod(env: &[(&str, &str)], files: &[(&str, &str)]) -> SimPod {
-        SimPod {
-            name: "p".into(),
-            uid: "u".into(),
-            workload: WorkloadRef::new(WorkloadKind::Deployment, "ns", "web"),
-            revision: "h".into(),
-            ordinal: None,
-            node: "sim-node-0".into(),
-            phase: PodPhase::Running,
-            ready: true,
-            created_at: Utc::now(),
-            started_at: None,
-            ready_at: None,
-            waiting_reason: None,
-            waiting_message: None,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            container_env: BTreeMap::new(),
-            mounted: BTreeMap::from([(
-                "/etc/twilio".to_string(),
-                files
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )]),
-            terminating_since: None,
-        }
+        SimPod::for_test(env, "/etc/twilio", files)
     }
 
     const SID: &str = "AC0123456789abcdef0123456789abcdef";

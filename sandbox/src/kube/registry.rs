@@ -30,6 +30,18 @@ pub enum View {
     EventsV1,
 }
 
+/// Every verb a stored resource serves (discovery lists them; RBAC rules name them).
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
 #[derive(Debug, Clone)]
 pub struct ResourceDef {
     pub group: String,
@@ -73,16 +85,7 @@ impl ResourceDef {
     }
 
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec![
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
+        ALL_VERBS.to_vec()
     }
 
     pub fn is_custom(&self) -> bool {

@@ -112,6 +112,23 @@ struct Tracked {
 }
 
 impl Tracked {
+    /// One kubelet pass: each pod advances, and Terminating pods whose grace period ended are
+    /// gone.
+    fn kubelet_pass(&mut self, kubelet: Kubelet<'_>) {
+        for p in &mut self.pods {
+            p.advance(kubelet);
+        }
+        self.pods
+            .retain(|p| p.gone_at.is_none_or(|g| g > kubelet.now));
+    }
+
+    /// Pods created in this sync start at once (their env snapshot is taken now).
+    fn start_new(&mut self, kubelet: Kubelet<'_>) {
+        for p in self.pods.iter_mut().filter(|p| p.pod.started_at.is_none()) {
+            p.advance(kubelet);
+        }
+    }
+
     fn new(uid: String) -> Self {
         Self {
             uid,
@@ -172,7 +189,33 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let (reader, writer) = reflector::store();
+    spawn_reflector_with(api, reflector::store::Writer::default(), inner, tasks)
+}
+
+/// A reflector of a kind known at run time (a CRD that may not be installed yet: the watch
+/// retries until it is).
+fn spawn_dynamic_reflector(
+    client: &Client,
+    ar: ApiResource,
+    inner: &Arc<Inner>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<DynamicObject> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    spawn_reflector_with(api, reflector::store::Writer::new(ar), inner, tasks)
+}
+
+/// Keeps `writer`'s store in sync with `api` and wakes the simulator on every change.
+fn spawn_reflector_with<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    inner: &Arc<Inner>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let reader = writer.as_reader();
     let stream =
         reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     let inner = inner.clone();
@@ -183,30 +226,6 @@ where
                 tracing::debug!(error = %e, "workload simulator watch error");
             }
             inner.wake.notify_one();
-        }
-    }));
-    reader
-}
-
-/// A reflector of a kind known at run time (a CRD that may not be installed yet).
-fn spawn_dynamic_reflector(
-    client: &Client,
-    ar: ApiResource,
-    inner: &Arc<Inner>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Store<DynamicObject> {
-    let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
-    let reader = writer.as_reader();
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-    let inner = inner.clone();
-    tasks.push(tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if event.is_ok() {
-                inner.wake.notify_one();
-            }
         }
     }));
     reader
@@ -542,6 +561,15 @@ fn api_error_code(e: &::kube::Error) -> Option<u16> {
     }
 }
 
+/// The API of a mirrored object's kind.
+fn mirror_api(client: &Client, key: &mirror::Key) -> Api<DynamicObject> {
+    let ar = match key.0 {
+        ObjKind::Pod => ApiResource::erase::<Pod>(&()),
+        ObjKind::ReplicaSet => ApiResource::erase::<ReplicaSet>(&()),
+    };
+    Api::namespaced_with(client.clone(), &key.1, &ar)
+}
+
 /// One write of the Pod/ReplicaSet mirror; its outcome goes back into the mirror's state.
 async fn mirror_write(client: &Client, inner: &Inner, params: &PatchParams, op: Op) {
     match op {
@@ -556,16 +584,9 @@ async fn mirror_write(client: &Client, inner: &Inner, params: &PatchParams, op: 
         }
         Op::Status { key, status } => {
             let body = serde_json::json!({ "status": status });
-            let res = match key.0 {
-                ObjKind::Pod => Api::<Pod>::namespaced(client.clone(), &key.1)
-                    .patch_status(&key.2, params, &Patch::Merge(&body))
-                    .await
-                    .map(|_| ()),
-                ObjKind::ReplicaSet => Api::<ReplicaSet>::namespaced(client.clone(), &key.1)
-                    .patch_status(&key.2, params, &Patch::Merge(&body))
-                    .await
-                    .map(|_| ()),
-            };
+            let res = mirror_api(client, &key)
+                .patch_status(&key.2, params, &Patch::Merge(&body))
+                .await;
             if let Err(e) = res {
                 tracing::debug!(object = ?key, error = %e, "workload simulator mirror write failed");
                 inner.lock().mirror.forget_write(&key);
@@ -674,18 +695,9 @@ async fn mirror_write(client: &Client, inner: &Inner, params: &PatchParams, op: 
                 grace_period_seconds: grace.map(|g| g.max(0) as u32),
                 ..Default::default()
             };
-            let res = match key.0 {
-                ObjKind::Pod => Api::<Pod>::namespaced(client.clone(), &key.1)
-                    .delete(&key.2, &dp)
-                    .await
-                    .map(|_| ()),
-                ObjKind::ReplicaSet => Api::<ReplicaSet>::namespaced(client.clone(), &key.1)
-                    .delete(&key.2, &dp)
-                    .await
-                    .map(|_| ()),
-            };
+            let res = mirror_api(client, &key).delete(&key.2, &dp).await;
             match res {
-                Ok(()) => inner.lock().mirror.deleted(&key),
+                Ok(_) => inner.lock().mirror.deleted(&key),
                 Err(e) if api_error_code(&e) == Some(404) => inner.lock().mirror.deleted(&key),
                 Err(e) => {
                     tracing::debug!(object = ?key, error = %e, "workload simulator mirror delete failed");
@@ -948,20 +960,12 @@ impl Inner {
                 });
             }
         }
-        let kubelet = Kubelet {
-            sources: tick.sources,
-            readiness_delay: self.opts.readiness_delay,
-            sync_delay: self.opts.secret_sync_delay,
-            now: tick.now,
-        };
+        let kubelet = self.kubelet(Knobs::default(), tick);
         for (r, t) in st.workloads.iter_mut() {
             if r.kind != WorkloadKind::Pod {
                 continue;
             }
-            for p in &mut t.pods {
-                p.advance(kubelet);
-            }
-            t.pods.retain(|p| p.gone_at.is_none_or(|g| g > tick.now));
+            t.kubelet_pass(kubelet);
             if t.pods.is_empty() {
                 live.remove(r);
             } else {
@@ -996,16 +1000,8 @@ impl Inner {
         if t.uid != uid {
             *t = Tracked::new(uid.clone());
         }
-        let kubelet = Kubelet {
-            sources: tick.sources,
-            readiness_delay: knobs.readiness_delay.unwrap_or(self.opts.readiness_delay),
-            sync_delay: self.opts.secret_sync_delay,
-            now: tick.now,
-        };
-        for p in &mut t.pods {
-            p.advance(kubelet);
-        }
-        t.pods.retain(|p| p.gone_at.is_none_or(|g| g > tick.now));
+        let kubelet = self.kubelet(knobs, tick);
+        t.kubelet_pass(kubelet);
         let spec = o.data.get("spec").cloned().unwrap_or(Value::Null);
         let plain = rollout::as_deployment(o, false)?;
         let hash = DeploymentInput::from_object(&plain, 600).revision;
@@ -1060,9 +1056,7 @@ impl Inner {
             }
         }
         let (_, current) = self.sync_rolling(WorkloadKind::Rollout, &d, t, knobs, tick);
-        for p in t.pods.iter_mut().filter(|p| p.pod.started_at.is_none()) {
-            p.advance(kubelet);
-        }
+        t.start_new(kubelet);
         let dstatus = t.deployment_status.clone().unwrap_or_default();
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if dstatus.updated_replicas.unwrap_or(0) == want
@@ -1235,6 +1229,16 @@ impl Inner {
         t.pods.push(rec);
         st.workloads.insert(r, t);
         self.wake.notify_one();
+    }
+
+    /// The kubelet's inputs for one workload's pods this pass.
+    fn kubelet<'a>(&self, knobs: Knobs, tick: &Tick<'a>) -> Kubelet<'a> {
+        Kubelet {
+            sources: tick.sources,
+            readiness_delay: knobs.readiness_delay.unwrap_or(self.opts.readiness_delay),
+            sync_delay: self.opts.secret_sync_delay,
+            now: tick.now,
+        }
     }
 
     /// How long a deletion with `grace` seconds takes here.
@@ -1442,29 +1446,10 @@ impl Inner {
         if tracked.uid != uid {
             *tracked = Tracked::new(uid.clone());
         }
-        let delay = knobs.readiness_delay.unwrap_or(self.opts.readiness_delay);
-        let kubelet = Kubelet {
-            sources: tick.sources,
-            readiness_delay: delay,
-            sync_delay: self.opts.secret_sync_delay,
-            now: tick.now,
-        };
-        for p in &mut tracked.pods {
-            p.advance(kubelet);
-        }
-        // Terminating pods whose grace period ended are gone.
-        tracked
-            .pods
-            .retain(|p| p.gone_at.is_none_or(|g| g > tick.now));
+        let kubelet = self.kubelet(knobs, tick);
+        tracked.kubelet_pass(kubelet);
         let (patch, update_revision) = sync(self, obj, tracked, knobs, tick);
-        // Pods created in this sync start at once (their env snapshot is taken now).
-        for p in tracked
-            .pods
-            .iter_mut()
-            .filter(|p| p.pod.started_at.is_none())
-        {
-            p.advance(kubelet);
-        }
+        tracked.start_new(kubelet);
         let counted = || tracked.pods.iter().filter(|p| !p.terminating());
         let sample = CountSample {
             at: tick.now,
@@ -1922,19 +1907,6 @@ impl Inner {
     }
 }
 
-impl StatusOf for ReplicaSet {
-    const KIND: WorkloadKind = WorkloadKind::ReplicaSet;
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-    fn status_matches(&self, patch: &Value) -> bool {
-        status_patch::matches(patch, self.status.as_ref())
-    }
-}
-
 /// The one "revision" of a Job's pods.
 const JOB_REVISION: &str = "job";
 
@@ -1969,16 +1941,6 @@ fn controlled_here(meta: &::kube::api::ObjectMeta) -> bool {
     })
 }
 
-impl StatusOf for Job {
-    const KIND: WorkloadKind = WorkloadKind::Job;
-    fn min_ready_seconds(&self) -> i32 {
-        0
-    }
-    fn status_matches(&self, patch: &Value) -> bool {
-        status_patch::matches(patch, self.status.as_ref())
-    }
-}
-
 /// Per-kind access the generic sync needs.
 trait StatusOf {
     const KIND: WorkloadKind;
@@ -1986,41 +1948,32 @@ trait StatusOf {
     fn status_matches(&self, patch: &Value) -> bool;
 }
 
-impl StatusOf for Deployment {
-    const KIND: WorkloadKind = WorkloadKind::Deployment;
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
+/// `StatusOf` for a kind whose status is `K::status` and whose `spec.minReadySeconds` (if it
+/// has one) gates availability.
+macro_rules! status_of {
+    ($k:ty, $kind:ident, min_ready) => {
+        status_of!($k, $kind, |o: &$k| o
+            .spec
             .as_ref()
             .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-    fn status_matches(&self, patch: &Value) -> bool {
-        status_patch::matches(patch, self.status.as_ref())
-    }
+            .unwrap_or(0));
+    };
+    ($k:ty, $kind:ident, $min_ready:expr) => {
+        impl StatusOf for $k {
+            const KIND: WorkloadKind = WorkloadKind::$kind;
+            fn min_ready_seconds(&self) -> i32 {
+                let f: fn(&$k) -> i32 = $min_ready;
+                f(self)
+            }
+            fn status_matches(&self, patch: &Value) -> bool {
+                status_patch::matches(patch, self.status.as_ref())
+            }
+        }
+    };
 }
 
-impl StatusOf for StatefulSet {
-    const KIND: WorkloadKind = WorkloadKind::StatefulSet;
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-    fn status_matches(&self, patch: &Value) -> bool {
-        status_patch::matches(patch, self.status.as_ref())
-    }
-}
-
-impl StatusOf for DaemonSet {
-    const KIND: WorkloadKind = WorkloadKind::DaemonSet;
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-    fn status_matches(&self, patch: &Value) -> bool {
-        status_patch::matches(patch, self.status.as_ref())
-    }
-}
+status_of!(Deployment, Deployment, min_ready);
+status_of!(StatefulSet, StatefulSet, min_ready);
+status_of!(DaemonSet, DaemonSet, min_ready);
+status_of!(ReplicaSet, ReplicaSet, min_ready);
+status_of!(Job, Job, |_: &Job| 0);

@@ -130,6 +130,38 @@ impl SimPod {
     }
 }
 
+#[cfg(test)]
+impl SimPod {
+    /// A ready, running pod of Deployment `ns/web` with this env and these files mounted at
+    /// `mount`, for unit tests.
+    pub(crate) fn for_test(env: &[(&str, &str)], mount: &str, files: &[(&str, &str)]) -> Self {
+        let map = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        SimPod {
+            name: "p".into(),
+            uid: "u".into(),
+            workload: WorkloadRef::new(WorkloadKind::Deployment, "ns", "web"),
+            revision: "h".into(),
+            ordinal: None,
+            node: "sim-node-0".into(),
+            phase: PodPhase::Running,
+            ready: true,
+            created_at: Utc::now(),
+            started_at: None,
+            ready_at: None,
+            waiting_reason: None,
+            waiting_message: None,
+            env: map(env),
+            container_env: BTreeMap::new(),
+            mounted: BTreeMap::from([(mount.to_string(), map(files))]),
+            terminating_since: None,
+        }
+    }
+}
+
 /// Pod counts of one workload at one moment; the simulator records one whenever they change,
 /// so tests can check invariants over a whole rollout without sampling gaps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,28 +226,11 @@ mod tests {
 
     #[test]
     fn holds_looks_at_env_and_mounted_files() {
-        let mut p = SimPod {
-            name: "p".into(),
-            uid: "u".into(),
-            workload: WorkloadRef::new(WorkloadKind::Deployment, "ns", "web"),
-            revision: "h".into(),
-            ordinal: None,
-            node: "sim-node-0".into(),
-            phase: PodPhase::Running,
-            ready: true,
-            created_at: Utc::now(),
-            started_at: None,
-            ready_at: None,
-            waiting_reason: None,
-            waiting_message: None,
-            env: BTreeMap::from([("URL".into(), "https://AC1:tok-a@api".into())]),
-            container_env: BTreeMap::new(),
-            mounted: BTreeMap::from([(
-                "/etc/tw".into(),
-                BTreeMap::from([("token".into(), "tok-b".into())]),
-            )]),
-            terminating_since: None,
-        };
+        let mut p = SimPod::for_test(
+            &[("URL", "https://AC1:tok-a@api")],
+            "/etc/tw",
+            &[("token", "tok-b")],
+        );
         assert!(p.holds("tok-a"), "substring of an env value");
         assert!(p.holds("tok-b"), "mounted file");
         assert!(!p.holds("tok-c"));

@@ -110,16 +110,7 @@ fn roles() -> Vec<Value> {
                 rule(
                     &["rbac.authorization.k8s.io"],
                     &["roles", "rolebindings"],
-                    &[
-                        "create",
-                        "delete",
-                        "deletecollection",
-                        "get",
-                        "list",
-                        "patch",
-                        "update",
-                        "watch",
-                    ],
+                    crate::kube::registry::ALL_VERBS,
                 ),
                 rule(
                     &["authorization.k8s.io"],
