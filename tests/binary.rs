@@ -8,7 +8,6 @@ mod common;
 mod process;
 
 use common::*;
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use process::{cli, start_replica as start_replica_with, tempdir, wait_ready, Replica, BIN};
 use std::collections::BTreeSet;
@@ -34,16 +33,6 @@ fn start_replica(w: &World, dir: &Path, name: &str, extra: &[&str]) -> Replica {
         &w.sb.twilio.base_url(),
         &args,
     )
-}
-
-async fn lease_holder(w: &World) -> Option<String> {
-    Api::<Lease>::namespaced(w.client.clone(), "default")
-        .get_opt("token-rotator")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
 }
 
 /// The value of the first sample of `name` whose line contains every one of `labels`.
@@ -75,7 +64,7 @@ async fn two_replicas_only_the_leader_acts_and_the_standby_finishes_after_a_cras
     wait_ready(&a).await;
     // a holds the lease before b starts, so the roles are known.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lease_holder(&w).await.as_deref() != Some("replica-a") {
+    while lease_holder(&w.client, "default").await.as_deref() != Some("replica-a") {
         assert!(Instant::now() < deadline, "no leader:\n{}", a.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -117,7 +106,7 @@ async fn two_replicas_only_the_leader_acts_and_the_standby_finishes_after_a_cras
 
     // Figures, not assertions: how long the standby took to lead (lease 3 s).
     let killed = Instant::now();
-    while lease_holder(&w).await.as_deref() != Some("replica-b") {
+    while lease_holder(&w.client, "default").await.as_deref() != Some("replica-b") {
         assert!(
             killed.elapsed() < Duration::from_secs(30),
             "no take-over:\n{}",
@@ -132,7 +121,10 @@ async fn two_replicas_only_the_leader_acts_and_the_standby_finishes_after_a_cras
     let st = wait_status(&w, "twilio", Duration::from_secs(90), |s| s.rotations == 1).await;
     let (served, refused) = traffic.stop().await;
     assert_eq!(st.phase, Some(Phase::Ready), "{}", b.output());
-    assert_eq!(lease_holder(&w).await.as_deref(), Some("replica-b"));
+    assert_eq!(
+        lease_holder(&w.client, "default").await.as_deref(),
+        Some("replica-b")
+    );
     let after = acting_writers(&w, killed_at..w.sb.api.audit_log().len());
     assert_eq!(
         after,

@@ -11,7 +11,6 @@ mod common;
 mod process;
 
 use common::*;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use process::{cli, start_replica, tempdir, wait_ready, Replica};
@@ -209,40 +208,6 @@ async fn tenant(sb: &Sandbox, ns: &str, key: bool, replicas: i32) -> (String, St
     (sid, token)
 }
 
-fn token_rotation(ns: &str, name: &str, sid: &str, now: bool) -> TokenRotation {
-    let annotations = if now {
-        json!({"tokenrotator.io/rotate-now": "1"})
-    } else {
-        json!({})
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "tokenrotator.io/v1alpha1", "kind": "TokenRotation",
-        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
-        "spec": {
-            "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
-            "authToken": {},
-            "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID", "tokenKey": "TWILIO_AUTH_TOKEN"}],
-            "rolloutTimeout": "2m", "propagationDelay": "1s", "overlap": "1s"
-        }
-    }))
-    .unwrap()
-}
-
-fn key_rotation_in(ns: &str, sid: &str) -> TokenRotation {
-    serde_json::from_value(json!({
-        "apiVersion": "tokenrotator.io/v1alpha1", "kind": "TokenRotation",
-        "metadata": {"name": "keys", "namespace": ns, "annotations": {"tokenrotator.io/rotate-now": "1"}},
-        "spec": {
-            "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
-            "apiKey": {},
-            "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
-                         "keySidKey": "TWILIO_API_KEY", "tokenKey": "TWILIO_API_SECRET"}],
-            "rolloutTimeout": "2m", "propagationDelay": "1s", "overlap": "1s"
-        }
-    }))
-    .unwrap()
-}
-
 async fn wait_tr(
     client: &kube::Client,
     ns: &str,
@@ -337,16 +302,6 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-async fn lease_holder(client: &kube::Client) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), RELEASE_NS)
-        .get_opt("token-rotator")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() {
     let sb = authz_sandbox().await;
@@ -423,7 +378,7 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     let mut a = start_replica(&operator_kc, &dir, "replica-a", &twilio, &lease);
     wait_ready(&a).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lease_holder(&admin).await.as_deref() != Some("replica-a") {
+    while lease_holder(&admin, RELEASE_NS).await.as_deref() != Some("replica-a") {
         assert!(Instant::now() < deadline, "no leader:\n{}", a.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -435,7 +390,7 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     Api::<TokenRotation>::namespaced(alice_client, "shop")
         .create(
             &PostParams::default(),
-            &token_rotation("shop", "shop", &shop_sid, false),
+            &rotation_in("shop", &shop_sid, "shop", json!({})),
         )
         .await
         .expect("edit may create TokenRotations");
@@ -491,7 +446,12 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     Api::<TokenRotation>::namespaced(admin.clone(), "abort")
         .create(
             &PostParams::default(),
-            &token_rotation("abort", "held", &abort_sid, true),
+            &rotation_in(
+                "abort",
+                &abort_sid,
+                "held",
+                json!({"tokenrotator.io/rotate-now": "1"}),
+            ),
         )
         .await
         .unwrap();
@@ -527,17 +487,20 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     // The leader crashes; the standby takes the lease and does the rest.
     a.child.kill().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lease_holder(&admin).await.as_deref() != Some("replica-b") {
+    while lease_holder(&admin, RELEASE_NS).await.as_deref() != Some("replica-b") {
         assert!(Instant::now() < deadline, "no take-over:\n{}", b.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Api::<TokenRotation>::namespaced(admin.clone(), "keys")
-        .create(&PostParams::default(), &key_rotation_in("keys", &keys_sid))
+        .create(
+            &PostParams::default(),
+            &key_rotation_in("keys", &keys_sid, "keys", json!({})),
+        )
         .await
         .unwrap();
     // One ClusterTokenRotation selects namespaces by label, one names them.
-    let by_label = shared_rotation_for(&shared_sid);
-    let mut by_name = shared_rotation_for(&named_sid);
+    let by_label = shared_rotation_for(&shared_sid, "billing");
+    let mut by_name = shared_rotation_for(&named_sid, "billing");
     by_name.metadata.name = Some("named".into());
     by_name.spec.namespaces = serde_json::from_value(json!({"names": ["team-c"]})).unwrap();
     by_name.spec.credentials_namespace = "team-c".into();
@@ -556,17 +519,11 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
         &[&b],
     )
     .await;
-    let ctrs: Api<ClusterTokenRotation> = Api::all(admin.clone());
     for name in ["shared", "named"] {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let st = ctrs.get(name).await.unwrap().status.unwrap_or_default();
-            if st.rotations == 1 && st.phase == Some(Phase::Ready) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{name}: {st:#?}\n{}", b.output());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_cluster_status_with(&admin, name, Duration::from_secs(90), |s| {
+            s.rotations == 1 && s.phase == Some(Phase::Ready)
+        })
+        .await;
     }
     assert_ne!(sb.twilio.primary_token(&shared_sid), Some(shared_token));
     assert_ne!(sb.twilio.primary_token(&named_sid), Some(named_token));
@@ -603,25 +560,6 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     }
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
     drop(b);
-}
-
-fn shared_rotation_for(sid: &str) -> ClusterTokenRotation {
-    serde_json::from_value(json!({
-        "apiVersion": "tokenrotator.io/v1alpha1",
-        "kind": "ClusterTokenRotation",
-        "metadata": {"name": "shared", "annotations": {"tokenrotator.io/rotate-now": "1"}},
-        "spec": {
-            "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
-            "credentialsNamespace": "billing",
-            "rotation": {
-                "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
-                "authToken": {},
-                "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID", "tokenKey": "TWILIO_AUTH_TOKEN"}],
-                "rolloutTimeout": "2m", "propagationDelay": "1s", "overlap": "1s"
-            }
-        }
-    }))
-    .unwrap()
 }
 
 /// A World over an authorizing sandbox, for the in-process controller's config.
@@ -670,7 +608,12 @@ async fn namespaces_scope_touches_nothing_outside_and_gets_no_403() {
     Api::<TokenRotation>::namespaced(w.client.clone(), "outside")
         .create(
             &PostParams::default(),
-            &token_rotation("outside", "stray", &out_sid, true),
+            &rotation_in(
+                "outside",
+                &out_sid,
+                "stray",
+                json!({"tokenrotator.io/rotate-now": "1"}),
+            ),
         )
         .await
         .unwrap();
@@ -679,7 +622,12 @@ async fn namespaces_scope_touches_nothing_outside_and_gets_no_403() {
     Api::<TokenRotation>::namespaced(w.client.clone(), "shop")
         .create(
             &PostParams::default(),
-            &token_rotation("shop", "shop", &sid, true),
+            &rotation_in(
+                "shop",
+                &sid,
+                "shop",
+                json!({"tokenrotator.io/rotate-now": "1"}),
+            ),
         )
         .await
         .unwrap();
@@ -862,7 +810,12 @@ async fn without_a_needed_verb_nothing_is_created_and_the_permission_is_named() 
     let trs: Api<TokenRotation> = Api::namespaced(w.client.clone(), "shop");
     trs.create(
         &PostParams::default(),
-        &token_rotation("shop", "shop", &sid, true),
+        &rotation_in(
+            "shop",
+            &sid,
+            "shop",
+            json!({"tokenrotator.io/rotate-now": "1"}),
+        ),
     )
     .await
     .unwrap();

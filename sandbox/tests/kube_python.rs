@@ -51,20 +51,25 @@ out["events"] = events
 print(json.dumps(out))
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_kubernetes_client_list_watch_patch() {
-    let s = ApiServer::start().await.unwrap();
+/// Runs `script` with the Python client against `s`; the JSON it prints.
+async fn run_python(s: &ApiServer, script: &'static str) -> serde_json::Value {
     let cli = Cli::new(&s.kubeconfig_yaml());
-    let script = cli.write("client.py", SCRIPT);
+    let path = cli.write("client.py", script);
     let kc = cli.kubeconfig.to_string_lossy().into_owned();
     let out = tokio::task::spawn_blocking(move || {
-        let o = cli.run(&sandbox::tools::python(), &[&script, &kc]);
+        let o = cli.run(&sandbox::tools::python(), &[&path, &kc]);
         (o.ok, o.stdout, o.stderr)
     })
     .await
     .unwrap();
     assert!(out.0, "python failed:\n{}\n{}", out.1, out.2);
-    let v: serde_json::Value = serde_json::from_str(out.1.trim()).unwrap();
+    serde_json::from_str(out.1.trim()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_kubernetes_client_list_watch_patch() {
+    let s = ApiServer::start().await.unwrap();
+    let v = run_python(&s, SCRIPT).await;
     assert!(v["namespaces"]
         .as_array()
         .unwrap()
@@ -131,17 +136,7 @@ async fn python_kubernetes_client_sees_simulated_pods_and_their_events() {
     let sim = sandbox::workloads::WorkloadSimulator::start(s.client().await, Default::default())
         .await
         .unwrap();
-    let cli = Cli::new(&s.kubeconfig_yaml());
-    let script = cli.write("pods.py", PODS_SCRIPT);
-    let kc = cli.kubeconfig.to_string_lossy().into_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        let o = cli.run(&sandbox::tools::python(), &[&script, &kc]);
-        (o.ok, o.stdout, o.stderr)
-    })
-    .await
-    .unwrap();
-    assert!(out.0, "python failed:\n{}\n{}", out.1, out.2);
-    let v: serde_json::Value = serde_json::from_str(out.1.trim()).unwrap();
+    let v = run_python(&s, PODS_SCRIPT).await;
     assert_eq!(v["ready"], 2);
     assert_eq!(v["owners"], serde_json::json!(["ReplicaSet"]));
     assert_eq!(v["nodes"], true);

@@ -3,50 +3,10 @@
 
 mod workloads_common;
 
-use std::path::PathBuf;
-
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use sandbox::workloads::{SimulatorOptions, WorkloadKind};
 use serde_json::json;
 use workloads_common::*;
-
-/// kubectl with a private kubeconfig and cache dir; run asynchronously so the simulator keeps
-/// going on the test's runtime while kubectl waits.
-struct Kubectl {
-    dir: PathBuf,
-}
-
-impl Kubectl {
-    fn new(e: &Env) -> Self {
-        let dir = std::env::temp_dir().join(format!("sandbox-workloads-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("kubeconfig"), e.server.kubeconfig_yaml()).unwrap();
-        Kubectl { dir }
-    }
-
-    async fn run(&self, args: &[&str]) -> (bool, String) {
-        let out = tokio::process::Command::new(sandbox::tools::kubectl())
-            .args(args)
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("KUBECACHEDIR", self.dir.join("cache"))
-            .env("HOME", &self.dir)
-            .output()
-            .await
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-}
-
-impl Drop for Kubectl {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_restart_and_status_complete() {

@@ -6,7 +6,6 @@
 
 mod workloads_common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,59 +16,6 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use sandbox::workloads::{SimulatorOptions, WorkloadKind};
 use serde_json::{json, Value};
 use workloads_common::*;
-
-struct Kubectl {
-    dir: PathBuf,
-}
-
-impl Kubectl {
-    fn new(e: &Env) -> Self {
-        let dir = std::env::temp_dir().join(format!("sandbox-objects-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("kubeconfig"), e.server.kubeconfig_yaml()).unwrap();
-        Kubectl { dir }
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = tokio::process::Command::new(sandbox::tools::kubectl())
-            .args(args)
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("KUBECACHEDIR", self.dir.join("cache"))
-            .env("HOME", &self.dir)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Kubectl {
-    /// Runs a command that must fail; its stderr.
-    async fn fails(&self, args: &[&str]) -> String {
-        let out = tokio::process::Command::new(sandbox::tools::kubectl())
-            .args(args)
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("KUBECACHEDIR", self.dir.join("cache"))
-            .env("HOME", &self.dir)
-            .output()
-            .await
-            .unwrap();
-        assert!(!out.status.success(), "kubectl {args:?} succeeded");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-impl Drop for Kubectl {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn api_pods(e: &Env, selector: &str) -> Vec<Pod> {
     Api::<Pod>::namespaced(e.client.clone(), NS)

@@ -233,12 +233,23 @@ pub fn start_controller_with(world: &World, cfg: Config) -> tokio::task::JoinHan
 }
 
 pub fn rotation(world: &World, name: &str, annotations: serde_json::Value) -> TokenRotation {
+    rotation_in(NS, &world.sid, name, annotations)
+}
+
+/// The Auth Token rotation of account `sid` in namespace `ns` (Secrets `twilio-admin`,
+/// `twilio-creds` as [`populate`] makes them).
+pub fn rotation_in(
+    ns: &str,
+    sid: &str,
+    name: &str,
+    annotations: serde_json::Value,
+) -> TokenRotation {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "tokenrotator.io/v1alpha1",
         "kind": "TokenRotation",
-        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
         "spec": {
-            "twilio": {"accountSid": world.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+            "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
             "authToken": {},
             "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID", "tokenKey": "TWILIO_AUTH_TOKEN",
                          "previousTokenKey": "TWILIO_PREVIOUS_AUTH_TOKEN"}],
@@ -252,12 +263,22 @@ pub fn rotation(world: &World, name: &str, annotations: serde_json::Value) -> To
 
 /// An API key rotation asked for at once; `api_key` is `spec.apiKey`.
 pub fn key_rotation(world: &World, name: &str, api_key: serde_json::Value) -> TokenRotation {
+    key_rotation_in(NS, &world.sid, name, api_key)
+}
+
+/// An API key rotation of account `sid` in namespace `ns`, asked for at once.
+pub fn key_rotation_in(
+    ns: &str,
+    sid: &str,
+    name: &str,
+    api_key: serde_json::Value,
+) -> TokenRotation {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "tokenrotator.io/v1alpha1",
         "kind": "TokenRotation",
-        "metadata": {"name": name, "namespace": NS, "annotations": {"tokenrotator.io/rotate-now": "1"}},
+        "metadata": {"name": name, "namespace": ns, "annotations": {"tokenrotator.io/rotate-now": "1"}},
         "spec": {
-            "twilio": {"accountSid": world.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+            "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
             "apiKey": api_key,
             "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
                          "keySidKey": "TWILIO_API_KEY", "tokenKey": "TWILIO_API_SECRET"}],
@@ -442,6 +463,11 @@ pub async fn label_shared(w: &World, ns: &str) {
 /// ClusterTokenRotation `shared`, asked for at once: the Auth Token of the world's account
 /// into `twilio-creds` of every namespace labelled `twilio=shared`, credentials in `creds_ns`.
 pub fn shared_rotation(w: &World, creds_ns: &str) -> ClusterTokenRotation {
+    shared_rotation_for(&w.sid, creds_ns)
+}
+
+/// [`shared_rotation`] for account `sid`.
+pub fn shared_rotation_for(sid: &str, creds_ns: &str) -> ClusterTokenRotation {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "tokenrotator.io/v1alpha1",
         "kind": "ClusterTokenRotation",
@@ -450,7 +476,7 @@ pub fn shared_rotation(w: &World, creds_ns: &str) -> ClusterTokenRotation {
             "namespaces": {"selector": {"matchLabels": {"twilio": "shared"}}},
             "credentialsNamespace": creds_ns,
             "rotation": {
-                "twilio": {"accountSid": w.sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+                "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
                 "authToken": {},
                 "secrets": [{"name": "twilio-creds", "accountSidKey": "TWILIO_ACCOUNT_SID",
                              "tokenKey": "TWILIO_AUTH_TOKEN"}],
@@ -470,7 +496,17 @@ pub async fn wait_cluster_status(
     timeout: Duration,
     pred: impl Fn(&TokenRotationStatus) -> bool,
 ) -> TokenRotationStatus {
-    let api: Api<ClusterTokenRotation> = Api::all(w.client.clone());
+    wait_cluster_status_with(&w.client, name, timeout, pred).await
+}
+
+/// [`wait_cluster_status`] through `client`.
+pub async fn wait_cluster_status_with(
+    client: &kube::Client,
+    name: &str,
+    timeout: Duration,
+    pred: impl Fn(&TokenRotationStatus) -> bool,
+) -> TokenRotationStatus {
+    let api: Api<ClusterTokenRotation> = Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let st = api.get(name).await.unwrap().status.unwrap_or_default();
@@ -507,4 +543,15 @@ pub async fn assert_token_everywhere(w: &World, token: &str, context: &str) {
             "{context}: {secret}"
         );
     }
+}
+
+/// The holder of the leader Lease `token-rotator` in `ns`.
+pub async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns)
+        .get_opt("token-rotator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
 }

@@ -215,3 +215,65 @@ pub fn ds_rolled_out(d: &DaemonSet) -> bool {
         && st.updated_number_scheduled.unwrap_or(0) == st.desired_number_scheduled
         && st.number_available.unwrap_or(0) == st.desired_number_scheduled
 }
+
+/// kubectl with a private kubeconfig and cache dir; run asynchronously so the simulator keeps
+/// going on the test's runtime while kubectl waits.
+pub struct Kubectl {
+    pub dir: std::path::PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(e: &Env) -> Self {
+        let dir = std::env::temp_dir().join(format!("sandbox-workloads-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("kubeconfig"), e.server.kubeconfig_yaml()).unwrap();
+        Kubectl { dir }
+    }
+
+    async fn output(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(sandbox::tools::kubectl())
+            .args(args)
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("KUBECACHEDIR", self.dir.join("cache"))
+            .env("HOME", &self.dir)
+            .output()
+            .await
+            .unwrap()
+    }
+
+    /// Whether it succeeded, and stdout followed by stderr.
+    pub async fn run(&self, args: &[&str]) -> (bool, String) {
+        let out = self.output(args).await;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args).await;
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; its stderr.
+    pub async fn fails(&self, args: &[&str]) -> String {
+        let out = self.output(args).await;
+        assert!(!out.status.success(), "kubectl {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+impl Drop for Kubectl {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
