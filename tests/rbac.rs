@@ -574,7 +574,11 @@ fn world_of(sb: Sandbox, sid: String, token: String) -> World {
 }
 
 /// The in-process controller, authenticated as the chart's ServiceAccount.
-async fn start_as_operator(w: &World, namespaces: &[&str]) -> tokio::task::JoinHandle<()> {
+async fn start_as_operator(
+    w: &World,
+    namespaces: &[&str],
+    safety: token_rotator::controller::SafetyOverrides,
+) -> tokio::task::JoinHandle<()> {
     let token =
         w.sb.api
             .service_account_token(RELEASE_NS, "token-rotator")
@@ -582,6 +586,7 @@ async fn start_as_operator(w: &World, namespaces: &[&str]) -> tokio::task::JoinH
     let client = w.sb.api.client_with_token(&token).await;
     let mut cfg = config(w, Default::default());
     cfg.namespaces = namespaces.iter().map(|n| n.to_string()).collect();
+    cfg.safety = safety;
     tokio::spawn(async move {
         if let Err(e) = token_rotator::controller::run(client, cfg).await {
             panic!("controller stopped: {e}");
@@ -618,7 +623,7 @@ async fn namespaces_scope_touches_nothing_outside_and_gets_no_403() {
         .await
         .unwrap();
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
-    let ctl = start_as_operator(&w, &["shop"]).await;
+    let ctl = start_as_operator(&w, &["shop"], Default::default()).await;
     Api::<TokenRotation>::namespaced(w.client.clone(), "shop")
         .create(
             &PostParams::default(),
@@ -792,21 +797,10 @@ async fn without_a_needed_verb_nothing_is_created_and_the_permission_is_named() 
     let dir = tempdir();
     let (sid, token) = tenant(&sb, "shop", false, 2).await;
     install_chart(&sb, &dir, &["rbac.scope=cluster"]).await;
-    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(sb.client());
-    let full = roles.get("token-rotator").await.unwrap();
-    let mut cut = full.clone();
-    for rule in cut.rules.iter_mut().flatten() {
-        if rule.resources.iter().flatten().any(|r| r == "secrets") {
-            rule.verbs.retain(|v| v != "create");
-        }
-    }
-    roles
-        .replace("token-rotator", &PostParams::default(), &cut)
-        .await
-        .unwrap();
+    let (roles, full) = cut_secrets_create(&sb).await;
     let w = world_of(sb, sid.clone(), token.clone());
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
-    let ctl = start_as_operator(&w, &[]).await;
+    let ctl = start_as_operator(&w, &[], Default::default()).await;
     let trs: Api<TokenRotation> = Api::namespaced(w.client.clone(), "shop");
     trs.create(
         &PostParams::default(),
@@ -882,4 +876,94 @@ async fn without_a_needed_verb_nothing_is_created_and_the_permission_is_named() 
     assert!(served > 0);
     assert_eq!(refused, 0, "consumers refused");
     assert_ne!(w.sb.twilio.primary_token(&sid), Some(token));
+}
+
+/// Takes `create` away from the operator's Secret rule; returns the roles API and the full role.
+async fn cut_secrets_create(
+    sb: &Sandbox,
+) -> (
+    Api<k8s_openapi::api::rbac::v1::ClusterRole>,
+    k8s_openapi::api::rbac::v1::ClusterRole,
+) {
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(sb.client());
+    let full = roles.get("token-rotator").await.unwrap();
+    let mut cut = full.clone();
+    for rule in cut.rules.iter_mut().flatten() {
+        if rule.resources.iter().flatten().any(|r| r == "secrets") {
+            rule.verbs.retain(|v| v != "create");
+        }
+    }
+    roles
+        .replace("token-rotator", &PostParams::default(), &cut)
+        .await
+        .unwrap();
+    (roles, full)
+}
+
+/// Calls that asked Twilio for a new secondary Auth Token.
+fn secondary_creates(w: &World) -> usize {
+    w.sb.twilio
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/v1/AuthTokens/Secondary"))
+        .count()
+}
+
+/// The negative control of the permission check: without it, the same missing verb is found
+/// by the write that needs it, after Twilio created a secondary, and every retry creates
+/// another one (cleaned up by the next attempt, but a token shown once each time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_permission_check_each_retry_creates_a_secondary() {
+    let sb = authz_sandbox().await;
+    let dir = tempdir();
+    let (sid, token) = tenant(&sb, "shop", false, 2).await;
+    install_chart(&sb, &dir, &["rbac.scope=cluster"]).await;
+    cut_secrets_create(&sb).await;
+    let w = world_of(sb, sid.clone(), token.clone());
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let safety = token_rotator::controller::SafetyOverrides {
+        skip_permission_preflight: true,
+        ..Default::default()
+    };
+    let ctl = start_as_operator(&w, &[], safety).await;
+    Api::<TokenRotation>::namespaced(w.client.clone(), "shop")
+        .create(
+            &PostParams::default(),
+            &rotation_in(
+                "shop",
+                &sid,
+                "shop",
+                json!({"tokenrotator.io/rotate-now": "1"}),
+            ),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while secondary_creates(&w) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} creates",
+            secondary_creates(&w)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let denied = forbidden(&w.sb.api.audit_log());
+    let refused_checks =
+        w.sb.api
+            .admission_checks()
+            .iter()
+            .filter(|c| c.user == OPERATOR && !c.allowed)
+            .count();
+    let (_, refused) = traffic.stop().await;
+    ctl.abort();
+    eprintln!(
+        "without the check: {} secondary creates, {} refused writes",
+        secondary_creates(&w),
+        denied.len() + refused_checks
+    );
+    assert!(
+        refused_checks > 0,
+        "the authorizer refused the staging Secret's create"
+    );
+    assert_eq!(refused, 0, "consumers never saw the new token");
 }

@@ -210,7 +210,9 @@ pub(super) async fn execute(
         Action::None => Ok(()),
         Action::Stage { clear_existing } => {
             // Nothing is created unless every write the rotation needs is allowed.
-            super::permissions::preflight(ctx, tr).await?;
+            if !ctx.config.safety.skip_permission_preflight {
+                super::permissions::preflight(ctx, tr).await?;
+            }
             let staged = match kind {
                 CredentialKind::AuthToken => {
                     let clear = *clear_existing || ctx.config.safety.skip_foreign_secondary_check;

@@ -91,6 +91,8 @@ pub struct SafetyOverrides {
     pub skip_foreign_secondary_check: bool,
     /// Promote while pods on the old token still drain, as before the barrier.
     pub skip_draining_barrier: bool,
+    /// Create at Twilio without first asking whether the rotation's writes are allowed.
+    pub skip_permission_preflight: bool,
 }
 
 pub struct Context {
