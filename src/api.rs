@@ -415,6 +415,34 @@ pub struct WorkloadsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
     pub kubelet_sync_delay: Option<String>,
+    /// Pods reading a target Secret that this rotation cannot restart (bare Pods, Pods of an
+    /// owner it does not restart, env consumers under `restart: Never`) and that still hold the
+    /// old credential when everything else runs the new one. `Hold` (default): the rotation
+    /// holds with `Degraded=UnmanagedConsumers` naming them. `Delete`: delete them (for pods
+    /// whose owner recreates them). `Ignore`: promote anyway, accepting their refused calls.
+    #[serde(default)]
+    pub unmanaged_pods: UnmanagedPods,
+    /// When no Pod in the rotation's scope reads a target Secret and no dependent workload
+    /// exists: `Hold` (default, `Degraded=NoConsumersFound`: the consumers may live where the
+    /// operator does not look) or `Proceed` (promote; the Event says no consumers were found).
+    /// `restart: Never` proceeds either way.
+    #[serde(default)]
+    pub no_consumers: NoConsumers,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UnmanagedPods {
+    #[default]
+    Hold,
+    Delete,
+    Ignore,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum NoConsumers {
+    #[default]
+    Hold,
+    Proceed,
 }
 
 #[derive(
@@ -640,6 +668,14 @@ pub struct RotationStatus {
     /// Per-workload rollout progress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadProgress>,
+    /// When the new credential was first seen in every target Secret: pods started later read
+    /// it; pods started before hold the old one until restarted or refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed_time: Option<Time>,
+    /// Pods that still hold the credential being replaced, grouped by owner (at most 20
+    /// groups; the message counts the rest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<PodGroup>,
     /// Set while an aborted rotation rolls back: the step it is at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_step: Option<AbortStep>,
@@ -716,6 +752,19 @@ pub struct WorkloadProgress {
     /// Why it is not done, when known (Paused, ProgressDeadlineExceeded, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Pods of one owner that a rotation waits on or holds for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodGroup {
+    pub namespace: String,
+    /// The owner's kind (`Pod` for a bare Pod).
+    pub kind: String,
+    pub name: String,
+    pub pods: u32,
+    /// Why: `Restarting`, `Draining`, `JobRunning`, `Unmanaged`.
+    pub reason: String,
 }
 
 /// Condition types.

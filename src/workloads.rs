@@ -5,8 +5,9 @@
 //! lists workloads and applies the restart stamp.
 
 use crate::api::{WorkloadKind, WorkloadProgress, WorkloadRef, WorkloadsSpec};
+use crate::rotation::consumers::Reads;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
@@ -148,6 +149,76 @@ pub fn secrets_referenced(template: &PodTemplateSpec) -> BTreeSet<String> {
         for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
             if let Some(s) = &src.secret {
                 out.insert(s.name.clone());
+            }
+        }
+    }
+    out
+}
+
+/// How a pod reads the token key of the target Secrets (`targets`: Secret name to token key):
+/// env `secretKeyRef` of that key, `envFrom`, and `subPath` mounts are read at container
+/// start; other mounts of a `secret` or projected volume holding the key are files the
+/// kubelet refreshes. Init containers count: what they read may be handed on.
+pub fn reads(spec: &PodSpec, targets: &BTreeMap<String, String>) -> Reads {
+    let mut out = Reads::default();
+    let containers = || {
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+    };
+    for c in containers() {
+        for e in c.env.iter().flatten() {
+            let r = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref());
+            if r.is_some_and(|r| targets.get(&r.name) == Some(&r.key)) {
+                out.at_start = true;
+            }
+        }
+        for f in c.env_from.iter().flatten() {
+            if f.secret_ref
+                .as_ref()
+                .is_some_and(|r| targets.contains_key(&r.name))
+            {
+                out.at_start = true;
+            }
+        }
+    }
+    // Volumes whose files include a target's token key.
+    let holds = |name: &str, items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
+        targets.get(name).is_some_and(|key| {
+            items.is_none_or(|items| items.is_empty() || items.iter().any(|i| &i.key == key))
+        })
+    };
+    let volumes: BTreeSet<&str> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| {
+            let secret = v.secret.as_ref().is_some_and(|s| {
+                s.secret_name
+                    .as_deref()
+                    .is_some_and(|n| holds(n, s.items.as_ref()))
+            });
+            let projected = v
+                .projected
+                .iter()
+                .flat_map(|p| p.sources.iter().flatten())
+                .filter_map(|src| src.secret.as_ref())
+                .any(|s| holds(&s.name, s.items.as_ref()));
+            secret || projected
+        })
+        .map(|v| v.name.as_str())
+        .collect();
+    for c in containers() {
+        for m in c.volume_mounts.iter().flatten() {
+            if !volumes.contains(m.name.as_str()) {
+                continue;
+            }
+            match m.sub_path.as_deref() {
+                Some(p) if !p.is_empty() => out.at_start = true,
+                _ => out.files = true,
             }
         }
     }

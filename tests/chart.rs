@@ -158,8 +158,10 @@ fn expected_operator_rules() -> BTreeMap<(String, String), BTreeSet<String>> {
         ("apps", "deployments", &["list", "watch", "patch"]),
         ("apps", "statefulsets", &["list", "watch", "patch"]),
         ("apps", "daemonsets", &["list", "watch", "patch"]),
-        // Terminating pods on the old token hold promotion.
-        ("", "pods", &["list"]),
+        // The Pod-level barrier; delete for unmanagedPods: Delete.
+        ("", "pods", &["list", "delete"]),
+        ("apps", "replicasets", &["get"]),
+        ("argoproj.io", "rollouts", &["get", "patch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ];
     entries

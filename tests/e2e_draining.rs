@@ -45,7 +45,7 @@ async fn rotate(skip_barrier: bool) -> (u64, u64, Vec<sandbox::Refusal>, bool) {
     let w = draining_world().await;
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let mut cfg = config(&w, Failpoints::default());
-    cfg.safety.skip_draining_barrier = skip_barrier;
+    cfg.safety.skip_pod_barrier = skip_barrier;
     let ctl = start_controller_with(&w, cfg);
     create(&w, &manual_rotation(&w, "twilio")).await;
     // Did the rotation wait on the draining pods at some point?

@@ -70,7 +70,7 @@ impl TrafficAuth {
 }
 
 /// Twilio credentials in a pod's env, then its mounted files; values under names that say
-/// TOKEN or SECRET win over others of the same shape.
+/// TOKEN or SECRET win over others of the same shape, and a PREVIOUS one loses.
 fn detect(base: &str, pod: &SimPod) -> Option<(String, String, String)> {
     let values: Vec<(&String, &String)> = pod
         .env
@@ -82,8 +82,12 @@ fn detect(base: &str, pod: &SimPod) -> Option<(String, String, String)> {
             .iter()
             .filter(|(_, v)| pred(v.trim()))
             .max_by_key(|(k, _)| {
+                // An app reads its current credential, not the previous one kept beside it.
                 let k = k.to_ascii_uppercase();
-                k.contains("TOKEN") || k.contains("SECRET")
+                (
+                    k.contains("TOKEN") || k.contains("SECRET"),
+                    !k.contains("PREVIOUS"),
+                )
             })
             .map(|(_, v)| v.trim().to_string())
     };

@@ -278,6 +278,33 @@ pub(super) async fn execute(
             }
             Ok(())
         }
+        Action::RestartRollouts { rollouts } => {
+            for (ns, name) in rollouts {
+                match super::pods::restart_rollout(ctx, tr, ns, name).await {
+                    Ok(()) => {}
+                    // Deleted meanwhile: nothing of it runs to restart.
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => {
+                        return Err(kube_failure(&format!("restarting Rollout {ns}/{name}"), e))
+                    }
+                }
+            }
+            Ok(())
+        }
+        Action::DeletePods { pods } => {
+            for p in pods {
+                match super::pods::delete(ctx, p).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        return Err(kube_failure(
+                            &format!("deleting pod {}/{}", p.namespace, p.name),
+                            e,
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
         Action::Verify => {
             let s = staged(ctx, obs, tr).await?;
             let twilio = twilio_client(ctx, tr)?;

@@ -6,6 +6,7 @@ pub mod failpoints;
 pub mod locks;
 mod observe;
 mod permissions;
+mod pods;
 mod reconcile;
 pub mod secrets;
 pub mod subject;
@@ -89,8 +90,9 @@ pub struct SafetyOverrides {
     pub shared_field_manager: bool,
     /// Delete any secondary Auth Token found at Staging, as before foreign ones were kept.
     pub skip_foreign_secondary_check: bool,
-    /// Promote while pods on the old token still drain, as before the barrier.
-    pub skip_draining_barrier: bool,
+    /// No Pod-level barrier: promote once the workloads rolled out, whatever pods (draining,
+    /// bare, of Jobs or Rollouts, env readers under `restart: Never`) still hold the old token.
+    pub skip_pod_barrier: bool,
     /// Create at Twilio without first asking whether the rotation's writes are allowed.
     pub skip_permission_preflight: bool,
 }

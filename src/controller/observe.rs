@@ -2,6 +2,7 @@
 //! target Secrets before the steps towards promotion, and the other resources on its account.
 
 use super::locks::account_key;
+use super::pods::Dependent;
 use super::secrets::{self, Staged};
 use super::subject::{Rotated, Subject};
 use super::{Context, Error};
@@ -11,13 +12,11 @@ use crate::api::{
 };
 use crate::providers::CredentialKind;
 use crate::rotation::{
-    self, DrainingPod, Holder, Observation, Plan, RevertedKey, RolloutView, StagedKeys, WorkloadAt,
+    self, Holder, Observation, Plan, RevertedKey, RolloutView, StagedKeys, WorkloadAt,
 };
 use crate::time::from_k8s;
 use crate::workloads;
 use chrono::Utc;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use std::collections::BTreeSet;
 
@@ -34,8 +33,14 @@ pub(super) async fn observe<K: Rotated>(
         annotations.get(SCHEDULE_ANNOTATION).map(String::as_str),
     );
     // Suspending acts at once, whatever spec the rotation in flight runs with.
+    // So do the answers to a consumer hold (what to do with unmanaged pods, whether no
+    // consumers is fine): the message of such a hold tells the user to change them.
     if let Ok(p) = plan.as_mut() {
-        p.suspend = obj.rotation_spec().suspend;
+        let live = obj.rotation_spec();
+        p.suspend = live.suspend;
+        let w = live.workloads.clone().unwrap_or_default();
+        p.unmanaged_pods = w.unmanaged_pods;
+        p.no_consumers = w.no_consumers;
     }
     let staging = match &status.rotation {
         Some(r) => secrets::read_staging(&ctx.client, &tr.home, &r.staging_secret).await?,
@@ -59,9 +64,12 @@ pub(super) async fn observe<K: Rotated>(
         }
         _ => None,
     };
-    let rollout = match stamp {
-        Some(stamp) => Some(observe_rollout(ctx, tr, &stamp).await?),
-        None => None,
+    let (rollout, dependents) = match &stamp {
+        Some(stamp) => {
+            let (view, deps) = observe_rollout(ctx, tr, stamp).await?;
+            (Some(view), deps)
+        }
+        None => (None, BTreeSet::new()),
     };
     let through = rollout.as_ref().is_some_and(RolloutView::through);
     // Before each step towards promotion (once the rollout is through): do the targets still
@@ -85,11 +93,21 @@ pub(super) async fn observe<K: Rotated>(
         }
         _ => Vec::new(),
     };
-    // Once the workloads are through: pods still draining on the credential being replaced.
-    let draining = if through && !ctx.config.safety.skip_draining_barrier {
-        draining_pods(ctx, tr).await?
+    // The Pod-level barrier, once the workloads are through (with restart: Never, every poll:
+    // the wait is the kubelet's sync delay).
+    let never = tr.spec.workloads.as_ref().map(|w| w.restart) == Some(RestartPolicy::Never);
+    let pods_matter = match status.phase {
+        Some(Phase::RollingOut) => through || never,
+        Some(Phase::Aborting) => through,
+        _ => false,
+    };
+    let pods = if pods_matter && !ctx.config.safety.skip_pod_barrier {
+        let new_stamp = stamp
+            .as_deref()
+            .filter(|_| status.phase == Some(Phase::RollingOut));
+        Some(super::pods::observe(ctx, tr, &dependents, new_stamp).await?)
     } else {
-        Vec::new()
+        None
     };
     let staged_for = staging.map(|s| s.rotation_id);
     Ok(Observation {
@@ -117,49 +135,8 @@ pub(super) async fn observe<K: Rotated>(
         staged_keys,
         rollout,
         reverted,
-        draining,
+        pods,
     })
-}
-
-/// Pods in the target namespaces that read a target Secret and are being deleted. Read with
-/// paged, uncached LISTs, only once the workloads are through (so not on every poll).
-async fn draining_pods(ctx: &Context, tr: &Subject) -> Result<Vec<DrainingPod>, Error> {
-    let names: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
-    let mut out = Vec::new();
-    for ns in &tr.targets {
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        let mut lp = ListParams::default().limit(500);
-        loop {
-            let page = api.list(&lp).await?;
-            for p in &page.items {
-                if p.metadata.deletion_timestamp.is_none() {
-                    continue;
-                }
-                let template = PodTemplateSpec {
-                    metadata: None,
-                    spec: p.spec.clone(),
-                };
-                if workloads::secrets_referenced(&template).is_disjoint(&names) {
-                    continue;
-                }
-                out.push(DrainingPod {
-                    namespace: ns.clone(),
-                    name: p.metadata.name.clone().unwrap_or_default(),
-                    started: p
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.start_time.as_ref())
-                        .map(from_k8s),
-                });
-            }
-            match page.metadata.continue_ {
-                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
-                _ => break,
-            }
-        }
-    }
-    tracing::debug!(draining = out.len(), "pods draining on a target Secret");
-    Ok(out)
 }
 
 /// Keys of the target Secrets (and, for an Auth Token, the credentials Secret) that do not
@@ -207,9 +184,14 @@ async fn reverted_targets(
 /// Rollout progress of the dependent workloads in every target namespace. In a matched
 /// namespace that is being deleted nothing is restarted, but its dependent workloads that
 /// still exist count as not done: their pods may still run the old token.
-async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<RolloutView, Error> {
+async fn observe_rollout(
+    ctx: &Context,
+    tr: &Subject,
+    stamp: &str,
+) -> Result<(RolloutView, BTreeSet<Dependent>), Error> {
     let targets: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
     let mut view = RolloutView::default();
+    let mut dependents = BTreeSet::new();
     for ns in &tr.terminating {
         let all = workloads::list(&ctx.client, ns).await?;
         let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
@@ -234,6 +216,7 @@ async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<Rol
         let all = workloads::list(&ctx.client, ns).await?;
         let (deps, missing) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
         let start = view.workloads.len();
+        dependents.extend(deps.iter().map(|w| (ns.clone(), w.kind, w.name.clone())));
         for w in &deps {
             view.workloads
                 .push(workloads::progress(w, &tr.stamp_key, stamp));
@@ -253,7 +236,7 @@ async fn observe_rollout(ctx: &Context, tr: &Subject, stamp: &str) -> Result<Rol
             }
         }
     }
-    Ok(view)
+    Ok((view, dependents))
 }
 
 /// What the account checks need of one resource, whichever kind it is.

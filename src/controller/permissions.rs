@@ -14,7 +14,7 @@ use kube::api::{Api, PostParams};
 
 use super::subject::Subject;
 use super::Context;
-use crate::api::{RestartPolicy, WorkloadKind};
+use crate::api::{RestartPolicy, UnmanagedPods, WorkloadKind};
 use crate::rotation::{Failure, FailureClass};
 use crate::workloads;
 
@@ -64,13 +64,27 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
     secrets(&["get", "create", "patch", "delete"], &tr.home, &mut out);
     for ns in &tr.targets {
         secrets(&["get", "create", "patch"], ns, &mut out);
-        // Draining pods on the old token hold promotion.
+        // The Pod-level barrier lists the consumer pods and finds their owners.
         out.insert(Need {
             verb: "list",
             group: "",
             resource: "pods",
             namespace: ns.clone(),
         });
+        out.insert(Need {
+            verb: "get",
+            group: "apps",
+            resource: "replicasets",
+            namespace: ns.clone(),
+        });
+        if tr.spec.workloads.as_ref().map(|w| w.unmanaged_pods) == Some(UnmanagedPods::Delete) {
+            out.insert(Need {
+                verb: "delete",
+                group: "",
+                resource: "pods",
+                namespace: ns.clone(),
+            });
+        }
     }
     let restarts = tr
         .spec

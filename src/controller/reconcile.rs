@@ -203,6 +203,14 @@ fn bounded_note(note: String) -> String {
     format!("{}{MORE}", &note[..end])
 }
 
+/// The recorder counts an Event as a repeat (a series: count and time patched, note kept) by
+/// type, reason, action and object, not by note: with one action for all, a second rotation's
+/// `RotationStarted` showed the first one's rotation ID. The action carries a hash of the
+/// note, so only an identical Event is a repeat.
+fn event_action(note: &str) -> String {
+    format!("Rotate-{:08x}", crate::hash::fnv1a32(note.bytes()))
+}
+
 async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) {
     for e in events {
         if crate::notify::worth_notifying(e.reason, e.warning) {
@@ -213,6 +221,7 @@ async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) 
                 warning: e.warning,
             });
         }
+        let note = bounded_note(e.note);
         let ev = Event {
             type_: if e.warning {
                 EventType::Warning
@@ -220,8 +229,8 @@ async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) 
                 EventType::Normal
             },
             reason: e.reason.to_owned(),
-            note: Some(bounded_note(e.note)),
-            action: "Rotate".to_owned(),
+            action: event_action(&note),
+            note: Some(note),
             secondary: None,
         };
         if let Err(err) = ctx.recorder.publish(&ev, &tr.reference).await {
@@ -233,6 +242,18 @@ async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_identical_events_share_an_action() {
+        let a = event_action("rotation r1 started: creating the new token");
+        let b = event_action("rotation r2 started: creating the new token");
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            event_action("rotation r1 started: creating the new token")
+        );
+        assert!(a.starts_with("Rotate-") && a.len() <= 128);
+    }
 
     #[test]
     fn event_notes_stay_under_a_kibibyte() {

@@ -17,6 +17,8 @@ fn in_flight(phase: Phase, phase_start: DateTime<Utc>) -> TokenRotationStatus {
             key_sid: None,
             previous_key_sid: None,
             workloads: vec![],
+            distributed_time: None,
+            waiting_on: vec![],
             abort_step: None,
             held_reason: None,
             create_called: false,

@@ -1,6 +1,7 @@
 //! Decisions: from what was observed to the one action to take and the status that follows.
 
 use super::conditions;
+use super::consumers::{self, Barrier, PodAt, PodView};
 use super::plan::{CredentialKind, Plan, PlanError};
 use super::reasons;
 use crate::api::{
@@ -61,9 +62,9 @@ pub struct Observation {
     /// Target Secrets (and the credentials Secret) that no longer hold the new credential;
     /// checked from the rollout until promotion.
     pub reverted: Vec<RevertedKey>,
-    /// Pods reading a target Secret that are being deleted; looked at once the workloads are
-    /// through.
-    pub draining: Vec<DrainingPod>,
+    /// The pods in scope that read a target Secret; looked at once the workloads are through
+    /// (with `restart: Never`, once the kubelet sync delay is over). `None`: not looked at.
+    pub pods: Option<PodView>,
 }
 
 /// A resource that rotates, as named in locks, conditions and Events.
@@ -206,16 +207,6 @@ impl RolloutView {
     }
 }
 
-/// A pod that reads a target Secret and is being deleted (draining): it still runs, with the
-/// credential it read when it started.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DrainingPod {
-    pub namespace: String,
-    pub name: String,
-    /// `status.startTime`; None if it never started.
-    pub started: Option<DateTime<Utc>>,
-}
-
 /// Which credential a step puts in front of the consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serve {
@@ -245,6 +236,11 @@ pub enum Action {
         workloads: Vec<WorkloadAt>,
         serve: Serve,
     },
+    /// Set `spec.restartAt` on these Argo Rollouts (namespace, name) to now: Argo replaces
+    /// every pod started before it.
+    RestartRollouts { rollouts: Vec<(String, String)> },
+    /// Delete these pods (`unmanagedPods: Delete`), each only if its UID still matches.
+    DeletePods { pods: Vec<PodAt> },
     /// Authenticate with the new token.
     Verify,
     /// Promote the secondary (a repeat after a crash confirms the promotion instead), then
@@ -276,6 +272,8 @@ impl Action {
             Self::Stage { .. } => "Stage",
             Self::Distribute => "Distribute",
             Self::Restart { .. } => "Restart",
+            Self::RestartRollouts { .. } => "RestartRollouts",
+            Self::DeletePods { .. } => "DeletePods",
             Self::Verify => "Verify",
             Self::Promote => "Promote",
             Self::Retire { .. } => "Retire",
@@ -293,6 +291,8 @@ impl Action {
             Self::Stage { .. } => "creating the new token",
             Self::Distribute => "writing the new token into the target Secrets",
             Self::Restart { .. } => "restarting workloads",
+            Self::RestartRollouts { .. } => "restarting Argo Rollouts",
+            Self::DeletePods { .. } => "deleting unmanaged pods",
             Self::Verify => "verifying the new token",
             Self::Promote => "promoting the new token",
             Self::Retire { .. } => "retiring the previous token",
@@ -405,7 +405,7 @@ fn in_flight(phase: Option<Phase>) -> bool {
     )
 }
 
-fn to_chrono(d: Duration) -> ChronoDuration {
+pub(super) fn to_chrono(d: Duration) -> ChronoDuration {
     ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX)
 }
 
@@ -496,6 +496,11 @@ impl<'a> Builder<'a> {
         if let Some(r) = self.rotation() {
             r.phase_start_time = to_k8s(now);
             r.held_reason = None;
+            r.waiting_on.clear();
+            if phase == Phase::RollingOut {
+                // A (re)distribution follows: counted from the next look.
+                r.distributed_time = None;
+            }
         }
         let message = message.into();
         self.cond(ROTATING, true, phase.as_str(), message.clone());
@@ -930,6 +935,8 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             key_sid: None,
             previous_key_sid: None,
             workloads: Vec::new(),
+            distributed_time: None,
+            waiting_on: Vec::new(),
             abort_step: None,
             held_reason: None,
             create_called: false,
@@ -1123,10 +1130,13 @@ fn decide_distributing(mut b: Builder<'_>) -> Decision {
 enum RolloutState {
     Restart(Action),
     Waiting,
-    /// The workloads are through, but pods on the credential being replaced still drain.
-    Draining(String),
+    /// The workloads are through, but pods on the credential being replaced remain.
+    Pods(String),
     Held(&'static str, String),
-    Done,
+    /// Every consumer runs the credential; `note` says what the Event should add.
+    Done {
+        note: Option<(bool, &'static str, String)>,
+    },
 }
 
 /// Where the rollout onto `serve` stands. Rolling back (`Serve::Old`) has no timeout, and a
@@ -1139,10 +1149,24 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
         .as_ref()
         .map(|r| from_k8s(&r.phase_start_time))
         .unwrap_or(obs.now);
+    // Rolling out: first seen here, after the Distribute step wrote every target, so pods
+    // started later read the new credential.
+    let first_look = serve == Serve::New
+        && obs
+            .status
+            .rotation
+            .as_ref()
+            .is_some_and(|r| r.distributed_time.is_none());
+    if first_look {
+        let now = obs.now;
+        if let Some(r) = b.rotation() {
+            r.distributed_time = Some(to_k8s(now));
+        }
+    }
     if plan.restart == RestartPolicy::Never {
         let until = phase_start + to_chrono(plan.kubelet_sync_delay);
         return if obs.now >= until {
-            RolloutState::Done
+            pod_state(b, plan, serve, phase_start)
         } else {
             RolloutState::Waiting
         };
@@ -1169,38 +1193,7 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
             )
     };
     if view.workloads.iter().all(|w| w.done || gone(w)) {
-        // Pods that started before this phase read the credential it replaces; while one of
-        // them drains (Terminating, still working), the credential must stay valid. Start
-        // times have one-second precision: a pod of the same second counts as old.
-        let old: Vec<String> = obs
-            .draining
-            .iter()
-            .filter(|p| p.started.is_none_or(|t| t <= phase_start))
-            .map(|p| format!("{}/{}", p.namespace, p.name))
-            .collect();
-        if old.is_empty() {
-            return RolloutState::Done;
-        }
-        let shown = old.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-        let more = old.len().saturating_sub(5);
-        let list = if more > 0 {
-            format!("{shown} and {more} more")
-        } else {
-            shown
-        };
-        if serve == Serve::New && obs.now - phase_start > to_chrono(plan.rollout_timeout) {
-            return RolloutState::Held(
-                reasons::ROLLOUT_TIMEOUT,
-                format!(
-                    "{} terminating pods still run on the credential being replaced after rolloutTimeout: {list}",
-                    old.len()
-                ),
-            );
-        }
-        return RolloutState::Draining(format!(
-            "waiting for {} terminating pods that still run on the credential being replaced: {list}",
-            old.len()
-        ));
+        return pod_state(b, plan, serve, phase_start);
     }
     let blocked: Vec<String> = view
         .workloads
@@ -1251,6 +1244,96 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
     RolloutState::Waiting
 }
 
+/// The workloads are through: the Pod-level barrier (see [`consumers`]).
+fn pod_state(
+    b: &mut Builder<'_>,
+    plan: &Plan,
+    serve: Serve,
+    phase_start: DateTime<Utc>,
+) -> RolloutState {
+    let obs = b.obs;
+    let Some(view) = &obs.pods else {
+        // Not looked at: the barrier is switched off.
+        return RolloutState::Done { note: None };
+    };
+    if serve == Serve::Old {
+        // Rolling back: pods that started before this step may hold the new credential, which
+        // the abort deletes; wait while one of them drains.
+        let old: Vec<String> = view
+            .pods
+            .iter()
+            .filter(|p| p.terminating && p.started.is_none_or(|t| t <= phase_start))
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        if old.is_empty() {
+            return RolloutState::Done { note: None };
+        }
+        return RolloutState::Pods(format!(
+            "waiting for {} terminating pods that still run on the new credential: {}",
+            old.len(),
+            old.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let distributed = b
+        .status
+        .rotation
+        .as_ref()
+        .and_then(|r| r.distributed_time.as_ref())
+        .map_or(phase_start, from_k8s);
+    let timed_out = obs.now - phase_start > to_chrono(plan.rollout_timeout);
+    let verdict = consumers::barrier(view, distributed, obs.now, plan);
+    let groups = match &verdict {
+        Barrier::Wait { groups, .. } | Barrier::Unmanaged { groups, .. } => groups.clone(),
+        _ => Vec::new(),
+    };
+    if let Some(r) = b.rotation() {
+        r.waiting_on = groups;
+    }
+    match verdict {
+        Barrier::Clear { ignored, none_found } => {
+            let note = if !ignored.is_empty() {
+                let shown = ignored.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+                Some((
+                    true,
+                    reasons::UNMANAGED_CONSUMERS,
+                    format!(
+                        "promoting although {} pods nothing restarts hold the old credential (unmanagedPods: Ignore); their calls will be refused: {shown}",
+                        ignored.len()
+                    ),
+                ))
+            } else if none_found {
+                Some((
+                    false,
+                    reasons::NO_CONSUMERS_FOUND,
+                    "no consumers found: no Pod in scope reads a target Secret; promoting as the spec allows".to_owned(),
+                ))
+            } else {
+                None
+            };
+            RolloutState::Done { note }
+        }
+        Barrier::RestartRollouts(rollouts) => {
+            RolloutState::Restart(Action::RestartRollouts { rollouts })
+        }
+        Barrier::DeletePods(pods) => RolloutState::Restart(Action::DeletePods { pods }),
+        Barrier::Wait { summary, .. } if timed_out => RolloutState::Held(
+            reasons::ROLLOUT_TIMEOUT,
+            format!("after rolloutTimeout, {summary}"),
+        ),
+        Barrier::Wait { summary, .. } => RolloutState::Pods(format!("waiting for {summary}")),
+        Barrier::Unmanaged { summary, .. } => RolloutState::Held(
+            reasons::UNMANAGED_CONSUMERS,
+            format!(
+                "{summary}: nothing this rotation restarts replaces them. Delete them (or restart their owner), set workloads.unmanagedPods: Delete to let the operator delete them, or Ignore to accept their refused calls"
+            ),
+        ),
+        Barrier::NoConsumers => RolloutState::Held(
+            reasons::NO_CONSUMERS_FOUND,
+            "no consumers found: no Pod in scope reads a target Secret and no dependent workload exists, so nothing proves the consumers run the new token. If that is expected, set workloads.noConsumers: Proceed".to_owned(),
+        ),
+    }
+}
+
 /// "Deployment api", or "Deployment team-a/api" when the rotation spans namespaces.
 fn label(w: &WorkloadProgress) -> String {
     match &w.namespace {
@@ -1288,6 +1371,32 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
                     format!("rotation {id}: restarting {}", names.join(", ")),
                 );
             }
+            if let Action::RestartRollouts { rollouts } = &action {
+                let names: Vec<String> = rollouts
+                    .iter()
+                    .map(|(ns, n)| format!("Rollout {ns}/{n}"))
+                    .collect();
+                b.event(
+                    false,
+                    reasons::WORKLOADS_RESTARTED,
+                    format!("rotation {id}: restarting {}", names.join(", ")),
+                );
+            }
+            if let Action::DeletePods { pods } = &action {
+                let names: Vec<String> = pods
+                    .iter()
+                    .map(|p| format!("{}/{}", p.namespace, p.name))
+                    .collect();
+                b.event(
+                    true,
+                    reasons::UNMANAGED_CONSUMERS,
+                    format!(
+                        "rotation {id}: deleting {} pods that hold the old token and that nothing this rotation restarts (unmanagedPods: Delete): {}",
+                        names.len(),
+                        names.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
             b.finish(action, Some(POLL))
         }
         RolloutState::Waiting => {
@@ -1301,7 +1410,7 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.healthy_if_not_held();
             b.finish(Action::None, Some(POLL))
         }
-        RolloutState::Draining(msg) => {
+        RolloutState::Pods(msg) => {
             b.status.message = Some(msg.clone());
             b.cond(ROTATING, true, Phase::RollingOut.as_str(), msg);
             b.healthy_if_not_held();
@@ -1314,7 +1423,7 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.hold(reason, msg);
             b.finish(Action::None, Some(HOLD_POLL))
         }
-        RolloutState::Done => {
+        RolloutState::Done { note } => {
             b.enter(
                 Phase::Verifying,
                 "every workload runs the new token; verifying it",
@@ -1323,8 +1432,11 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.event(
                 false,
                 reasons::ROLLOUT_COMPLETE,
-                format!("rotation {id}: every dependent workload runs the new token"),
+                format!("rotation {id}: every consumer pod runs the new token"),
             );
+            if let Some((warning, reason, note)) = note {
+                b.event(warning, reason, format!("rotation {id}: {note}"));
+            }
             b.finish(Action::None, Some(Duration::ZERO))
         }
     }
@@ -1462,7 +1574,7 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
                     b.status.message = Some(format!("rolling back: {}", progress_summary(&b)));
                     b.finish(Action::None, Some(POLL))
                 }
-                RolloutState::Draining(msg) => {
+                RolloutState::Pods(msg) => {
                     b.status.message = Some(format!("rolling back: {msg}"));
                     b.finish(Action::None, Some(POLL))
                 }
@@ -1476,7 +1588,7 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
                     );
                     b.finish(Action::None, Some(HOLD_POLL))
                 }
-                RolloutState::Done => {
+                RolloutState::Done { .. } => {
                     set_step(&mut b, AbortStep::DeleteSecondary);
                     b.status.message = Some(
                         "every workload runs the old token again; deleting the new one".into(),

@@ -8,13 +8,14 @@
 //! promotion), so a crash at any point resumes from status and the world.
 
 pub mod conditions;
+pub mod consumers;
 pub(crate) mod machine;
 mod plan;
 pub mod reasons;
 
 pub use machine::{
-    decide, on_failure, AccountConflict, Action, Decision, DrainingPod, EventNote, Failure,
-    FailureClass, Holder, Observation, RevertedKey, RolloutView, Serve, StagedKeys, WorkloadAt,
+    decide, on_failure, AccountConflict, Action, Decision, EventNote, Failure, FailureClass,
+    Holder, Observation, RevertedKey, RolloutView, Serve, StagedKeys, WorkloadAt,
 };
 pub use plan::{CredentialKind, Plan, PlanError};
 

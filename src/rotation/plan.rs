@@ -1,6 +1,6 @@
 //! A TokenRotation's spec and annotations, parsed and checked once per reconcile.
 
-use crate::api::{RestartPolicy, TokenRotationSpec};
+use crate::api::{NoConsumers, RestartPolicy, TokenRotationSpec, UnmanagedPods};
 use crate::schedule::{parse_duration, Schedule, ScheduleError, Window};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub struct Plan {
     pub overlap: Duration,
     pub kubelet_sync_delay: Duration,
     pub restart: RestartPolicy,
+    pub unmanaged_pods: UnmanagedPods,
+    pub no_consumers: NoConsumers,
     pub suspend: bool,
     /// `Ok(None)`: no schedule annotation. An invalid schedule blocks only scheduled runs.
     pub schedule: Result<Option<Schedule>, ScheduleError>,
@@ -85,6 +87,8 @@ impl Plan {
                 None => DEFAULT_KUBELET_SYNC_DELAY,
             },
             restart: workloads.restart,
+            unmanaged_pods: workloads.unmanaged_pods,
+            no_consumers: workloads.no_consumers,
             suspend: spec.suspend,
             schedule: schedule.map(Schedule::parse).transpose(),
             windows: Vec::new(),

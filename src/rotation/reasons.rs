@@ -22,6 +22,11 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const ROLLOUT_TIMEOUT: &str = "RolloutTimeout";
 pub const WORKLOAD_PAUSED: &str = "WorkloadPaused";
 pub const ROLLOUT_FAILED: &str = "RolloutFailed";
+/// Pods read a target Secret, hold the old credential, and nothing the rotation restarts
+/// replaces them (bare Pods, owners it does not restart).
+pub const UNMANAGED_CONSUMERS: &str = "UnmanagedConsumers";
+/// No Pod in scope reads a target Secret.
+pub const NO_CONSUMERS_FOUND: &str = "NoConsumersFound";
 /// A target Secret (or the credentials Secret) lost the new credential to another writer.
 pub const TARGET_SECRET_REVERTED: &str = "TargetSecretReverted";
 /// Two resources rotate the Auth Token of one account.
@@ -77,6 +82,8 @@ pub const ALL: &[&str] = &[
     ROLLOUT_TIMEOUT,
     WORKLOAD_PAUSED,
     ROLLOUT_FAILED,
+    UNMANAGED_CONSUMERS,
+    NO_CONSUMERS_FOUND,
     TARGET_SECRET_REVERTED,
     ACCOUNT_CONFLICT,
     FOREIGN_SECONDARY_TOKEN,

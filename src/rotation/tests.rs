@@ -7,7 +7,8 @@ use crate::api::{
     Trigger, WorkloadKind, WorkloadProgress,
 };
 use crate::rotation::conditions::{get, is_true};
-use crate::time::from_k8s;
+use crate::rotation::consumers::{ConsumerPod, PodAt, PodOwner, PodView, Reads};
+use crate::time::{from_k8s, to_k8s};
 use chrono::{DateTime, Duration as CD, TimeZone, Utc};
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ fn obs(status: TokenRotationStatus) -> Observation {
         staged_keys: None,
         rollout: None,
         reverted: Vec::new(),
-        draining: Vec::new(),
+        pods: None,
     }
 }
 
@@ -343,47 +344,287 @@ fn rolling_out_restarts_unstamped_workloads_with_the_rotation_id() {
     assert_eq!(d.events[0].reason, "WorkloadsRestarted");
 }
 
+fn consumer(name: &str, owner: PodOwner, started: chrono::DateTime<chrono::Utc>) -> ConsumerPod {
+    ConsumerPod {
+        namespace: "shop".into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        owner,
+        reads: Reads {
+            at_start: true,
+            files: false,
+        },
+        started: Some(started),
+        terminating: false,
+        stamped: false,
+    }
+}
+
+fn deployment_pod(name: &str, started: chrono::DateTime<chrono::Utc>) -> ConsumerPod {
+    consumer(
+        name,
+        PodOwner::Workload {
+            kind: WorkloadKind::Deployment,
+            name: "api".into(),
+            dependent: true,
+        },
+        started,
+    )
+}
+
+fn bare(name: &str, started: chrono::DateTime<chrono::Utc>) -> ConsumerPod {
+    consumer(
+        name,
+        PodOwner::Other {
+            kind: "Pod".into(),
+            name: name.into(),
+        },
+        started,
+    )
+}
+
+/// A RollingOut observation whose workloads are through, with these consumer pods; the
+/// distribution was seen at the phase start.
+fn through_with(pods: Vec<ConsumerPod>) -> (Observation, chrono::DateTime<chrono::Utc>) {
+    let mut s = at_phase(Phase::RollingOut);
+    let start = from_k8s(&s.rotation.as_ref().unwrap().phase_start_time);
+    s.rotation.as_mut().unwrap().distributed_time = Some(to_k8s(start));
+    let mut o = obs(s);
+    o.rollout = Some(RolloutView {
+        workloads: vec![progress(true, None)],
+        unstamped: vec![],
+    });
+    o.pods = Some(PodView {
+        pods,
+        finished: 0,
+        dependents: 1,
+    });
+    (o, start)
+}
+
+fn set_pods(o: &mut Observation, pods: Vec<ConsumerPod>) {
+    o.pods.as_mut().unwrap().pods = pods;
+}
+
 /// Workloads through, but a pod that started before the rollout still drains: its credential
 /// must stay valid, so verification (and promotion) waits; pods started since do not count; a
 /// drain past rolloutTimeout holds.
 #[test]
 fn draining_pods_on_the_old_credential_hold_promotion() {
-    let s = at_phase(Phase::RollingOut);
-    let start = from_k8s(&s.rotation.as_ref().unwrap().phase_start_time);
-    let mut o = obs(s.clone());
-    o.rollout = Some(RolloutView {
-        workloads: vec![progress(true, None)],
-        unstamped: vec![],
-    });
-    let pod = |name: &str, started: chrono::DateTime<chrono::Utc>| crate::rotation::DrainingPod {
-        namespace: "shop".into(),
-        name: name.into(),
-        started: Some(started),
-    };
-    o.draining = vec![
-        pod("worker-old", start - chrono::Duration::minutes(5)),
-        pod("api-new", start + chrono::Duration::seconds(1)),
-    ];
+    let (mut o, start) = through_with(vec![]);
+    let mut old = deployment_pod("worker-old", start - chrono::Duration::minutes(5));
+    old.terminating = true;
+    let new = deployment_pod("api-new", start + chrono::Duration::seconds(1));
+    set_pods(&mut o, vec![old.clone(), new.clone()]);
     let d = decide(&o);
     assert_eq!(d.action, Action::None);
     assert_eq!(d.status.phase, Some(Phase::RollingOut));
     let msg = d.status.message.clone().unwrap();
     assert!(
-        msg.contains("1 terminating pods") && msg.contains("shop/worker-old"),
+        msg.contains("1 pod on the old credential") && msg.contains("Draining"),
         "{msg}"
     );
-    assert!(!msg.contains("api-new"));
+    let waiting = &d.status.rotation.as_ref().unwrap().waiting_on;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!((waiting[0].name.as_str(), waiting[0].pods), ("api", 1));
     // Gone: on to verification.
-    o.draining.remove(0);
+    set_pods(&mut o, vec![new]);
     assert_eq!(decide(&o).status.phase, Some(Phase::Verifying));
     // Still draining after rolloutTimeout: held, nothing promoted.
-    o.draining = vec![pod("worker-old", start - chrono::Duration::minutes(5))];
+    set_pods(&mut o, vec![old]);
     o.now = start + chrono::Duration::days(1);
     let d = decide(&o);
     assert_eq!(d.status.phase, Some(Phase::RollingOut));
     assert!(degraded_by(&d.status, "RolloutTimeout")
         .message
-        .contains("terminating pods still run"));
+        .contains("after rolloutTimeout, 1 pod on the old credential"));
+}
+
+/// A bare Pod on the old token: nothing the rotation does replaces it. Hold (default) names it;
+/// Delete deletes it by UID; Ignore promotes and says so in a Warning Event.
+#[test]
+fn unmanaged_pods_hold_delete_or_are_ignored() {
+    let (mut o, start) = through_with(vec![]);
+    let old = bare("debug-shell", start - chrono::Duration::minutes(1));
+    set_pods(&mut o, vec![old.clone()]);
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    let c = degraded_by(&d.status, "UnmanagedConsumers");
+    assert!(
+        c.message
+            .contains("Pod shop/debug-shell (1 pod, Unmanaged)"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("unmanagedPods: Delete"), "{}", c.message);
+    // Deleted by the user: the hold clears.
+    set_pods(&mut o, vec![]);
+    o.status = d.status.clone();
+    assert_eq!(decide(&o).status.phase, Some(Phase::Verifying));
+
+    set_pods(&mut o, vec![old.clone()]);
+    o.spec.workloads = Some(crate::api::WorkloadsSpec {
+        unmanaged_pods: crate::api::UnmanagedPods::Delete,
+        ..Default::default()
+    });
+    o.plan = Plan::new(&o.spec, None);
+    let d = decide(&o);
+    assert_eq!(
+        d.action,
+        Action::DeletePods {
+            pods: vec![PodAt {
+                namespace: "shop".into(),
+                name: "debug-shell".into(),
+                uid: "uid-debug-shell".into()
+            }]
+        }
+    );
+    assert!(d
+        .events
+        .iter()
+        .any(|e| e.reason == "UnmanagedConsumers" && e.warning));
+
+    o.spec.workloads = Some(crate::api::WorkloadsSpec {
+        unmanaged_pods: crate::api::UnmanagedPods::Ignore,
+        ..Default::default()
+    });
+    o.plan = Plan::new(&o.spec, None);
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Verifying));
+    let e = d
+        .events
+        .iter()
+        .find(|e| e.reason == "UnmanagedConsumers")
+        .unwrap();
+    assert!(e.warning && e.note.contains("shop/debug-shell") && e.note.contains("Ignore"));
+}
+
+/// Pods of a Job run to completion (waited on); a pod of a Rollout is restarted through
+/// `spec.restartAt` unless it was restarted since the distribution; a pod started after the
+/// distribution is done whoever owns it.
+#[test]
+fn jobs_are_waited_on_and_rollouts_restarted() {
+    let (mut o, start) = through_with(vec![]);
+    let job = consumer(
+        "report-28",
+        PodOwner::Job {
+            name: "report-28".into(),
+        },
+        start - chrono::Duration::seconds(30),
+    );
+    set_pods(&mut o, vec![job.clone()]);
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert!(d.status.message.as_ref().unwrap().contains("JobRunning"));
+    let rollout = |restart_at| {
+        consumer(
+            "web-abc",
+            PodOwner::Rollout {
+                name: "web".into(),
+                restart_at,
+            },
+            start - chrono::Duration::minutes(3),
+        )
+    };
+    set_pods(&mut o, vec![rollout(None)]);
+    assert_eq!(
+        decide(&o).action,
+        Action::RestartRollouts {
+            rollouts: vec![("shop".into(), "web".into())]
+        }
+    );
+    // Restarted since the distribution: wait for Argo to replace the pod.
+    set_pods(
+        &mut o,
+        vec![rollout(Some(start + chrono::Duration::seconds(2)))],
+    );
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert!(d
+        .status
+        .message
+        .as_ref()
+        .unwrap()
+        .contains("Rollout shop/web"));
+    // Replaced, and the Job's next pod started after the distribution.
+    let mut next = job;
+    next.started = Some(start + chrono::Duration::seconds(5));
+    set_pods(&mut o, vec![next]);
+    assert_eq!(decide(&o).status.phase, Some(Phase::Verifying));
+}
+
+/// `restart: Never`: a pod reading mounted files holds the new token once the kubelet sync
+/// delay is over; one reading env (or a `subPath` mount) never will, and nothing restarts it.
+#[test]
+fn restart_never_trusts_refreshed_files_but_not_env() {
+    let (mut o, start) = through_with(vec![]);
+    o.spec.workloads = Some(crate::api::WorkloadsSpec {
+        restart: RestartPolicy::Never,
+        kubelet_sync_delay: Some("30s".into()),
+        ..Default::default()
+    });
+    o.plan = Plan::new(&o.spec, None);
+    o.rollout = None;
+    let mut files = deployment_pod("api-1", start - chrono::Duration::minutes(10));
+    files.reads = Reads {
+        at_start: false,
+        files: true,
+    };
+    set_pods(&mut o, vec![files.clone()]);
+    o.now = start + chrono::Duration::seconds(10);
+    assert_eq!(decide(&o).status.phase, Some(Phase::RollingOut));
+    o.now = start + chrono::Duration::seconds(31);
+    assert_eq!(decide(&o).status.phase, Some(Phase::Verifying));
+    let env = deployment_pod("api-2", start - chrono::Duration::minutes(10));
+    set_pods(&mut o, vec![files, env]);
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    assert!(degraded_by(&d.status, "UnmanagedConsumers")
+        .message
+        .contains("Deployment shop/api (1 pod, Unmanaged)"));
+}
+
+/// No Pod reads the targets and no dependent workload exists: held unless the spec says so.
+#[test]
+fn no_consumers_found_holds_unless_the_spec_proceeds() {
+    let (mut o, _) = through_with(vec![]);
+    o.pods.as_mut().unwrap().dependents = 0;
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    assert!(degraded_by(&d.status, "NoConsumersFound")
+        .message
+        .contains("workloads.noConsumers: Proceed"));
+    // A finished Job's pod is a consumer: nothing to wait for.
+    o.pods.as_mut().unwrap().finished = 1;
+    assert_eq!(decide(&o).status.phase, Some(Phase::Verifying));
+    o.pods.as_mut().unwrap().finished = 0;
+    o.spec.workloads = Some(crate::api::WorkloadsSpec {
+        no_consumers: crate::api::NoConsumers::Proceed,
+        ..Default::default()
+    });
+    o.plan = Plan::new(&o.spec, None);
+    let d = decide(&o);
+    assert_eq!(d.status.phase, Some(Phase::Verifying));
+    assert!(d
+        .events
+        .iter()
+        .any(|e| e.reason == "NoConsumersFound" && e.note.contains("no consumers found")));
+}
+
+/// The first look in RollingOut records when the new token was seen in every target.
+#[test]
+fn the_distribution_time_is_recorded_once() {
+    let (mut o, start) = through_with(vec![]);
+    o.status.rotation.as_mut().unwrap().distributed_time = None;
+    o.now = start + chrono::Duration::seconds(3);
+    let d = decide(&o);
+    let t = d.status.rotation.as_ref().unwrap().distributed_time.clone();
+    assert_eq!(t, Some(to_k8s(o.now)));
+    o.status = d.status;
+    o.now += chrono::Duration::seconds(10);
+    let d = decide(&o);
+    assert_eq!(d.status.rotation.unwrap().distributed_time, t);
 }
 
 #[test]

@@ -555,3 +555,106 @@ pub async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity)
 }
+
+/// Env entries reading the account SID and Auth Token from Secret `twilio-creds`.
+pub fn creds_env() -> serde_json::Value {
+    serde_json::json!([
+        {"name": "TWILIO_ACCOUNT_SID", "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "TWILIO_ACCOUNT_SID"}}},
+        {"name": "TWILIO_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "TWILIO_AUTH_TOKEN"}}}
+    ])
+}
+
+/// A pod spec whose one container reads [`creds_env`].
+pub fn creds_pod_spec() -> serde_json::Value {
+    serde_json::json!({"containers": [{"name": "app", "image": "shop/tool:1", "env": creds_env()}]})
+}
+
+/// A bare Pod `name` (label `app=<name>`) in `ns` reading the token from env: nothing
+/// re-creates it. Waits until it is ready.
+pub async fn bare_pod(client: &kube::Client, ns: &str, name: &str) {
+    let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": creds_pod_spec()
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+    wait_ready_pods(client, ns, name, 1).await;
+}
+
+/// Waits until `n` pods labelled `app=<app>` in `ns` are ready.
+pub async fn wait_ready_pods(client: &kube::Client, ns: &str, app: &str, n: usize) {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("app={app}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pods = api.list(&lp).await.unwrap().items;
+        let ready = pods
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{ns}/{app}: {ready} of {n} ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn rollouts_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    }
+}
+
+/// Installs the Argo Rollouts CRD (once) and creates Rollout `name` in `ns` (`replicas`
+/// pods, canary with a pause step) reading the token from env; waits until its pods are ready.
+pub async fn argo_rollout(client: &kube::Client, ns: &str, name: &str, replicas: usize) {
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(sandbox::workloads::rollout::ROLLOUT_CRD).unwrap();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    if crds
+        .get_opt("rollouts.argoproj.io")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &rollouts_resource());
+    // Served once discovery has it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while api.list(&Default::default()).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Rollouts never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let obj: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": creds_pod_spec()},
+                 "strategy": {"canary": {"maxSurge": 1, "maxUnavailable": 0,
+                                         "steps": [{"setWeight": 50}, {"pause": {}}]}}}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    wait_ready_pods(client, ns, name, replicas).await;
+}

@@ -104,11 +104,20 @@ and the per-namespace Roles (scope namespaces).
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["list", "watch", "patch"]
-# Pods that read a target Secret and are still terminating hold promotion (they run on the old
-# token until they are gone): listed once the workloads are through.
+# The Pod-level barrier: pods that read a target Secret are listed once the workloads are
+# through, and promotion waits until none holds the old token; delete is for
+# workloads.unmanagedPods: Delete.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "delete"]
+# A consumer pod's owner: the Deployment or Argo Rollout behind its ReplicaSet.
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["get"]
+# Argo Rollouts are restarted by setting spec.restartAt (read first, then server-side apply).
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts"]
+  verbs: ["get", "patch"]
 # Events about TokenRotations; a repeated Event is patched (its series counted).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

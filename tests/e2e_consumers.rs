@@ -1,0 +1,363 @@
+//! The Pod-level promotion barrier, end to end: consumers that are not Deployments (a bare Pod,
+//! a CronJob's Jobs, an Argo Rollout, a ReplicaSet nobody owns, a pod reading mounted files
+//! under `restart: Never`) call Twilio through the rotation with whatever they hold (env or
+//! files), and none is refused. The negative controls switch the barrier off
+//! (`SafetyOverrides::skip_pod_barrier`): the same scenarios refuse calls.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+use std::time::Duration;
+use token_rotator::api::{Phase, TokenRotation, TokenRotationStatus};
+use token_rotator::controller::failpoints::Failpoints;
+
+/// Creates any object from JSON (its kind decides the API).
+async fn apply(w: &World, ar: &ApiResource, body: Value) {
+    let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), NS, ar);
+    let obj: DynamicObject = serde_json::from_value(body).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+async fn wait(
+    w: &World,
+    what: &str,
+    pred: impl Fn(&TokenRotationStatus) -> bool,
+) -> TokenRotationStatus {
+    let api: Api<TokenRotation> = Api::namespaced(w.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = api.get("twilio").await.unwrap().status.unwrap_or_default();
+        if pred(&st) {
+            return st;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {st:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn done(st: &TokenRotationStatus) -> bool {
+    st.rotations == 1 && st.phase == Some(Phase::Ready)
+}
+
+fn degraded(st: &TokenRotationStatus, reason: &str) -> Option<String> {
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+        .map(|c| c.message.clone())
+}
+
+async fn set_workloads(w: &World, workloads: Value) {
+    Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+        .patch(
+            "twilio",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"workloads": workloads}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// A bare Pod on the old token holds the rotation (`UnmanagedConsumers`, nothing promoted);
+/// the user deletes it, and the rotation completes. No call is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_pod_holds_the_rotation_until_it_is_deleted() {
+    let w = world(1).await;
+    bare_pod(&w.client, NS, "debug").await;
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait(&w, "held on the bare pod", |s| {
+        degraded(s, "UnmanagedConsumers").is_some()
+    })
+    .await;
+    let msg = degraded(&st, "UnmanagedConsumers").unwrap();
+    assert!(msg.contains("Pod shop/debug (1 pod, Unmanaged)"), "{msg}");
+    assert_eq!(st.phase, Some(Phase::RollingOut));
+    let waiting = &st.rotation.as_ref().unwrap().waiting_on;
+    assert_eq!(
+        (waiting[0].kind.as_str(), waiting[0].name.as_str()),
+        ("Pod", "debug")
+    );
+    assert!(token_works(&w, &w.old_token).await, "nothing promoted");
+    let held = wait_events(&w, &["RotationHeld"]).await;
+    assert!(held
+        .iter()
+        .any(|e| e.note.as_deref().unwrap_or("").contains("shop/debug")));
+    // The user deletes the pod: the next check lets the rotation go on.
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .delete("debug", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(&w, "completed", done).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    eprintln!("bare pod: {served} served, {refused} refused");
+    assert!(served > 0);
+    assert_eq!(refused, 0, "{refusals:#?}");
+    assert!(
+        !token_works(&w, &w.old_token).await,
+        "the old token was promoted away"
+    );
+}
+
+/// Negative control: without the barrier the rotation promotes under the bare pod, whose calls
+/// are then refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_barrier_a_bare_pod_is_refused() {
+    let w = world(1).await;
+    bare_pod(&w.client, NS, "debug").await;
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety.skip_pod_barrier = true;
+    let ctl = start_controller_with(&w, cfg);
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait(&w, "completed", done).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    eprintln!("no barrier, bare pod: {served} served, {refused} refused");
+    assert!(refused > 0, "the bare pod kept working on a dead token");
+    assert!(refusals.iter().all(|r| r.pod == "debug"), "{refusals:#?}");
+}
+
+/// Installs the Argo Rollouts CRD and a Rollout `web` (2 replicas, canary) reading the token
+/// from env, and a CronJob `report` whose Jobs run 1 s every 1 s with the token from env.
+async fn rollout_and_cronjob(w: &World) {
+    argo_rollout(&w.client, NS, "web", 2).await;
+    apply(
+        w,
+        &resource("batch/v1", "CronJob", "cronjobs"),
+        json!({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "report", "namespace": NS,
+                         "annotations": {"sandbox.tokenrotator.io/every": "1s"}},
+            "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Allow",
+                     "jobTemplate": {"metadata": {"annotations": {"sandbox.tokenrotator.io/run-for": "1s"}},
+                                     "spec": {"template": {"metadata": {"labels": {"app": "report"}},
+                                                           "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "shop/report:1", "env": creds_env()}]}}}}}
+        }),
+    )
+    .await;
+    wait_ready_pods(&w.client, NS, "report", 1).await;
+}
+
+async fn rotate_rollout_and_cronjob(
+    skip_barrier: bool,
+) -> (u64, u64, Vec<sandbox::Refusal>, World) {
+    let w = world(1).await;
+    rollout_and_cronjob(&w).await;
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety.skip_pod_barrier = skip_barrier;
+    let ctl = start_controller_with(&w, cfg);
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait(&w, "completed", done).await;
+    // Long enough for a Job started before the promotion to run and call.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    (served, refused, refusals, w)
+}
+
+/// An Argo Rollout is restarted through `spec.restartAt` and waited on; the CronJob's Jobs that
+/// started on the old token finish before promotion, and later ones read the new token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_and_a_cronjob_rotate_with_zero_refused() {
+    let (served, refused, refusals, w) = rotate_rollout_and_cronjob(false).await;
+    eprintln!("rollout + cronjob: {served} served, {refused} refused");
+    assert!(served > 0);
+    assert_eq!(refused, 0, "{refusals:#?}");
+    let restarted = wait_events(&w, &["WorkloadsRestarted"]).await;
+    assert!(
+        restarted
+            .iter()
+            .any(|e| e.note.as_deref().unwrap_or("").contains("Rollout shop/web")),
+        "{restarted:#?}"
+    );
+    let rollouts = rollouts_resource();
+    let ro = Api::<DynamicObject>::namespaced_with(w.client.clone(), NS, &rollouts)
+        .get("web")
+        .await
+        .unwrap();
+    assert!(
+        ro.data.pointer("/spec/restartAt").is_some(),
+        "restarted by restartAt"
+    );
+}
+
+/// Negative control: without the barrier nothing restarts the Rollout and nothing waits for the
+/// Jobs: their calls are refused after promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_barrier_rollout_pods_are_refused() {
+    let (served, refused, refusals, _) = rotate_rollout_and_cronjob(true).await;
+    eprintln!("no barrier, rollout + cronjob: {served} served, {refused} refused");
+    assert!(refused > 0);
+    assert!(
+        refusals.iter().any(|r| r.pod.starts_with("web-")),
+        "the Rollout's pods were refused: {refusals:#?}"
+    );
+}
+
+/// `unmanagedPods: Delete`: pods of a ReplicaSet nobody owns (the operator does not restart
+/// bare ReplicaSets) are deleted by UID; the ReplicaSet re-creates them on the new token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_pods_delete_replaces_a_bare_replica_sets_pods() {
+    let w = world(1).await;
+    apply(
+        &w,
+        &resource("apps/v1", "ReplicaSet", "replicasets"),
+        json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "legacy", "namespace": NS},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "legacy"}},
+                     "template": {"metadata": {"labels": {"app": "legacy"}}, "spec": creds_pod_spec()}}
+        }),
+    )
+    .await;
+    wait_ready_pods(&w.client, NS, "legacy", 2).await;
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    let mut tr = manual_rotation(&w, "twilio");
+    tr.spec.workloads = Some(serde_json::from_value(json!({"unmanagedPods": "Delete"})).unwrap());
+    create(&w, &tr).await;
+    wait(&w, "completed", done).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    eprintln!("unmanagedPods Delete: {served} served, {refused} refused");
+    assert!(served > 0);
+    assert_eq!(refused, 0, "{refusals:#?}");
+    let events = wait_events(&w, &["UnmanagedConsumers"]).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.note.as_deref().unwrap_or("").contains("deleting 2 pods")),
+        "{events:#?}"
+    );
+}
+
+/// `restart: Never` with a pod that reads the token from a mounted file: no restart, promotion
+/// once the kubelet sync delay is over, no refused call. A pod that reads it from env then holds
+/// a later rotation (`UnmanagedConsumers`): under `restart: Never` nothing would ever give it
+/// the new token; switching that hold to `Ignore` in the live spec lets it go on, and its calls
+/// are refused, as the Warning Event says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_never_proves_file_readers_and_holds_env_readers() {
+    let w = world(1).await;
+    // Only file readers: the Deployment from the world goes.
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(w.client.clone(), NS)
+        .delete("api", &DeleteParams::default())
+        .await
+        .unwrap();
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "mounted", "namespace": NS, "labels": {"app": "mounted"}},
+        "spec": {"containers": [{"name": "app", "image": "shop/tool:1",
+                                 "volumeMounts": [{"name": "creds", "mountPath": "/etc/twilio"}]}],
+                 "volumes": [{"name": "creds", "secret": {"secretName": "twilio-creds"}}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+    wait_ready_pods(&w.client, NS, "mounted", 1).await;
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    let mut tr = manual_rotation(&w, "twilio");
+    tr.spec.workloads = Some(
+        serde_json::from_value(json!({"restart": "Never", "kubeletSyncDelay": "2s"})).unwrap(),
+    );
+    create(&w, &tr).await;
+    wait(&w, "completed", done).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(traffic.refused(), 0, "{:#?}", traffic.refusals());
+    assert!(traffic.served() > 0);
+
+    // An env reader joins; the next rotation holds on it.
+    bare_pod(&w.client, NS, "env-reader").await;
+    annotate(&w, "twilio", "tokenrotator.io/rotate-now", "2").await;
+    let st = wait(&w, "held on the env reader", |s| {
+        degraded(s, "UnmanagedConsumers").is_some()
+    })
+    .await;
+    let msg = degraded(&st, "UnmanagedConsumers").unwrap();
+    assert!(
+        msg.contains("Pod shop/env-reader") && !msg.contains("mounted"),
+        "{msg}"
+    );
+    assert_eq!(traffic.refused(), 0, "nothing promoted while held");
+    // Accepted in the live spec: promoted, and the env reader's calls are refused.
+    set_workloads(
+        &w,
+        json!({"restart": "Never", "kubeletSyncDelay": "2s", "unmanagedPods": "Ignore"}),
+    )
+    .await;
+    wait(&w, "completed again", |s| {
+        s.rotations == 2 && s.phase == Some(Phase::Ready)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    eprintln!("restart Never: {served} served, {refused} refused (env reader ignored)");
+    assert!(refused > 0, "the ignored env reader is refused");
+    assert!(
+        refusals.iter().all(|r| r.pod == "env-reader"),
+        "{refusals:#?}"
+    );
+    let ignored = wait_events(&w, &["UnmanagedConsumers"]).await;
+    assert!(ignored.iter().any(|e| e
+        .note
+        .as_deref()
+        .unwrap_or("")
+        .contains("unmanagedPods: Ignore")));
+}
+
+/// No Pod reads the target and no dependent workload exists: held (`NoConsumersFound`), not
+/// taken as success; `noConsumers: Proceed` in the live spec lets it complete, and the Event
+/// says no consumers were found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_consumers_found_holds_until_the_spec_proceeds() {
+    let w = world(1).await;
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(w.client.clone(), NS)
+        .delete("api", &DeleteParams::default())
+        .await
+        .unwrap();
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait(&w, "held: no consumers", |s| {
+        degraded(s, "NoConsumersFound").is_some()
+    })
+    .await;
+    assert_eq!(st.phase, Some(Phase::RollingOut));
+    assert!(token_works(&w, &w.old_token).await, "nothing promoted");
+    set_workloads(&w, json!({"noConsumers": "Proceed"})).await;
+    wait(&w, "completed", done).await;
+    ctl.abort();
+    let events = wait_events(&w, &["NoConsumersFound"]).await;
+    assert!(events.iter().any(|e| e
+        .note
+        .as_deref()
+        .unwrap_or("")
+        .contains("no consumers found")));
+}
