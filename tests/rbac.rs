@@ -276,6 +276,44 @@ async fn more_consumers(sb: &Sandbox, ns: &str) {
             .await
             .expect("pods ready");
     }
+    // The Pod-level barrier's kinds: an Argo Rollout (restarted by spec.restartAt) and a bare
+    // Pod (deleted: the rotation of this namespace says unmanagedPods: Delete).
+    argo_rollout(&sb.client(), ns, "web", 1).await;
+    bare_pod(&sb.client(), ns, "debug").await;
+}
+
+/// The rotation of `shop` in these tests: unmanaged pods (the bare `debug`) are deleted.
+fn shop_rotation(sid: &str, annotations: Value) -> TokenRotation {
+    let mut tr = rotation_in("shop", sid, "shop", annotations);
+    tr.spec.workloads = Some(serde_json::from_value(json!({"unmanagedPods": "Delete"})).unwrap());
+    tr
+}
+
+/// Asks an idle rotation to abort twice: two identical `AbortIgnored` Events, so the second
+/// is patched into a series (the only Events that repeat word for word).
+async fn abort_idle_twice(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<TokenRotation> = Api::namespaced(client.clone(), ns);
+    for value in ["idle-1", "idle-2"] {
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"tokenrotator.io/abort": value}}})),
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let st = api.get(name).await.unwrap().status.unwrap_or_default();
+            if st.last_abort.as_deref() == Some(value) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "abort {value} never seen: {st:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// A kubeconfig file for `token`, written under `dir`.
@@ -388,10 +426,7 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     // alice (edit) creates a TokenRotation and rotates it with the CLI.
     let alice_client = sb.api.client_with_token(ALICE).await;
     Api::<TokenRotation>::namespaced(alice_client, "shop")
-        .create(
-            &PostParams::default(),
-            &rotation_in("shop", &shop_sid, "shop", json!({})),
-        )
+        .create(&PostParams::default(), &shop_rotation(&shop_sid, json!({})))
         .await
         .expect("edit may create TokenRotations");
     let out = cli(&alice, &["status", "-n", "shop"]).await;
@@ -423,7 +458,8 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     )
     .await;
     assert_ne!(sb.twilio.primary_token(&shop_sid), Some(shop_token));
-    // Again: the same Events as the first time are patched (their series counted).
+    // Again: a second rotation's Events are new ones (they name its rotation ID); a repeated
+    // identical Event is patched (its series counted).
     let out = cli(&alice, &["rotate", "shop", "-n", "shop"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     wait_tr(
@@ -435,6 +471,7 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
         &[&a, &b],
     )
     .await;
+    abort_idle_twice(&admin, "shop", "shop").await;
 
     // An abort in flight, by alice: new pods never get ready, so the rollout waits.
     sb.workloads.fail_new_pods(
@@ -627,12 +664,7 @@ async fn namespaces_scope_touches_nothing_outside_and_gets_no_403() {
     Api::<TokenRotation>::namespaced(w.client.clone(), "shop")
         .create(
             &PostParams::default(),
-            &rotation_in(
-                "shop",
-                &sid,
-                "shop",
-                json!({"tokenrotator.io/rotate-now": "1"}),
-            ),
+            &shop_rotation(&sid, json!({"tokenrotator.io/rotate-now": "1"})),
         )
         .await
         .unwrap();
@@ -645,7 +677,7 @@ async fn namespaces_scope_touches_nothing_outside_and_gets_no_403() {
         &[],
     )
     .await;
-    // Twice, so the repeated Events are patched.
+    // Twice: the second rotation finds nothing unmanaged left.
     Api::<TokenRotation>::namespaced(w.client.clone(), "shop")
         .patch(
             "shop",
@@ -665,6 +697,7 @@ async fn namespaces_scope_touches_nothing_outside_and_gets_no_403() {
         &[],
     )
     .await;
+    abort_idle_twice(&w.client, "shop", "shop").await;
     // Time for anything stray to show.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (served, refused) = traffic.stop().await;
@@ -929,12 +962,7 @@ async fn without_the_permission_check_each_retry_creates_a_secondary() {
     Api::<TokenRotation>::namespaced(w.client.clone(), "shop")
         .create(
             &PostParams::default(),
-            &rotation_in(
-                "shop",
-                &sid,
-                "shop",
-                json!({"tokenrotator.io/rotate-now": "1"}),
-            ),
+            &shop_rotation(&sid, json!({"tokenrotator.io/rotate-now": "1"})),
         )
         .await
         .unwrap();
