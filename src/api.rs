@@ -115,6 +115,11 @@ pub struct TokenRotationSpec {
     /// of the secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<WorkloadsSpec>,
+    /// Copies of the credential being replaced in Secrets this rotation does not write (another
+    /// app's Secret, a hand-made copy, one synced from elsewhere): promotion would break their
+    /// readers. Before promotion the operator looks for them in the namespaces it writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncovered_copies: Option<UncoveredCopiesSpec>,
     /// How long a rollout may take before the rotation is held as Degraded (nothing is promoted
     /// until it completes or the rotation is aborted).
     #[serde(default = "default_rollout_timeout")]
@@ -145,6 +150,45 @@ pub struct TokenRotationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub windows: Vec<RotationWindow>,
+}
+
+/// What to do about copies of the old credential that no rotation writes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UncoveredCopiesSpec {
+    /// `Hold` (default): the rotation holds with `Degraded=UncoveredTokenCopies` naming them
+    /// (namespace/name/key, never a value) until they are removed, updated or excepted.
+    /// `Ignore`: do not look.
+    #[serde(default)]
+    pub policy: CopiesPolicy,
+    /// Copies known and accepted (their readers will be refused after promotion, or they are
+    /// not read). Acts at once, also on a rotation in flight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub except: Vec<CopyRef>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CopiesPolicy {
+    #[default]
+    Hold,
+    Ignore,
+}
+
+/// A Secret (or one key of it) excepted from the copy check.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyRef {
+    /// Default: every namespace the rotation covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Default: every key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: Option<String>,
 }
 
 /// A maintenance window for scheduled rotations.

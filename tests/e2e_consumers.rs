@@ -361,3 +361,117 @@ async fn no_consumers_found_holds_until_the_spec_proceeds() {
         .unwrap_or("")
         .contains("no consumers found")));
 }
+
+/// Secret `legacy-copy` (not a target) holding the account SID and the old token (with a
+/// trailing newline, as `echo` writes it), and bare Pod `legacy` reading both from it.
+async fn legacy_copy(w: &World) {
+    let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "legacy-copy", "namespace": NS},
+        "stringData": {"TWILIO_ACCOUNT_SID": w.sid, "TWILIO_AUTH_TOKEN": format!("{}\n", w.old_token)}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS)
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+    let env = json!([
+        {"name": "TWILIO_ACCOUNT_SID", "valueFrom": {"secretKeyRef": {"name": "legacy-copy", "key": "TWILIO_ACCOUNT_SID"}}},
+        {"name": "TWILIO_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "legacy-copy", "key": "TWILIO_AUTH_TOKEN"}}}
+    ]);
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "legacy", "namespace": NS, "labels": {"app": "legacy"}},
+        "spec": {"containers": [{"name": "app", "image": "shop/legacy:1", "env": env}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+    wait_ready_pods(&w.client, NS, "legacy", 1).await;
+}
+
+/// A copy of the old token in a Secret the rotation does not write holds it before promotion
+/// (`UncoveredTokenCopies`, naming namespace/name/key, never the value); the user removes the
+/// copy and its reader, and the rotation completes with no refused call. An excepted copy is
+/// not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncovered_copy_holds_until_it_is_removed() {
+    let w = world(1).await;
+    legacy_copy(&w).await;
+    // A second copy, excepted in the spec from the start.
+    let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "vault-sync", "namespace": NS},
+        "stringData": {"token": w.old_token}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS)
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    let mut tr = manual_rotation(&w, "twilio");
+    tr.spec.uncovered_copies = Some(
+        serde_json::from_value(json!({"except": [{"name": "vault-sync", "key": "token"}]}))
+            .unwrap(),
+    );
+    create(&w, &tr).await;
+    let st = wait(&w, "held on the copy", |s| {
+        degraded(s, "UncoveredTokenCopies").is_some()
+    })
+    .await;
+    let msg = degraded(&st, "UncoveredTokenCopies").unwrap();
+    assert!(
+        msg.starts_with("1 Secret keys") && msg.contains("shop/legacy-copy key TWILIO_AUTH_TOKEN"),
+        "{msg}"
+    );
+    assert!(!msg.contains("vault-sync"), "excepted: {msg}");
+    assert!(!msg.contains(&w.old_token), "no value in status");
+    assert_eq!(st.phase, Some(Phase::Verifying));
+    assert!(token_works(&w, &w.old_token).await, "nothing promoted");
+    // The user retires the legacy app and its copy.
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .delete("legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS)
+        .delete("legacy-copy", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(&w, "completed", done).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    eprintln!("uncovered copy: {served} served, {refused} refused");
+    assert!(served > 0);
+    assert_eq!(refused, 0, "{refusals:#?}");
+    let events = wait_events(&w, &["UncoveredTokenCopies"]).await;
+    assert!(events
+        .iter()
+        .all(|e| !e.note.as_deref().unwrap_or("").contains(&w.old_token)));
+}
+
+/// Negative control: with the check off (`uncoveredCopies.policy: Ignore`) the rotation
+/// promotes under the copy, and its reader is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_copy_check_the_copys_reader_is_refused() {
+    let w = world(1).await;
+    legacy_copy(&w).await;
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    let mut tr = manual_rotation(&w, "twilio");
+    tr.spec.uncovered_copies = Some(serde_json::from_value(json!({"policy": "Ignore"})).unwrap());
+    create(&w, &tr).await;
+    wait(&w, "completed", done).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    eprintln!("copy check off: {served} served, {refused} refused");
+    assert!(
+        refused > 0,
+        "the copy's reader kept working on a dead token"
+    );
+    assert!(refusals.iter().all(|r| r.pod == "legacy"), "{refusals:#?}");
+}

@@ -61,7 +61,7 @@ async fn rotate(skip_barrier: bool) -> (u64, u64, Vec<sandbox::Refusal>, bool) {
         waited |= st
             .message
             .as_deref()
-            .is_some_and(|m| m.contains("terminating pods"));
+            .is_some_and(|m| m.contains("on the old credential") && m.contains("Draining"));
         if st.rotations == 1 && st.phase == Some(Phase::Ready) {
             break;
         }

@@ -1,6 +1,7 @@
 //! The controller: Kubernetes and Twilio I/O around the pure state machine in
 //! [`crate::rotation`]. One reconcile observes, decides, performs one action, writes status.
 
+mod copies;
 mod execute;
 pub mod failpoints;
 pub mod locks;

@@ -7,7 +7,7 @@ use super::secrets::{self, Staged};
 use super::subject::{Rotated, Subject};
 use super::{Context, Error};
 use crate::api::{
-    AbortStep, Phase, RestartPolicy, WorkloadProgress, ABORT_ANNOTATION,
+    AbortStep, CopiesPolicy, Phase, RestartPolicy, WorkloadProgress, ABORT_ANNOTATION,
     DELETE_SECONDARY_ANNOTATION, ROTATE_NOW_ANNOTATION, SCHEDULE_ANNOTATION,
 };
 use crate::providers::CredentialKind;
@@ -109,6 +109,24 @@ pub(super) async fn observe<K: Rotated>(
     } else {
         None
     };
+    // Copies of the old credential outside the rotation, once, right before promotion.
+    let live_copies = obj
+        .rotation_spec()
+        .uncovered_copies
+        .clone()
+        .unwrap_or_default();
+    let retains_old = plan.as_ref().is_ok_and(|p| p.retain_previous > 0);
+    let old = staging
+        .as_ref()
+        .filter(current)
+        .and_then(|s| s.previous.as_ref())
+        .map(|p| &p.secret);
+    let copies = match (status.phase, old, live_copies.policy) {
+        (Some(Phase::Verifying), Some(old), CopiesPolicy::Hold) if !retains_old => {
+            super::copies::scan(ctx, tr, old, &live_copies.except).await?
+        }
+        _ => Vec::new(),
+    };
     let staged_for = staging.map(|s| s.rotation_id);
     Ok(Observation {
         now,
@@ -136,6 +154,7 @@ pub(super) async fn observe<K: Rotated>(
         rollout,
         reverted,
         pods,
+        copies,
     })
 }
 

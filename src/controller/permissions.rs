@@ -61,9 +61,14 @@ fn workload_resource(kind: WorkloadKind) -> &'static str {
 /// dependent workloads it restarts.
 pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::Error> {
     let mut out = BTreeSet::new();
-    secrets(&["get", "create", "patch", "delete"], &tr.home, &mut out);
+    // list: the copy check before promotion reads every Secret where the rotation writes.
+    secrets(
+        &["get", "list", "create", "patch", "delete"],
+        &tr.home,
+        &mut out,
+    );
     for ns in &tr.targets {
-        secrets(&["get", "create", "patch"], ns, &mut out);
+        secrets(&["get", "list", "create", "patch"], ns, &mut out);
         // The Pod-level barrier lists the consumer pods and finds their owners.
         out.insert(Need {
             verb: "list",

@@ -65,6 +65,17 @@ pub struct Observation {
     /// The pods in scope that read a target Secret; looked at once the workloads are through
     /// (with `restart: Never`, once the kubelet sync delay is over). `None`: not looked at.
     pub pods: Option<PodView>,
+    /// Secrets the rotation does not write that hold the credential being replaced; looked
+    /// for in Verifying, right before the steps that end with promotion.
+    pub copies: Vec<TokenCopy>,
+}
+
+/// A key of a Secret, outside the rotation, holding the credential being replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCopy {
+    pub namespace: String,
+    pub secret: String,
+    pub key: String,
 }
 
 /// A resource that rotates, as named in locks, conditions and Events.
@@ -662,6 +673,27 @@ pub fn decide(obs: &Observation) -> Decision {
             c.message(&obs.spec.twilio.account_sid)
         );
         b.hold(reasons::ACCOUNT_CONFLICT, msg);
+        return b.finish(Action::None, Some(HOLD_POLL));
+    }
+
+    // ... and no copy of the old credential outside the rotation would lose it.
+    if obs.status.phase == Some(Phase::Verifying) && !obs.copies.is_empty() {
+        let shown: Vec<String> = obs
+            .copies
+            .iter()
+            .take(5)
+            .map(|c| format!("{}/{} key {}", c.namespace, c.secret, c.key))
+            .collect();
+        let more = match obs.copies.len().saturating_sub(5) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let msg = format!(
+            "{} Secret keys this rotation does not write hold the credential being replaced: {}{more}. Promotion would break whatever reads them. Nothing is promoted and both tokens stay valid; delete or update them, add them to spec.secrets, list them under spec.uncoveredCopies.except, or set tokenrotator.io/abort to roll back",
+            obs.copies.len(),
+            shown.join(", ")
+        );
+        b.hold(reasons::UNCOVERED_TOKEN_COPIES, msg);
         return b.finish(Action::None, Some(HOLD_POLL));
     }
 

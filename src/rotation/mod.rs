@@ -15,7 +15,7 @@ pub mod reasons;
 
 pub use machine::{
     decide, on_failure, AccountConflict, Action, Decision, EventNote, Failure, FailureClass,
-    Holder, Observation, RevertedKey, RolloutView, Serve, StagedKeys, WorkloadAt,
+    Holder, Observation, RevertedKey, RolloutView, Serve, StagedKeys, TokenCopy, WorkloadAt,
 };
 pub use plan::{CredentialKind, Plan, PlanError};
 

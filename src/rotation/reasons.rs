@@ -27,6 +27,8 @@ pub const ROLLOUT_FAILED: &str = "RolloutFailed";
 pub const UNMANAGED_CONSUMERS: &str = "UnmanagedConsumers";
 /// No Pod in scope reads a target Secret.
 pub const NO_CONSUMERS_FOUND: &str = "NoConsumersFound";
+/// A Secret the rotation does not write holds the credential being replaced.
+pub const UNCOVERED_TOKEN_COPIES: &str = "UncoveredTokenCopies";
 /// A target Secret (or the credentials Secret) lost the new credential to another writer.
 pub const TARGET_SECRET_REVERTED: &str = "TargetSecretReverted";
 /// Two resources rotate the Auth Token of one account.
@@ -84,6 +86,7 @@ pub const ALL: &[&str] = &[
     ROLLOUT_FAILED,
     UNMANAGED_CONSUMERS,
     NO_CONSUMERS_FOUND,
+    UNCOVERED_TOKEN_COPIES,
     TARGET_SECRET_REVERTED,
     ACCOUNT_CONFLICT,
     FOREIGN_SECONDARY_TOKEN,

@@ -58,6 +58,7 @@ fn obs(status: TokenRotationStatus) -> Observation {
         rollout: None,
         reverted: Vec::new(),
         pods: None,
+        copies: Vec::new(),
     }
 }
 
@@ -1788,4 +1789,34 @@ fn scheduled_runs_wait_for_a_rotation_window() {
         .unwrap_err()
         .to_string()
         .contains("spec.windows[0].start"));
+}
+
+/// A copy of the old credential outside the rotation holds it in Verifying, naming
+/// namespace/name/key; once it is gone, verification goes on.
+#[test]
+fn uncovered_copies_hold_before_verification() {
+    let mut o = obs(at_phase(Phase::Verifying));
+    o.copies = (0..7)
+        .map(|i| crate::rotation::TokenCopy {
+            namespace: "shop".into(),
+            secret: format!("copy-{i}"),
+            key: "token".into(),
+        })
+        .collect();
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::Verifying));
+    let c = degraded_by(&d.status, "UncoveredTokenCopies");
+    assert!(
+        c.message.starts_with("7 Secret keys") && c.message.contains("shop/copy-0 key token"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("and 2 more") && !c.message.contains("copy-5"));
+    o.status = d.status;
+    o.copies.clear();
+    let d = decide(&o);
+    assert_eq!(d.action, Action::Verify);
+    assert_eq!(d.status.phase, Some(Phase::Promoting));
+    assert!(!is_true(&d.status.conditions, DEGRADED));
 }
