@@ -54,6 +54,10 @@ enum Command {
     Abort(TargetArgs),
     /// Show TokenRotations: phase, workload rollout progress, last and next rotation.
     Status(StatusArgs),
+    /// Show what a rotation would do if it started now (read-only): target Secrets, the
+    /// workloads and pods it would restart or wait on, unmanaged consumers, copies of the
+    /// credential outside it, the account's other resources, and whether it would hold.
+    Plan(TargetArgs),
 }
 
 #[derive(Args)]
@@ -256,6 +260,60 @@ fn namespace_or_default(client: &kube::Client, ns: Option<String>) -> String {
     ns.unwrap_or_else(|| client.default_namespace().to_owned())
 }
 
+/// `plan`: the dry run of one resource.
+async fn plan(kube: KubeArgs, target: TargetArgs) -> Result<(), BoxError> {
+    use token_rotator::controller::preview;
+    let client = kube_client(&kube).await?;
+    // Every resource on the same account: the TokenRotations this user may list (all
+    // namespaces, else the target's), and the ClusterTokenRotations if allowed.
+    let ns = namespace_or_default(&client, target.namespace.clone());
+    let trs = match cli::list::<TokenRotation>(client.clone(), None, None).await {
+        Ok(v) => v,
+        Err(_) => cli::list::<TokenRotation>(client.clone(), Some(&ns), None).await?,
+    };
+    let ctrs = cli::list::<ClusterTokenRotation>(client.clone(), None, None)
+        .await
+        .unwrap_or_default();
+    let in_flight = |s: Option<&token_rotator::api::TokenRotationStatus>| {
+        s.is_some_and(|s| s.rotation.is_some())
+    };
+    let mut others = Vec::new();
+    for t in &trs {
+        use token_rotator::controller::subject::Rotated;
+        others.push((
+            cli::display_name(t),
+            t.effective_spec().clone(),
+            in_flight(t.rotation_status()),
+        ));
+    }
+    for t in &ctrs {
+        use token_rotator::controller::subject::Rotated;
+        others.push((
+            cli::display_name(t),
+            t.effective_spec().clone(),
+            in_flight(t.rotation_status()),
+        ));
+    }
+    let p = match cli::Target::parse(&target.name)? {
+        cli::Target::TokenRotation(name) => {
+            let obj = cli::list::<TokenRotation>(client.clone(), Some(&ns), Some(&name)).await?;
+            match obj.first() {
+                Some(o) => preview::preview(&client, o, &others).await?,
+                None => return Err(format!("tokenrotation {ns}/{name} not found").into()),
+            }
+        }
+        cli::Target::ClusterTokenRotation(name) => {
+            let obj = cli::list::<ClusterTokenRotation>(client.clone(), None, Some(&name)).await?;
+            match obj.first() {
+                Some(o) => preview::preview(&client, o, &others).await?,
+                None => return Err(format!("clustertokenrotation {name} not found").into()),
+            }
+        }
+    };
+    print!("{}", p.render());
+    Ok(())
+}
+
 /// `rotate` and `abort`: one annotation request, then what happens next.
 async fn request(
     kube: KubeArgs,
@@ -403,6 +461,7 @@ async fn main() -> ExitCode {
         Command::Rotate(t) => request(kube, t, cli::Request::Rotate).await,
         Command::Abort(t) => request(kube, t, cli::Request::Abort).await,
         Command::Status(s) => status(kube, s).await,
+        Command::Plan(t) => plan(kube, t).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,8 @@
 //! (`SafetyOverrides::skip_pod_barrier`): the same scenarios refuse calls.
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
@@ -474,4 +476,92 @@ async fn without_the_copy_check_the_copys_reader_is_refused() {
         "the copy's reader kept working on a dead token"
     );
     assert!(refusals.iter().all(|r| r.pod == "legacy"), "{refusals:#?}");
+}
+
+/// `token-rotator plan` (the built binary, read-only) on a world with every kind of trouble:
+/// it names the Deployment it would restart, the Rollout it would restart by restartAt, the
+/// bare Pod it would hold on, the copy outside the rotation, and the API key rotation on the
+/// same account; its verdict is a hold for the unmanaged pod and the copy. It writes nothing
+/// and prints no token. Then the controller meets exactly those holds, in that order, and
+/// completes once the user removes each, with no refused call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_names_the_holds_the_controller_then_meets() {
+    let w = world(1).await;
+    bare_pod(&w.client, NS, "debug").await;
+    legacy_copy(&w).await;
+    argo_rollout(&w.client, NS, "web", 1).await;
+    let mut keys = key_rotation_in(NS, &w.sid, "keys", json!({}));
+    keys.metadata.annotations = None;
+    create(&w, &keys).await;
+    create(&w, &rotation(&w, "twilio", json!({}))).await;
+
+    let dir = process::tempdir();
+    let kc = dir.join("planner.kubeconfig");
+    std::fs::write(&kc, w.sb.api.kubeconfig_yaml_as("planner")).unwrap();
+    let out = process::cli(&kc, &["plan", "twilio", "-n", NS]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("{stdout}");
+    for line in [
+        "tokenrotation shop/twilio: rotates the Auth Token of account",
+        "shop/twilio-creds: update",
+        "Deployment shop/api",
+        "Rollout shop/web (1 pod): restarted, then waited on",
+        "Pod shop/debug (1 pod): unmanaged: the rotation holds until they are gone",
+        "shop/legacy-copy key TWILIO_AUTH_TOKEN",
+        "tokenrotation shop/keys (API key)",
+        "Verdict: would hold, nothing promoted:",
+        "UnmanagedConsumers: 1 pods",
+        "UncoveredTokenCopies: 1 Secret keys",
+    ] {
+        assert!(stdout.contains(line), "plan lacks {line:?}:\n{stdout}");
+    }
+    assert!(!stdout.contains("AccountConflict"), "an API key rotation is no conflict");
+    assert!(!stdout.contains(&w.old_token) && !stderr.contains(&w.old_token));
+    let planner: Vec<String> = w
+        .sb
+        .api
+        .audit_log()
+        .iter()
+        .filter(|r| r.user == "planner")
+        .map(|r| r.verb.clone())
+        .collect();
+    assert!(!planner.is_empty());
+    assert!(
+        planner.iter().all(|v| v == "get" || v == "list"),
+        "plan is read-only: {planner:?}"
+    );
+
+    // The controller meets the same holds.
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    annotate(&w, "twilio", "tokenrotator.io/rotate-now", "1").await;
+    wait(&w, "held on the bare pod", |s| {
+        degraded(s, "UnmanagedConsumers").is_some()
+    })
+    .await;
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .delete("debug", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(&w, "held on the copy", |s| {
+        degraded(s, "UncoveredTokenCopies").is_some()
+    })
+    .await;
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .delete("legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS)
+        .delete("legacy-copy", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(&w, "completed", done).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    eprintln!("plan then rotate: {served} served, {refused} refused");
+    assert_eq!(refused, 0, "{refusals:#?}");
 }

@@ -8,12 +8,12 @@
 //! be matched elsewhere is ever kept; only namespace, name and key reach the result.
 
 use super::subject::Subject;
-use super::Context;
 use crate::api::{CopyRef, STAGING_LABEL};
 use crate::rotation::TokenCopy;
 use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
+use kube::Client;
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 
@@ -31,7 +31,7 @@ fn keyed(state: &std::collections::hash_map::RandomState, v: &[u8]) -> u64 {
 /// Every key of a Secret in scope, other than the rotation's own, whose value is `old` (also
 /// with surrounding whitespace, as a file written by `echo` has).
 pub(super) async fn scan(
-    ctx: &Context,
+    client: &Client,
     tr: &Subject,
     old: &SecretString,
     except: &[CopyRef],
@@ -55,7 +55,7 @@ pub(super) async fn scan(
                     && e.key.as_deref().is_none_or(|k| k == key)
             })
         };
-        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
         let mut lp = ListParams::default().limit(PAGE);
         loop {
             let page = api.list(&lp).await?;

@@ -8,6 +8,7 @@ pub mod locks;
 mod observe;
 mod permissions;
 mod pods;
+pub mod preview;
 mod reconcile;
 pub mod secrets;
 pub mod subject;

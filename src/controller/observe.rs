@@ -105,7 +105,7 @@ pub(super) async fn observe<K: Rotated>(
         let new_stamp = stamp
             .as_deref()
             .filter(|_| status.phase == Some(Phase::RollingOut));
-        Some(super::pods::observe(ctx, tr, &dependents, new_stamp).await?)
+        Some(super::pods::observe(&ctx.client, tr, &dependents, new_stamp).await?)
     } else {
         None
     };
@@ -123,7 +123,7 @@ pub(super) async fn observe<K: Rotated>(
         .map(|p| &p.secret);
     let copies = match (status.phase, old, live_copies.policy) {
         (Some(Phase::Verifying), Some(old), CopiesPolicy::Hold) if !retains_old => {
-            super::copies::scan(ctx, tr, old, &live_copies.except).await?
+            super::copies::scan(&ctx.client, tr, old, &live_copies.except).await?
         }
         _ => Vec::new(),
     };

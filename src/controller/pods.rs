@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
 };
+use kube::Client;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Argo Rollouts, `argoproj.io/v1alpha1`.
@@ -35,7 +36,7 @@ pub(super) type Dependent = (String, WorkloadKind, String);
 /// The consumer pods in the rotation's target namespaces. `dependents` are the workloads this
 /// rotation restarts; `stamp`, the restart stamp of the rollout onto the new credential.
 pub(super) async fn observe(
-    ctx: &Context,
+    client: &Client,
     tr: &Subject,
     dependents: &BTreeSet<Dependent>,
     stamp: Option<&str>,
@@ -51,8 +52,8 @@ pub(super) async fn observe(
         ..PodView::default()
     };
     for ns in &tr.targets {
-        let mut owners = Owners::new(ctx, ns);
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        let mut owners = Owners::new(client, ns);
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
         let mut lp = ListParams::default().limit(500);
         loop {
             let page = api.list(&lp).await?;
@@ -126,16 +127,16 @@ fn controller_of(refs: Option<&Vec<OwnerReference>>) -> Option<&OwnerReference> 
 
 /// Owner lookups of one namespace, each ReplicaSet and Rollout read once.
 struct Owners<'a> {
-    ctx: &'a Context,
+    client: &'a Client,
     namespace: &'a str,
     replica_sets: BTreeMap<String, Option<OwnerReference>>,
     rollouts: BTreeMap<String, Option<DateTime<Utc>>>,
 }
 
 impl<'a> Owners<'a> {
-    fn new(ctx: &'a Context, namespace: &'a str) -> Self {
+    fn new(client: &'a Client, namespace: &'a str) -> Self {
         Self {
-            ctx,
+            client,
             namespace,
             replica_sets: BTreeMap::new(),
             rollouts: BTreeMap::new(),
@@ -197,7 +198,7 @@ impl<'a> Owners<'a> {
         if let Some(o) = self.replica_sets.get(name) {
             return Ok(o.clone());
         }
-        let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), self.namespace);
         let owner = api
             .get_opt(name)
             .await?
@@ -214,7 +215,7 @@ impl<'a> Owners<'a> {
             return Ok(*t);
         }
         let api: Api<DynamicObject> =
-            Api::namespaced_with(self.ctx.client.clone(), self.namespace, &rollouts());
+            Api::namespaced_with(self.client.clone(), self.namespace, &rollouts());
         let at = api.get_opt(name).await?.and_then(|o| {
             let v = o.data.pointer("/spec/restartAt")?.as_str()?.to_owned();
             DateTime::parse_from_rfc3339(&v)

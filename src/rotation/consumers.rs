@@ -198,6 +198,25 @@ fn waiting(p: &ConsumerPod, plan: &Plan) -> Waiting {
     }
 }
 
+/// No Pod reads a target (not even a finished one) and no dependent workload exists.
+pub fn none_found(view: &PodView) -> bool {
+    view.pods.is_empty() && view.finished == 0 && view.dependents == 0
+}
+
+/// The pods that do not hold the credential distributed at `distributed`, each with why.
+pub fn old_pods<'a>(
+    view: &'a PodView,
+    distributed: DateTime<Utc>,
+    now: DateTime<Utc>,
+    plan: &Plan,
+) -> Vec<(&'a ConsumerPod, Waiting)> {
+    view.pods
+        .iter()
+        .filter(|p| !holds_new(p, distributed, now, plan))
+        .map(|p| (p, waiting(p, plan)))
+        .collect()
+}
+
 /// The barrier before promotion, for the credential distributed at `distributed`.
 pub fn barrier(
     view: &PodView,
@@ -205,7 +224,7 @@ pub fn barrier(
     now: DateTime<Utc>,
     plan: &Plan,
 ) -> Barrier {
-    if view.pods.is_empty() && view.finished == 0 && view.dependents == 0 {
+    if none_found(view) {
         return match (plan.restart, plan.no_consumers) {
             (RestartPolicy::Never, _) | (_, NoConsumers::Proceed) => Barrier::Clear {
                 ignored: Vec::new(),
@@ -214,12 +233,7 @@ pub fn barrier(
             (RestartPolicy::Always, NoConsumers::Hold) => Barrier::NoConsumers,
         };
     }
-    let old: Vec<(&ConsumerPod, Waiting)> = view
-        .pods
-        .iter()
-        .filter(|p| !holds_new(p, distributed, now, plan))
-        .map(|p| (p, waiting(p, plan)))
-        .collect();
+    let old = old_pods(view, distributed, now, plan);
     // Rollouts not yet restarted since the distribution (a restart before it does not count).
     let mut restart: Vec<(String, String)> = old
         .iter()
@@ -287,7 +301,9 @@ pub fn barrier(
 
 /// Pods grouped by owner and reason (at most [`MAX_GROUPS`]), and a one-line summary that
 /// names the first few groups and counts the rest.
-fn group<'a>(pods: impl Iterator<Item = (&'a ConsumerPod, Waiting)>) -> (Vec<PodGroup>, String) {
+pub fn group<'a>(
+    pods: impl Iterator<Item = (&'a ConsumerPod, Waiting)>,
+) -> (Vec<PodGroup>, String) {
     let mut by: BTreeMap<(Waiting, String, String, String), u32> = BTreeMap::new();
     let mut total = 0u32;
     for (p, w) in pods {

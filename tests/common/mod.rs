@@ -482,7 +482,14 @@ pub fn shared_rotation_for(sid: &str, creds_ns: &str) -> ClusterTokenRotation {
                              "tokenKey": "TWILIO_AUTH_TOKEN"}],
                 "rolloutTimeout": "2m",
                 "propagationDelay": "1s",
-                "overlap": "1s"
+                "overlap": "1s",
+                // populate leaves the admin credential in every namespace, and a consumer
+                // Secret in the credentials namespace: copies these worlds accept (no pod
+                // reads them while the rotation runs).
+                "uncoveredCopies": {"except": [
+                    {"name": "twilio-admin", "key": "authToken"},
+                    {"namespace": creds_ns, "name": "twilio-creds"}
+                ]}
             }
         }
     }))
