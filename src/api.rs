@@ -709,9 +709,15 @@ pub struct RotationStatus {
     /// creates the first key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_key_sid: Option<String>,
-    /// Per-workload rollout progress.
+    /// Per-workload rollout progress: the ones not done first, at most 50.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadProgress>,
+    /// Dependent workloads in all (`workloads` lists at most 50 of them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub workloads_total: u32,
+    /// Of those, how many run the new token.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub workloads_done: u32,
     /// When the new credential was first seen in every target Secret: pods started later read
     /// it; pods started before hold the old one until restarted or refreshed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -251,6 +251,9 @@ pub fn status_table<K: Rotated>(items: &[K], now: DateTime<Utc>, with_namespace:
     for tr in items {
         let status = tr.rotation_status().cloned().unwrap_or_default();
         let workloads = match &status.rotation {
+            Some(r) if r.workloads_total > 0 => {
+                format!("{}/{}", r.workloads_done, r.workloads_total)
+            }
             Some(r) if !r.workloads.is_empty() => {
                 let done = r.workloads.iter().filter(|w| w.done).count();
                 format!("{done}/{}", r.workloads.len())

@@ -130,6 +130,17 @@ struct RunArgs {
     lease_duration_seconds: u64,
     /// Announce rotations that succeeded, held, were aborted or failed to a JSON webhook whose
     /// URL is in a Secret: NAMESPACE/SECRET:KEY (repeat or comma-separate).
+    /// At most this many rotations in flight at once; the others wait (Pending,
+    /// WaitingForCapacity). 0: no limit.
+    #[arg(
+        long,
+        env = "TOKEN_ROTATOR_MAX_CONCURRENT_ROTATIONS",
+        default_value_t = 0
+    )]
+    max_concurrent_rotations: usize,
+    /// Reconciles run at once (per watched namespace scope). 0: no limit.
+    #[arg(long, env = "TOKEN_ROTATOR_RECONCILE_CONCURRENCY", default_value_t = 0)]
+    reconcile_concurrency: u16,
     #[arg(long, env = "TOKEN_ROTATOR_NOTIFY_WEBHOOK", value_delimiter = ',')]
     notify_webhook: Vec<String>,
     /// The same to a Slack-compatible incoming webhook: NAMESPACE/SECRET:KEY.
@@ -217,6 +228,8 @@ async fn run(kube: KubeArgs, args: RunArgs) -> Result<(), BoxError> {
         namespaces,
         instance: Some(instance.clone()),
         metrics: metrics.clone(),
+        max_concurrent_rotations: args.max_concurrent_rotations,
+        reconcile_concurrency: args.reconcile_concurrency,
         ..Config::default()
     };
     client.apiserver_version().await.map_err(|e| {

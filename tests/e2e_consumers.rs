@@ -517,16 +517,18 @@ async fn plan_names_the_holds_the_controller_then_meets() {
     ] {
         assert!(stdout.contains(line), "plan lacks {line:?}:\n{stdout}");
     }
-    assert!(!stdout.contains("AccountConflict"), "an API key rotation is no conflict");
+    assert!(
+        !stdout.contains("AccountConflict"),
+        "an API key rotation is no conflict"
+    );
     assert!(!stdout.contains(&w.old_token) && !stderr.contains(&w.old_token));
-    let planner: Vec<String> = w
-        .sb
-        .api
-        .audit_log()
-        .iter()
-        .filter(|r| r.user == "planner")
-        .map(|r| r.verb.clone())
-        .collect();
+    let planner: Vec<String> =
+        w.sb.api
+            .audit_log()
+            .iter()
+            .filter(|r| r.user == "planner")
+            .map(|r| r.verb.clone())
+            .collect();
     assert!(!planner.is_empty());
     assert!(
         planner.iter().all(|v| v == "get" || v == "list"),

@@ -4,7 +4,7 @@
 //! resources' status (a rotation in flight) covers what this process did not start itself.
 
 use crate::rotation::Holder;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -19,17 +19,48 @@ pub fn account_key(account_sid: &str, region: Option<&str>) -> String {
     )
 }
 
+/// Why a rotation may not start now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Busy {
+    /// Another resource rotates the same account.
+    Account(Holder),
+    /// `--max-concurrent-rotations` rotations are in flight.
+    Capacity(usize),
+}
+
 impl AccountLocks {
     /// Takes the account for `holder`, or names the current holder.
     pub fn try_acquire(&self, account: &str, holder: &Holder) -> Result<(), Holder> {
+        match self.try_start(account, holder, 0, &BTreeSet::new()) {
+            Ok(()) => Ok(()),
+            Err(Busy::Account(h)) => Err(h),
+            Err(Busy::Capacity(_)) => Ok(()),
+        }
+    }
+
+    /// Takes the account for `holder` if no other resource has it and, with a `limit` (0: none),
+    /// fewer than `limit` resources rotate: those holding a lock here and `in_flight` (from
+    /// status, which covers rotations another process started). Checked and taken under one
+    /// lock, so two resources starting at once cannot both take the last place.
+    pub fn try_start(
+        &self,
+        account: &str,
+        holder: &Holder,
+        limit: usize,
+        in_flight: &BTreeSet<Holder>,
+    ) -> Result<(), Busy> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(account) {
-            Some(h) if h != holder => Err(h.clone()),
-            _ => {
-                map.insert(account.to_owned(), holder.clone());
-                Ok(())
+        if let Some(h) = map.get(account).filter(|h| *h != holder) {
+            return Err(Busy::Account(h.clone()));
+        }
+        if limit > 0 {
+            let rotating: BTreeSet<&Holder> = map.values().chain(in_flight.iter()).collect();
+            if !rotating.contains(holder) && rotating.len() >= limit {
+                return Err(Busy::Capacity(limit));
             }
         }
+        map.insert(account.to_owned(), holder.clone());
+        Ok(())
     }
 
     pub fn holder(&self, account: &str) -> Option<Holder> {
@@ -60,6 +91,38 @@ impl AccountLocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_limit_resources_rotate_at_once() {
+        let l = AccountLocks::default();
+        let h = |n: &str| Holder::TokenRotation {
+            namespace: "ns".into(),
+            name: n.into(),
+        };
+        let none = BTreeSet::new();
+        assert!(l.try_start("a", &h("one"), 2, &none).is_ok());
+        assert!(l.try_start("b", &h("two"), 2, &none).is_ok());
+        assert_eq!(
+            l.try_start("c", &h("three"), 2, &none),
+            Err(Busy::Capacity(2))
+        );
+        assert!(
+            l.try_start("a2", &h("one"), 2, &none).is_ok(),
+            "a holder already counted"
+        );
+        l.release_holder(&h("two"));
+        // One in flight from status (started by another replica) counts too.
+        let status: BTreeSet<Holder> = [h("four")].into();
+        assert_eq!(
+            l.try_start("c", &h("three"), 2, &status),
+            Err(Busy::Capacity(2))
+        );
+        assert!(l.try_start("c", &h("three"), 3, &status).is_ok());
+        assert!(
+            l.try_start("d", &h("five"), 0, &status).is_ok(),
+            "0: no limit"
+        );
+    }
 
     fn h(name: &str) -> Holder {
         Holder::TokenRotation {

@@ -71,6 +71,11 @@ pub struct Config {
     pub metrics: Metrics,
     /// Where rotations that ended, held or failed are announced (nowhere by default).
     pub notifier: crate::notify::Notifier,
+    /// At most this many rotations in flight at once (0: no limit); the others wait in
+    /// `Pending` with `WaitingForCapacity`. Rotations in flight always go on.
+    pub max_concurrent_rotations: usize,
+    /// Reconciles run at once per controller (0: no limit).
+    pub reconcile_concurrency: u16,
     /// Safety checks switched off, for the negative controls of the tests only.
     #[doc(hidden)]
     pub safety: SafetyOverrides,
@@ -287,7 +292,10 @@ async fn controller_for<K: subject::Rotated>(
 
 /// Runs one controller's reconciles until its stream ends.
 async fn drive<K: subject::Rotated>(controller: Controller<K>, ctx: Arc<Context>) {
+    let config =
+        kube::runtime::controller::Config::default().concurrency(ctx.config.reconcile_concurrency);
     controller
+        .with_config(config)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|res| async move {
             match res {

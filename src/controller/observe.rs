@@ -148,6 +148,7 @@ pub(super) async fn observe<K: Rotated>(
         deleting: obj.meta().deletion_timestamp.is_some(),
         status,
         account_holder: account_holder(tr, ctx),
+        at_capacity: None,
         account_conflict: account_conflict(obj, tr, ctx),
         staged_for,
         staged_keys,
@@ -299,6 +300,14 @@ fn claims(ctx: &Context) -> impl Iterator<Item = Claim> + '_ {
     namespaced
         .map(|o| Claim::of(o.as_ref()))
         .chain(cluster.map(|o| Claim::of(o.as_ref())))
+}
+
+/// Every resource with a rotation in flight, from status (both kinds).
+pub(super) fn in_flight(ctx: &Context) -> BTreeSet<Holder> {
+    claims(ctx)
+        .filter(|c| c.in_flight)
+        .map(|c| c.holder)
+        .collect()
 }
 
 /// Another resource rotating the same account, from this process's locks or from status.

@@ -1,7 +1,7 @@
 //! One reconcile: read fresh, observe, decide, act once, write status, send Events.
 
 use super::execute::execute;
-use super::locks::account_key;
+use super::locks::{account_key, Busy};
 use super::observe::observe;
 use super::subject::{Rotated, Subject};
 use super::{Context, Error};
@@ -73,12 +73,25 @@ async fn reconcile_one<K: Rotated>(
 
     let starting = obs.status.rotation.is_none() && decision.status.rotation.is_some();
     if decision.status.rotation.is_some() {
-        if let Err(holder) = ctx.locks.try_acquire(&lock_key, &me) {
-            if starting {
+        // Only a start waits for capacity; a rotation in flight always goes on.
+        let limit = if starting {
+            ctx.config.max_concurrent_rotations
+        } else {
+            0
+        };
+        let in_flight = super::observe::in_flight(&ctx);
+        match ctx.locks.try_start(&lock_key, &me, limit, &in_flight) {
+            Ok(()) => {}
+            Err(Busy::Account(holder)) if starting => {
                 obs.account_holder = Some(holder);
                 decision = rotation::decide(&obs);
-            } else {
+            }
+            Err(Busy::Account(holder)) => {
                 tracing::warn!(holder = %holder, "two rotations in flight on one account; continuing this one");
+            }
+            Err(Busy::Capacity(limit)) => {
+                obs.at_capacity = Some(limit);
+                decision = rotation::decide(&obs);
             }
         }
     }

@@ -17,6 +17,8 @@ fn in_flight(phase: Phase, phase_start: DateTime<Utc>) -> TokenRotationStatus {
             key_sid: None,
             previous_key_sid: None,
             workloads: vec![],
+            workloads_total: 0,
+            workloads_done: 0,
             distributed_time: None,
             waiting_on: vec![],
             abort_step: None,

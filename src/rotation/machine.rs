@@ -20,6 +20,9 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_secs(2);
 const HOLD_POLL: Duration = Duration::from_secs(10);
 const VERIFY_POLL: Duration = Duration::from_secs(3);
+/// A rotation waiting for a place under `--max-concurrent-rotations` looks again this often
+/// (a place frees when another rotation ends, which does not wake this resource).
+const CAPACITY_POLL: Duration = Duration::from_secs(1);
 /// An idle resource is re-checked at least this often, so a clock jump cannot hide a schedule.
 const IDLE_MAX: Duration = Duration::from_secs(3600);
 
@@ -49,6 +52,8 @@ pub struct Observation {
     pub status: TokenRotationStatus,
     /// Another resource with a rotation in flight on the same account.
     pub account_holder: Option<Holder>,
+    /// A new rotation may not start: this many (`--max-concurrent-rotations`) are in flight.
+    pub at_capacity: Option<usize>,
     /// Auth Token rotation: another resource that rotates the same account's Auth Token.
     /// Promotion kills the old token for every consumer of the account, including that one's.
     pub account_conflict: Option<AccountConflict>,
@@ -947,6 +952,20 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.status.message = Some(msg);
             return b.finish(Action::None, Some(HOLD_POLL));
         }
+        if let Some(limit) = obs.at_capacity {
+            let msg = format!(
+                "waiting for a place: {limit} rotations are in flight, the most --max-concurrent-rotations allows"
+            );
+            let waiting_already = conditions::get(&b.status.conditions, ROTATING)
+                .is_some_and(|c| c.reason == reasons::WAITING_FOR_CAPACITY);
+            if !waiting_already {
+                b.event(false, reasons::WAITING_FOR_CAPACITY, msg.clone());
+            }
+            b.status.phase = Some(Phase::Pending);
+            b.cond(ROTATING, false, reasons::WAITING_FOR_CAPACITY, msg.clone());
+            b.status.message = Some(msg);
+            return b.finish(Action::None, Some(CAPACITY_POLL));
+        }
         let trigger = if manual {
             Trigger::Manual
         } else {
@@ -967,6 +986,8 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             key_sid: None,
             previous_key_sid: None,
             workloads: Vec::new(),
+            workloads_total: 0,
+            workloads_done: 0,
             distributed_time: None,
             waiting_on: Vec::new(),
             abort_step: None,
@@ -1207,7 +1228,15 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
         return RolloutState::Waiting;
     };
     if let Some(r) = b.rotation() {
-        r.workloads = view.workloads.clone();
+        // Bounded: the ones not done first, then as many done as fit; the counts are whole.
+        let mut listed: Vec<WorkloadProgress> = view.workloads.clone();
+        listed.sort_by_key(|w| w.done);
+        listed.truncate(MAX_LISTED_WORKLOADS);
+        r.workloads = listed;
+        let total = view.workloads.len();
+        r.workloads_total = u32::try_from(total).unwrap_or(u32::MAX);
+        r.workloads_done =
+            u32::try_from(view.workloads.iter().filter(|w| w.done).count()).unwrap_or(u32::MAX);
     }
     if !view.unstamped.is_empty() {
         return RolloutState::Restart(Action::Restart {
@@ -1248,7 +1277,7 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
         } else {
             reasons::ROLLOUT_FAILED
         };
-        return RolloutState::Held(reason, format!("rollout blocked: {}", blocked.join(", ")));
+        return RolloutState::Held(reason, format!("rollout blocked: {}", first_few(&blocked)));
     }
     if serve == Serve::New && obs.now - phase_start > to_chrono(plan.rollout_timeout) {
         let pending: Vec<String> = view
@@ -1269,7 +1298,7 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
             reasons::ROLLOUT_TIMEOUT,
             format!(
                 "rollout did not finish within rolloutTimeout: {}",
-                pending.join(", ")
+                first_few(&pending)
             ),
         );
     }
@@ -1375,14 +1404,25 @@ fn label(w: &WorkloadProgress) -> String {
 }
 
 fn progress_summary(b: &Builder<'_>) -> String {
-    let ws = b
+    let (done, total) = b
         .status
         .rotation
         .as_ref()
-        .map(|r| r.workloads.as_slice())
-        .unwrap_or(&[]);
-    let done = ws.iter().filter(|w| w.done).count();
-    format!("{done}/{} workloads run the new token", ws.len())
+        .map_or((0, 0), |r| (r.workloads_done, r.workloads_total));
+    format!("{done}/{total} workloads run the new token")
+}
+
+/// How many workloads status lists (a ClusterTokenRotation may cover hundreds).
+const MAX_LISTED_WORKLOADS: usize = 50;
+
+/// The first five items, then how many more: condition messages stay short however many
+/// workloads a rotation covers.
+fn first_few(items: &[String]) -> String {
+    let shown = items.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    match items.len().saturating_sub(5) {
+        0 => shown,
+        n => format!("{shown} and {n} more"),
+    }
 }
 
 fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {

@@ -13,6 +13,8 @@ pub const ROTATION_FAILED: &str = "RotationFailed";
 pub const HELD: &str = "Held";
 pub const SUSPENDED: &str = "Suspended";
 pub const WAITING_FOR_ACCOUNT: &str = "WaitingForAccount";
+/// `--max-concurrent-rotations` rotations are in flight; this one starts when one ends.
+pub const WAITING_FOR_CAPACITY: &str = "WaitingForCapacity";
 pub const IDLE: &str = "Idle";
 
 // Degraded
@@ -77,6 +79,7 @@ pub const ALL: &[&str] = &[
     HELD,
     SUSPENDED,
     WAITING_FOR_ACCOUNT,
+    WAITING_FOR_CAPACITY,
     IDLE,
     AS_EXPECTED,
     INVALID_SCHEDULE,

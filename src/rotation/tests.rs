@@ -52,6 +52,7 @@ fn obs(status: TokenRotationStatus) -> Observation {
         deleting: false,
         status,
         account_holder: None,
+        at_capacity: None,
         account_conflict: None,
         staged_for,
         staged_keys: None,
@@ -1819,4 +1820,90 @@ fn uncovered_copies_hold_before_verification() {
     assert_eq!(d.action, Action::Verify);
     assert_eq!(d.status.phase, Some(Phase::Promoting));
     assert!(!is_true(&d.status.conditions, DEGRADED));
+}
+
+/// A ClusterTokenRotation over 300 namespaces: status lists at most 50 workloads (the ones not
+/// done first) with whole counts, and every condition message, the status message and every
+/// Event note stay under 1 KiB, waiting, timed out, and waiting on pods.
+#[test]
+fn status_and_messages_stay_bounded_over_300_namespaces() {
+    let s = at_phase(Phase::RollingOut);
+    let start = from_k8s(&s.rotation.as_ref().unwrap().phase_start_time);
+    let mut o = obs(s);
+    let workloads: Vec<WorkloadProgress> = (0..300)
+        .map(|i| {
+            let mut p = progress(i % 30 != 0, None);
+            p.namespace = Some(format!("team-{i:03}"));
+            p
+        })
+        .collect();
+    o.rollout = Some(RolloutView {
+        workloads,
+        unstamped: vec![],
+    });
+    let check = |d: &Decision| {
+        let r = d.status.rotation.as_ref().unwrap();
+        assert!(r.workloads.len() <= 50);
+        assert_eq!((r.workloads_total, r.workloads_done), (300, 290));
+        assert!(r.workloads[..10].iter().all(|w| !w.done), "not done first");
+        assert!(r.waiting_on.len() <= crate::rotation::consumers::MAX_GROUPS);
+        assert!(d.status.message.as_deref().unwrap_or("").len() < 1024);
+        for c in &d.status.conditions {
+            assert!(
+                c.message.len() < 1024,
+                "{}: {} bytes",
+                c.type_,
+                c.message.len()
+            );
+        }
+        for e in &d.events {
+            assert!(e.note.len() < 1024, "{}: {} bytes", e.reason, e.note.len());
+        }
+        let json = serde_json::to_string(&d.status).unwrap();
+        assert!(json.len() < 32 * 1024, "status is {} bytes", json.len());
+    };
+    let d = decide(&o);
+    assert!(d.status.message.as_ref().unwrap().contains("290/300"));
+    check(&d);
+    // Past rolloutTimeout: held, naming five and counting the rest.
+    o.now = start + CD::days(1);
+    let d = decide(&o);
+    let held = degraded_by(&d.status, "RolloutTimeout");
+    assert!(held.message.contains("and 5 more"), "{}", held.message);
+    check(&d);
+    // Every workload through, 300 bare pods on the old token: held, bounded.
+    o.now = start + CD::seconds(5);
+    for w in &mut o.rollout.as_mut().unwrap().workloads {
+        w.done = true;
+    }
+    o.status.rotation.as_mut().unwrap().distributed_time = Some(to_k8s(start));
+    o.pods = Some(PodView {
+        pods: (0..300)
+            .map(|i| {
+                let mut p = bare(&format!("debug-{i}"), start - CD::minutes(1));
+                p.namespace = format!("team-{i:03}");
+                p
+            })
+            .collect(),
+        finished: 0,
+        dependents: 300,
+    });
+    let d = decide(&o);
+    let held = degraded_by(&d.status, "UnmanagedConsumers");
+    assert!(
+        held.message.contains("and 295 more owners"),
+        "{}",
+        held.message
+    );
+    let r = d.status.rotation.as_ref().unwrap();
+    assert_eq!(r.waiting_on.len(), crate::rotation::consumers::MAX_GROUPS);
+    assert!(d.status.message.as_deref().unwrap_or("").len() < 1024);
+    for c in &d.status.conditions {
+        assert!(
+            c.message.len() < 1024,
+            "{}: {} bytes",
+            c.type_,
+            c.message.len()
+        );
+    }
 }

@@ -207,6 +207,8 @@ pub fn config(world: &World, failpoints: Failpoints) -> Config {
         metrics: Default::default(),
         notifier: Default::default(),
         safety: Default::default(),
+        max_concurrent_rotations: 0,
+        reconcile_concurrency: 0,
     }
 }
 
