@@ -529,3 +529,56 @@ async fn sandbox_http_api() {
         .await
         .is_err());
 }
+
+/// Latency delays every answer; the per-account concurrency limit answers 429/20429 to a
+/// user's request beyond the limit (counted), while another account is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_and_the_per_account_concurrency_limit() {
+    let tw = TwilioSandbox::start_with(sandbox::twilio::TwilioConfig {
+        latency: Duration::from_millis(300),
+        max_concurrent_per_account: Some(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let base = tw.base_url();
+    let (a, ta) = tw.create_account();
+    let (b, tb) = tw.create_account();
+    let started = Instant::now();
+    let (pa, ta2) = (acct_path(&a), acct_path(&a));
+    let first = call(&base, "GET", &pa, Some((a.as_str(), ta.as_str())), &[]);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call(&base, "GET", &ta2, Some((a.as_str(), ta.as_str())), &[]).await
+    };
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call(
+            &base,
+            "GET",
+            &acct_path(&b),
+            Some((b.as_str(), tb.as_str())),
+            &[],
+        )
+        .await
+    };
+    let (first, second, other) = tokio::join!(first, second, other);
+    first.expect(200);
+    second.expect_error(429, 20429);
+    other.expect(200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "latency applied"
+    );
+    assert_eq!(tw.concurrency_refusals(), 1);
+    // Once the first is answered, the account may call again.
+    call(
+        &base,
+        "GET",
+        &acct_path(&a),
+        Some((a.as_str(), ta.as_str())),
+        &[],
+    )
+    .await
+    .expect(200);
+}

@@ -39,6 +39,36 @@ impl Drop for Inflight {
     }
 }
 
+/// One of a user's requests in flight, under the per-account concurrency limit.
+struct UserSlot(Shared, String);
+
+impl UserSlot {
+    /// A slot for `user`, or `None` when the limit is reached (the request is refused).
+    fn take(shared: &Shared, user: &str) -> Option<Option<Self>> {
+        let mut st = shared.lock().unwrap();
+        let Some(limit) = st.max_concurrent_per_account else {
+            return Some(None);
+        };
+        let n = st.inflight_by_user.entry(user.to_owned()).or_default();
+        if *n >= limit {
+            st.concurrency_refusals += 1;
+            return None;
+        }
+        *n += 1;
+        Some(Some(UserSlot(shared.clone(), user.to_owned())))
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.0.lock() {
+            if let Some(n) = st.inflight_by_user.get_mut(&self.1) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, b64) = value.split_once(' ')?;
@@ -124,6 +154,16 @@ pub(crate) async fn twilio(AxState(shared): AxState<Shared>, req: Request) -> Re
         Err(e) => return finish(&shared, record, Err(e), started),
     };
     record.fault = plan.label();
+    // Twilio's concurrency limit, counted per authenticating user, then its latency.
+    let user = creds.as_ref().map(|(u, _)| u.clone()).unwrap_or_default();
+    let Some(_slot) = UserSlot::take(&shared, &user) else {
+        record.note = Some("concurrency limit".into());
+        return finish(&shared, record, Err(ApiError::injected(429)), started);
+    };
+    let latency = shared.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
 
     if let Some(delay) = plan.latency {
         tokio::time::sleep(delay).await;

@@ -73,6 +73,8 @@ impl TwilioSandbox {
 
     pub async fn start_with(cfg: TwilioConfig) -> anyhow::Result<Self> {
         let mut st = State::new(cfg.switches, cfg.propagation_delay);
+        st.latency = cfg.latency;
+        st.max_concurrent_per_account = cfg.max_concurrent_per_account;
         for a in &cfg.accounts {
             anyhow::ensure!(
                 ids::is_account_sid(&a.sid),
@@ -232,6 +234,16 @@ impl TwilioSandbox {
 
     pub fn request_log(&self) -> Vec<RequestRecord> {
         self.lock().log.clone()
+    }
+
+    /// Requests refused by `max_concurrent_per_account` so far.
+    pub fn concurrency_refusals(&self) -> u64 {
+        self.lock().concurrency_refusals
+    }
+
+    /// Requests answered so far.
+    pub fn request_count(&self) -> usize {
+        self.lock().log.len()
     }
 
     /// Stops accepting and closes open connections.

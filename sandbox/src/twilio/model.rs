@@ -221,6 +221,11 @@ pub struct TwilioConfig {
     pub switches: Switches,
     /// New secondary / promoted tokens and new API keys are refused for this long.
     pub propagation_delay: Duration,
+    /// Every request is answered this much later (a network and Twilio's own time).
+    pub latency: Duration,
+    /// At most this many requests in flight per authenticating user (an account SID, or an
+    /// API key SID); beyond it 429 with code 20429, as Twilio's concurrency limit answers.
+    pub max_concurrent_per_account: Option<usize>,
 }
 
 impl Default for TwilioConfig {
@@ -230,6 +235,8 @@ impl Default for TwilioConfig {
             accounts: Vec::new(),
             switches: Switches::default(),
             propagation_delay: Duration::ZERO,
+            latency: Duration::ZERO,
+            max_concurrent_per_account: None,
         }
     }
 }

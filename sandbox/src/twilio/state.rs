@@ -213,6 +213,12 @@ pub(crate) struct State {
     pub propagation_delay: Duration,
     pub switches: Switches,
     pub inflight: u64,
+    /// Requests in flight per authenticating user, for the concurrency limit.
+    pub inflight_by_user: HashMap<String, usize>,
+    pub latency: Duration,
+    pub max_concurrent_per_account: Option<usize>,
+    /// Requests refused by the concurrency limit.
+    pub concurrency_refusals: u64,
 }
 
 impl State {
@@ -226,6 +232,10 @@ impl State {
             propagation_delay,
             switches,
             inflight: 0,
+            inflight_by_user: HashMap::new(),
+            latency: Duration::ZERO,
+            max_concurrent_per_account: None,
+            concurrency_refusals: 0,
         }
     }
 

@@ -1,0 +1,421 @@
+//! Scale (not a test): the built operator as a child process against the sandbox (API server,
+//! workload simulator, Twilio emulator with 50 ms latency and a per-account concurrency limit
+//! of 2 that answers 429/20429 beyond it). Prints:
+//!
+//! 1. how long until every TokenRotation is reconciled, and the operator's resident memory
+//!    idle (and its peak so far) at 100 namespaces, 10,000 Secrets, 5,000 Deployments and
+//!    1,000 TokenRotations (API key rotations on 100 accounts, scheduled a month out);
+//! 2. its API requests over 20 idle seconds, by verb and resource;
+//! 3. one rotation alone (a fresh account): wall time, Twilio calls, Kubernetes writes;
+//! 4. every rotation due at once: total wall time against the mandatory waits (per account
+//!    they take turns: one Twilio account has one rotation in flight), p50/p99 from due to
+//!    Ready, 429s, Twilio calls and Kubernetes writes per rotation, requests by verb, peak RSS;
+//! 5. resident memory after 1,000 unrelated 1 MiB Secrets.
+//!
+//! Run: `cargo bench --bench scale` (release). Smaller: `SCALE_NAMESPACES=10`.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::CustomResourceExt;
+use sandbox::kube::{ApiServer, ApiServerOptions};
+use sandbox::twilio::{KeyKind, TwilioConfig, TwilioSandbox};
+use sandbox::workloads::{SimulatorOptions, WorkloadSimulator};
+use serde_json::json;
+use token_rotator::api::{ClusterTokenRotation, Phase, TokenRotation};
+
+const SECRETS_PER_NS: usize = 100;
+const DEPLOYMENTS_PER_NS: usize = 50;
+const TRS_PER_NS: usize = 10;
+const ACCOUNTS: usize = 100;
+const OPERATOR: &str = "operator";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn mib(k: u64) -> f64 {
+    k as f64 / 1024.0
+}
+
+/// Requests the operator made since `from` (an index into the audit log), by verb and resource.
+fn requests_since(api: &ApiServer, from: usize) -> (usize, BTreeMap<String, u64>) {
+    let log = api.audit_log();
+    let mut by = BTreeMap::new();
+    for r in log.iter().skip(from).filter(|r| r.user == OPERATOR) {
+        *by.entry(format!("{} {}", r.verb, r.resource)).or_default() += 1;
+    }
+    (log.len(), by)
+}
+
+fn writes(by: &BTreeMap<String, u64>) -> u64 {
+    by.iter()
+        .filter(|(k, _)| {
+            ["create ", "update ", "patch ", "delete "]
+                .iter()
+                .any(|v| k.starts_with(v))
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn show(by: &BTreeMap<String, u64>) -> String {
+    by.iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn key_rotation(ns: &str, name: &str, sid: &str, secret: &str) -> TokenRotation {
+    serde_json::from_value(json!({
+        "apiVersion": "tokenrotator.io/v1alpha1", "kind": "TokenRotation",
+        // A slot a month out: idle until then.
+        "metadata": {"name": name, "namespace": ns, "annotations": {"tokenrotator.io/schedule": "0 3 1 1 *"}},
+        "spec": {
+            "twilio": {"accountSid": sid, "credentialsSecretRef": {"name": "twilio-admin", "key": "authToken"}},
+            "apiKey": {},
+            "secrets": [{"name": secret, "accountSidKey": "TWILIO_ACCOUNT_SID",
+                         "keySidKey": "TWILIO_API_KEY", "tokenKey": "TWILIO_API_SECRET"}],
+            "rolloutTimeout": "10m", "propagationDelay": "1s", "overlap": "1s"
+        }
+    }))
+    .expect("TokenRotation")
+}
+
+fn deployment(ns: &str, name: &str, secret: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            // No pods: the simulator keeps 5,000 of them cheap; rollouts complete at once.
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "app", "image": "shop/app:1",
+                                  "env": [{"name": "TWILIO_API_SECRET", "valueFrom": {"secretKeyRef": {"name": secret, "key": "TWILIO_API_SECRET"}}}]}]}}
+        }
+    }))
+    .expect("Deployment")
+}
+
+async fn statuses(client: &kube::Client) -> Vec<token_rotator::api::TokenRotationStatus> {
+    Api::<TokenRotation>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|t| t.status.unwrap_or_default())
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    token_rotator::tls::install_crypto_provider();
+    let namespaces = env_usize("SCALE_NAMESPACES", 100);
+    let accounts = ACCOUNTS.min(namespaces * TRS_PER_NS);
+    let api = ApiServer::start_with(ApiServerOptions::default())
+        .await
+        .expect("API server");
+    let client = api.client().await;
+    let _sim = WorkloadSimulator::start(client.clone(), SimulatorOptions::default())
+        .await
+        .expect("simulator");
+    let twilio = TwilioSandbox::start_with(TwilioConfig {
+        latency: Duration::from_millis(50),
+        max_concurrent_per_account: Some(2),
+        ..TwilioConfig::default()
+    })
+    .await
+    .expect("Twilio emulator");
+
+    // The world.
+    let setup = Instant::now();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in [TokenRotation::crd(), ClusterTokenRotation::crd()] {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("CRD");
+    }
+    let creds: Vec<(String, String)> = (0..accounts).map(|_| twilio.create_account()).collect();
+    let pp = PostParams::default();
+    let mut trs = Vec::new();
+    for n in 0..namespaces {
+        let ns = format!("team-{n:03}");
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
+        Api::<Namespace>::all(client.clone())
+            .create(&pp, &namespace)
+            .await
+            .expect("namespace");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        for i in 0..SECRETS_PER_NS {
+            // The first TRS_PER_NS are the rotations' targets, holding a key made by hand.
+            let (data, name) = if i < TRS_PER_NS {
+                let (sid, _) = &creds[(n * TRS_PER_NS + i) % accounts];
+                let (key, secret) = twilio.create_key(sid, KeyKind::Standard, "by hand");
+                (
+                    json!({"TWILIO_ACCOUNT_SID": sid, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret}),
+                    format!("key-{i}"),
+                )
+            } else {
+                (
+                    json!({"config": format!("value-{n}-{i}")}),
+                    format!("app-{i}"),
+                )
+            };
+            let s: Secret = serde_json::from_value(
+                json!({"metadata": {"name": name, "namespace": ns}, "stringData": data}),
+            )
+            .expect("secret");
+            secrets.create(&pp, &s).await.expect("secret");
+        }
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        for d in 0..DEPLOYMENTS_PER_NS {
+            let secret = if d < TRS_PER_NS {
+                format!("key-{d}")
+            } else {
+                format!("app-{}", TRS_PER_NS + d % (SECRETS_PER_NS - TRS_PER_NS))
+            };
+            deployments
+                .create(&pp, &deployment(&ns, &format!("app-{d}"), &secret))
+                .await
+                .expect("deployment");
+        }
+        for i in 0..TRS_PER_NS {
+            let (sid, _) = &creds[(n * TRS_PER_NS + i) % accounts];
+            trs.push((ns.clone(), format!("key-{i}"), sid.clone()));
+        }
+    }
+    // Each rotation's admin credential: one Secret per namespace per account would be 1,000
+    // more Secrets; the rotations of a namespace share `twilio-admin` only when they share an
+    // account, so each gets its own key in one Secret.
+    for n in 0..namespaces {
+        let ns = format!("team-{n:03}");
+        let mut data = serde_json::Map::new();
+        for i in 0..TRS_PER_NS {
+            let (_, token) = &creds[(n * TRS_PER_NS + i) % accounts];
+            data.insert(format!("authToken-{i}"), json!(token));
+        }
+        let s: Secret = serde_json::from_value(
+            json!({"metadata": {"name": "twilio-admin", "namespace": ns}, "stringData": data}),
+        )
+        .expect("secret");
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .create(&pp, &s)
+            .await
+            .expect("admin secret");
+    }
+    for (i, (ns, secret, sid)) in trs.iter().enumerate() {
+        let mut tr = key_rotation(ns, secret, sid, secret);
+        tr.spec.twilio.credentials_secret_ref.key = format!("authToken-{}", i % TRS_PER_NS);
+        Api::<TokenRotation>::namespaced(client.clone(), ns)
+            .create(&pp, &tr)
+            .await
+            .expect("TokenRotation");
+    }
+    println!(
+        "world: {namespaces} namespaces, {} Secrets, {} Deployments, {} TokenRotations (API keys) on {accounts} accounts; built in {:.1}s",
+        namespaces * (SECRETS_PER_NS + 1),
+        namespaces * DEPLOYMENTS_PER_NS,
+        trs.len(),
+        setup.elapsed().as_secs_f64()
+    );
+
+    // The operator, as a child process.
+    let dir = std::env::temp_dir().join(format!("scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let kc = dir.join("operator.kubeconfig");
+    std::fs::write(&kc, api.kubeconfig_yaml_as(OPERATOR)).expect("kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let log_from = api.audit_log().len();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-rotator"))
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["run", "--leader-elect=false", "--http-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--twilio-base-url")
+        .arg(twilio.base_url())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("operator");
+    let pid = child.id().expect("pid");
+    loop {
+        let st = statuses(&client).await;
+        if st.iter().filter(|s| s.next_rotation_time.is_some()).count() == trs.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not every TokenRotation was reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reconciled = started.elapsed();
+    let (after_start, by) = requests_since(&api, log_from);
+    println!(
+        "start: every TokenRotation reconciled in {:.1}s; {} requests: {}",
+        reconciled.as_secs_f64(),
+        by.values().sum::<u64>(),
+        show(&by)
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (idle_rss, idle_peak) = (kib(pid, "VmRSS:"), kib(pid, "VmHWM:"));
+    println!(
+        "idle: RSS {:.1} MiB (peak so far {:.1} MiB)",
+        mib(idle_rss),
+        mib(idle_peak)
+    );
+    let (log_idle, _) = requests_since(&api, after_start);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (log_now, by) = requests_since(&api, log_idle);
+    println!(
+        "idle 20s: {} requests ({})",
+        by.values().sum::<u64>(),
+        if by.is_empty() {
+            "none".to_string()
+        } else {
+            show(&by)
+        }
+    );
+
+    // Due at once: every rotation asked for now.
+    let twilio_before = twilio.request_count();
+    let due = Instant::now();
+    for (ns, name, _) in &trs {
+        Api::<TokenRotation>::namespaced(client.clone(), ns)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"tokenrotator.io/rotate-now": "1"}}}),
+                ),
+            )
+            .await
+            .expect("rotate-now");
+    }
+    let asked = due.elapsed();
+    let mut done_at: BTreeMap<(String, String), Duration> = BTreeMap::new();
+    let mut peak_rss = 0;
+    while done_at.len() < trs.len() {
+        let items = Api::<TokenRotation>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items;
+        for t in items {
+            let st = t.status.clone().unwrap_or_default();
+            if st.rotations >= 1 && st.phase == Some(Phase::Ready) {
+                let key = (
+                    t.metadata.namespace.clone().unwrap_or_default(),
+                    t.metadata.name.clone().unwrap_or_default(),
+                );
+                done_at.entry(key).or_insert_with(|| due.elapsed());
+            }
+        }
+        peak_rss = peak_rss.max(kib(pid, "VmRSS:"));
+        assert!(
+            due.elapsed() < Duration::from_secs(1800),
+            "{} of {} rotations done after 30 min",
+            done_at.len(),
+            trs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let total = due.elapsed();
+    let (log_after, by) = requests_since(&api, log_now);
+    let mut times: Vec<Duration> = done_at.values().copied().collect();
+    times.sort();
+    let per_account = trs.len().div_ceil(accounts);
+    let twilio_calls = twilio.request_count() - twilio_before;
+    println!(
+        "all due at once: {} rotations in {:.1}s (asking took {:.1}s); p50 {:.1}s, p99 {:.1}s from due to Ready; {} per account in turn",
+        trs.len(),
+        total.as_secs_f64(),
+        asked.as_secs_f64(),
+        percentile(&times, 0.5).as_secs_f64(),
+        percentile(&times, 0.99).as_secs_f64(),
+        per_account
+    );
+    println!(
+        "  mandatory waits per rotation: propagationDelay 1s + overlap 1s + Twilio latency 50 ms per call; per account {per_account} in turn: >= {:.1}s",
+        per_account as f64 * 2.0
+    );
+    println!(
+        "  Twilio: {} calls ({:.1} per rotation, consumer traffic none), {} answered 429 by the concurrency limit",
+        twilio_calls,
+        twilio_calls as f64 / trs.len() as f64,
+        twilio.concurrency_refusals()
+    );
+    println!(
+        "  Kubernetes: {} requests, {:.1} writes per rotation: {}",
+        by.values().sum::<u64>(),
+        writes(&by) as f64 / trs.len() as f64,
+        show(&by)
+    );
+    println!(
+        "  peak RSS while rotating: {:.1} MiB",
+        mib(peak_rss.max(kib(pid, "VmHWM:")))
+    );
+
+    // Unrelated large Secrets: the label-selected watch never sees them.
+    let before = kib(pid, "VmRSS:");
+    let blob = "x".repeat(1 << 20);
+    for i in 0..1000 {
+        let ns = format!("team-{:03}", i % namespaces);
+        let s: Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("blob-{i}"), "namespace": ns},
+            "stringData": {"blob": blob}
+        }))
+        .expect("secret");
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .create(&pp, &s)
+            .await
+            .expect("blob");
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = kib(pid, "VmRSS:");
+    let (_, by) = requests_since(&api, log_after);
+    println!(
+        "1,000 unrelated 1 MiB Secrets: RSS {:.1} -> {:.1} MiB ({:+.1} MiB); {} requests meanwhile",
+        mib(before),
+        mib(after),
+        mib(after) - mib(before),
+        by.values().sum::<u64>()
+    );
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
