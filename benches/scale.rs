@@ -12,7 +12,9 @@
 //!    Ready, 429s, Twilio calls and Kubernetes writes per rotation, requests by verb, peak RSS;
 //! 5. resident memory after 1,000 unrelated 1 MiB Secrets.
 //!
-//! Run: `cargo bench --bench scale` (release). Smaller: `SCALE_NAMESPACES=10`.
+//! Run: `cargo bench --bench scale` (release). Smaller: `SCALE_NAMESPACES=10`; start and idle
+//! only: `SCALE_IDLE_ONLY=1`. The operator inherits the environment (e.g.
+//! `TOKEN_ROTATOR_RECONCILE_CONCURRENCY`).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -312,6 +314,74 @@ async fn main() {
         }
     );
 
+    if std::env::var_os("SCALE_IDLE_ONLY").is_some() {
+        let _ = child.kill().await;
+        return;
+    }
+
+    // One alone: a fresh account in its own namespace, nothing else rotating.
+    let (solo_sid, solo_token) = twilio.create_account();
+    let (key, secret) = twilio.create_key(&solo_sid, KeyKind::Standard, "by hand");
+    let ns = "solo";
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&pp, &namespace)
+        .await
+        .expect("namespace");
+    for s in [
+        json!({"metadata": {"name": "key-0", "namespace": ns},
+               "stringData": {"TWILIO_ACCOUNT_SID": solo_sid, "TWILIO_API_KEY": key, "TWILIO_API_SECRET": secret}}),
+        json!({"metadata": {"name": "twilio-admin", "namespace": ns}, "stringData": {"authToken-0": solo_token}}),
+    ] {
+        let s: Secret = serde_json::from_value(s).expect("secret");
+        Api::<Secret>::namespaced(client.clone(), ns)
+            .create(&pp, &s)
+            .await
+            .expect("secret");
+    }
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&pp, &deployment(ns, "app-0", "key-0"))
+        .await
+        .expect("deployment");
+    let mut solo = key_rotation(ns, "key-0", &solo_sid, "key-0");
+    solo.spec.twilio.credentials_secret_ref.key = "authToken-0".into();
+    solo.metadata.annotations =
+        Some([("tokenrotator.io/rotate-now".to_string(), "1".to_string())].into());
+    let (log_solo, _) = requests_since(&api, log_now);
+    let twilio_solo = twilio.request_count();
+    let alone = Instant::now();
+    Api::<TokenRotation>::namespaced(client.clone(), ns)
+        .create(&pp, &solo)
+        .await
+        .expect("solo");
+    loop {
+        let st = Api::<TokenRotation>::namespaced(client.clone(), ns)
+            .get("key-0")
+            .await
+            .expect("get")
+            .status
+            .unwrap_or_default();
+        if st.rotations == 1 && st.phase == Some(Phase::Ready) {
+            break;
+        }
+        assert!(
+            alone.elapsed() < Duration::from_secs(120),
+            "solo rotation: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alone = alone.elapsed();
+    let (log_now, by) = requests_since(&api, log_solo);
+    println!(
+        "one alone: {:.2}s (mandatory waits 2.0s + Twilio latency); {} Twilio calls; {} Kubernetes requests, {} writes: {}",
+        alone.as_secs_f64(),
+        twilio.request_count() - twilio_solo,
+        by.values().sum::<u64>(),
+        writes(&by),
+        show(&by)
+    );
+
     // Due at once: every rotation asked for now.
     let twilio_before = twilio.request_count();
     let due = Instant::now();
@@ -371,8 +441,11 @@ async fn main() {
         per_account
     );
     println!(
-        "  mandatory waits per rotation: propagationDelay 1s + overlap 1s + Twilio latency 50 ms per call; per account {per_account} in turn: >= {:.1}s",
-        per_account as f64 * 2.0
+        "  mandatory waits per rotation: propagationDelay 1s + overlap 1s + Twilio latency 50 ms per call; per account {per_account} in turn: >= {:.1}s; one alone took {:.2}s, so {per_account} in turn take >= {:.1}s (ratio of the total to that: {:.2})",
+        per_account as f64 * 2.0,
+        alone.as_secs_f64(),
+        per_account as f64 * alone.as_secs_f64(),
+        total.as_secs_f64() / (per_account as f64 * alone.as_secs_f64())
     );
     println!(
         "  Twilio: {} calls ({:.1} per rotation, consumer traffic none), {} answered 429 by the concurrency limit",

@@ -320,17 +320,59 @@ fn same_owned_account<K: subject::Rotated, W: subject::Rotated>(
                     locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref())
                 })
         };
-        let Some(key) = account(changed.effective_spec()) else {
-            return Vec::new();
+        let mut woken: Vec<ObjectRef<K>> = match account(changed.effective_spec()) {
+            Some(key) => store
+                .state()
+                .iter()
+                .filter(|r| r.uid() != changed.uid())
+                .filter(|r| account(r.effective_spec()).as_ref() == Some(&key))
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect(),
+            None => Vec::new(),
         };
-        store
-            .state()
-            .iter()
-            .filter(|r| r.uid() != changed.uid())
-            .filter(|r| account(r.effective_spec()).as_ref() == Some(&key))
-            .map(|r| ObjectRef::from_obj(r.as_ref()))
-            .collect()
+        woken.extend(waiters_woken_by(&store, &changed));
+        woken
     }
+}
+
+/// A resource that is idle and not itself waiting may have just ended a rotation: that frees
+/// its account and a place under `--max-concurrent-rotations`, so the resources waiting for
+/// either start now rather than at their next poll.
+fn waiters_woken_by<K: subject::Rotated, W: subject::Rotated>(
+    store: &Store<K>,
+    changed: &W,
+) -> Vec<ObjectRef<K>> {
+    let waiting_for = |s: Option<&crate::api::TokenRotationStatus>| {
+        s.and_then(|s| {
+            crate::rotation::conditions::get(&s.conditions, crate::api::conditions::ROTATING)
+        })
+        .map(|c| c.reason.clone())
+        .filter(|r| {
+            r == crate::rotation::reasons::WAITING_FOR_ACCOUNT
+                || r == crate::rotation::reasons::WAITING_FOR_CAPACITY
+        })
+    };
+    let status = changed.rotation_status();
+    let idle = status.is_none_or(|s| s.rotation.is_none());
+    if !idle || waiting_for(status).is_some() {
+        return Vec::new();
+    }
+    let spec = changed.effective_spec();
+    let key = locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref());
+    store
+        .state()
+        .iter()
+        .filter(|r| r.uid() != changed.uid())
+        .filter(|r| match waiting_for(r.rotation_status()).as_deref() {
+            Some(crate::rotation::reasons::WAITING_FOR_CAPACITY) => true,
+            Some(_) => {
+                let s = r.effective_spec();
+                locks::account_key(&s.twilio.account_sid, s.twilio.region.as_deref()) == key
+            }
+            None => false,
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 /// Maps a workload to the rotations in flight that cover its namespace (only those wait on
