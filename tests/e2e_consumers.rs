@@ -567,3 +567,87 @@ async fn plan_names_the_holds_the_controller_then_meets() {
     eprintln!("plan then rotate: {served} served, {refused} refused");
     assert_eq!(refused, 0, "{refusals:#?}");
 }
+
+/// An abort after distribution: a bare Pod started during the rotation holds the new token,
+/// which the abort deletes. The rollback holds (`UnmanagedConsumers`, the new token kept) until
+/// the user deletes the pod, then completes; no call is refused. Returns (served, refused,
+/// whether it held).
+async fn abort_with_a_pod_on_the_new_token(skip_barrier: bool) -> (u64, u64, bool) {
+    use sandbox::workloads::WorkloadKind;
+    let w = world(1).await;
+    // The rollout never finishes, so the rotation waits in RollingOut for the abort.
+    w.sb.workloads
+        .fail_new_pods(WorkloadKind::Deployment, NS, "api", true);
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety.skip_pod_barrier = skip_barrier;
+    let ctl = start_controller_with(&w, cfg);
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait(&w, "rolling out", |s| s.phase == Some(Phase::RollingOut)).await;
+    // A pod started now reads the new token.
+    bare_pod(&w.client, NS, "late").await;
+    annotate(&w, "twilio", "tokenrotator.io/abort", "1").await;
+    w.sb.workloads
+        .fail_new_pods(WorkloadKind::Deployment, NS, "api", false);
+    let mut held = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = Api::<TokenRotation>::namespaced(w.client.clone(), NS)
+            .get("twilio")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        if let Some(msg) = degraded(&st, "UnmanagedConsumers") {
+            if !held {
+                assert!(
+                    msg.contains("Pod shop/late") && msg.contains("the abort deletes"),
+                    "{msg}"
+                );
+                assert!(
+                    w.sb.twilio.secondary_token(&w.sid).is_some(),
+                    "the new token is kept"
+                );
+                held = true;
+                Api::<Pod>::namespaced(w.client.clone(), NS)
+                    .delete("late", &DeleteParams::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        if st.phase == Some(Phase::Aborted) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{st:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past propagationDelay: the new token is gone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    assert!(token_works(&w, &w.old_token).await, "back on the old token");
+    if !skip_barrier {
+        assert_eq!(refused, 0, "{refusals:#?}");
+    } else {
+        assert!(refusals.iter().all(|r| r.pod == "late"), "{refusals:#?}");
+    }
+    (served, refused, held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_waits_for_pods_on_the_new_token() {
+    let (served, refused, held) = abort_with_a_pod_on_the_new_token(false).await;
+    eprintln!("abort, barrier: {served} served, {refused} refused");
+    assert!(held, "the rollback held on the pod");
+    assert!(served > 0);
+}
+
+/// Negative control: without the barrier the abort deletes the new token under the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_barrier_an_abort_breaks_pods_on_the_new_token() {
+    let (served, refused, held) = abort_with_a_pod_on_the_new_token(true).await;
+    eprintln!("abort, no barrier: {served} served, {refused} refused");
+    assert!(!held);
+    assert!(refused > 0, "the late pod kept working on a deleted token");
+}

@@ -98,14 +98,13 @@ pub(super) async fn observe<K: Rotated>(
     let never = tr.spec.workloads.as_ref().map(|w| w.restart) == Some(RestartPolicy::Never);
     let pods_matter = match status.phase {
         Some(Phase::RollingOut) => through || never,
-        Some(Phase::Aborting) => through,
+        Some(Phase::Aborting) => through || never,
         _ => false,
     };
     let pods = if pods_matter && !ctx.config.safety.skip_pod_barrier {
-        let new_stamp = stamp
-            .as_deref()
-            .filter(|_| status.phase == Some(Phase::RollingOut));
-        Some(super::pods::observe(&ctx.client, tr, &dependents, new_stamp).await?)
+        // The stamp of the rollout (or rollback) in progress: pods carrying it read the
+        // credential being served.
+        Some(super::pods::observe(&ctx.client, tr, &dependents, stamp.as_deref()).await?)
     } else {
         None
     };

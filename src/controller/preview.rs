@@ -119,7 +119,7 @@ pub async fn preview<K: Rotated>(
     // The consumer pods, judged as if the new credential were distributed now.
     let view = pods::observe(client, &tr, &dependents, None).await?;
     p.consumer_pods = view.pods.len();
-    let old = consumers::old_pods(&view, now, now, &plan);
+    let old = consumers::old_pods(&view, consumers::Window::since(now), now, &plan);
     for what in [
         Waiting::Restarting,
         Waiting::JobRunning,

@@ -157,19 +157,16 @@ pub enum Barrier {
 
 /// Whether `p` holds the credential distributed at `distributed`. Start times have one-second
 /// precision: a pod of the same second counts as old, unless it carries the restart stamp.
-pub fn holds_new(
-    p: &ConsumerPod,
-    distributed: DateTime<Utc>,
-    now: DateTime<Utc>,
-    plan: &Plan,
-) -> bool {
+pub fn holds_new(p: &ConsumerPod, window: Window, now: DateTime<Utc>, plan: &Plan) -> bool {
     let Some(started) = p.started else {
         return true;
     };
     if p.stamped {
         return true;
     }
-    if started > distributed {
+    let distributed = window.distributed;
+    // Strictly before the rotation's start second: a pod of that second may have read either.
+    if started > distributed || window.earlier.is_some_and(|e| started < e) {
         return true;
     }
     let refreshed = now >= distributed + super::machine::to_chrono(plan.kubelet_sync_delay);
@@ -198,6 +195,25 @@ fn waiting(p: &ConsumerPod, plan: &Plan) -> Waiting {
     }
 }
 
+/// When the credential a barrier waits for was put into the targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Pods started after this read it.
+    pub distributed: DateTime<Utc>,
+    /// Rolling back: pods started before this (the rotation's start) never read the new
+    /// credential, so they hold the old one too.
+    pub earlier: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    pub fn since(distributed: DateTime<Utc>) -> Self {
+        Self {
+            distributed,
+            earlier: None,
+        }
+    }
+}
+
 /// No Pod reads a target (not even a finished one) and no dependent workload exists.
 pub fn none_found(view: &PodView) -> bool {
     view.pods.is_empty() && view.finished == 0 && view.dependents == 0
@@ -206,24 +222,20 @@ pub fn none_found(view: &PodView) -> bool {
 /// The pods that do not hold the credential distributed at `distributed`, each with why.
 pub fn old_pods<'a>(
     view: &'a PodView,
-    distributed: DateTime<Utc>,
+    window: Window,
     now: DateTime<Utc>,
     plan: &Plan,
 ) -> Vec<(&'a ConsumerPod, Waiting)> {
     view.pods
         .iter()
-        .filter(|p| !holds_new(p, distributed, now, plan))
+        .filter(|p| !holds_new(p, window, now, plan))
         .map(|p| (p, waiting(p, plan)))
         .collect()
 }
 
 /// The barrier before promotion, for the credential distributed at `distributed`.
-pub fn barrier(
-    view: &PodView,
-    distributed: DateTime<Utc>,
-    now: DateTime<Utc>,
-    plan: &Plan,
-) -> Barrier {
+pub fn barrier(view: &PodView, window: Window, now: DateTime<Utc>, plan: &Plan) -> Barrier {
+    let distributed = window.distributed;
     if none_found(view) {
         return match (plan.restart, plan.no_consumers) {
             (RestartPolicy::Never, _) | (_, NoConsumers::Proceed) => Barrier::Clear {
@@ -233,7 +245,7 @@ pub fn barrier(
             (RestartPolicy::Always, NoConsumers::Hold) => Barrier::NoConsumers,
         };
     }
-    let old = old_pods(view, distributed, now, plan);
+    let old = old_pods(view, window, now, plan);
     // Rollouts not yet restarted since the distribution (a restart before it does not count).
     let mut restart: Vec<(String, String)> = old
         .iter()

@@ -1202,14 +1202,13 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
         .as_ref()
         .map(|r| from_k8s(&r.phase_start_time))
         .unwrap_or(obs.now);
-    // Rolling out: first seen here, after the Distribute step wrote every target, so pods
-    // started later read the new credential.
-    let first_look = serve == Serve::New
-        && obs
-            .status
-            .rotation
-            .as_ref()
-            .is_some_and(|r| r.distributed_time.is_none());
+    // First seen here, after the step that wrote every target (Distribute, or RestoreSecrets
+    // when rolling back): pods started later read what it wrote.
+    let first_look = obs
+        .status
+        .rotation
+        .as_ref()
+        .is_some_and(|r| r.distributed_time.is_none());
     if first_look {
         let now = obs.now;
         if let Some(r) = b.rotation() {
@@ -1317,32 +1316,26 @@ fn pod_state(
         // Not looked at: the barrier is switched off.
         return RolloutState::Done { note: None };
     };
-    if serve == Serve::Old {
-        // Rolling back: pods that started before this step may hold the new credential, which
-        // the abort deletes; wait while one of them drains.
-        let old: Vec<String> = view
-            .pods
-            .iter()
-            .filter(|p| p.terminating && p.started.is_none_or(|t| t <= phase_start))
-            .map(|p| format!("{}/{}", p.namespace, p.name))
-            .collect();
-        if old.is_empty() {
-            return RolloutState::Done { note: None };
-        }
-        return RolloutState::Pods(format!(
-            "waiting for {} terminating pods that still run on the new credential: {}",
-            old.len(),
-            old.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
     let distributed = b
         .status
         .rotation
         .as_ref()
         .and_then(|r| r.distributed_time.as_ref())
         .map_or(phase_start, from_k8s);
-    let timed_out = obs.now - phase_start > to_chrono(plan.rollout_timeout);
-    let verdict = consumers::barrier(view, distributed, obs.now, plan);
+    let window = match serve {
+        Serve::New => consumers::Window::since(distributed),
+        // Rolling back: pods started before the rotation never had the new credential.
+        Serve::Old => consumers::Window {
+            distributed,
+            earlier: obs
+                .status
+                .rotation
+                .as_ref()
+                .map(|r| from_k8s(&r.start_time)),
+        },
+    };
+    let timed_out = serve == Serve::New && obs.now - phase_start > to_chrono(plan.rollout_timeout);
+    let verdict = consumers::barrier(view, window, obs.now, plan);
     let groups = match &verdict {
         Barrier::Wait { groups, .. } | Barrier::Unmanaged { groups, .. } => groups.clone(),
         _ => Vec::new(),
@@ -1382,6 +1375,13 @@ fn pod_state(
             format!("after rolloutTimeout, {summary}"),
         ),
         Barrier::Wait { summary, .. } => RolloutState::Pods(format!("waiting for {summary}")),
+        Barrier::Unmanaged { summary, .. } if serve == Serve::Old => RolloutState::Held(
+            reasons::UNMANAGED_CONSUMERS,
+            format!(
+                "{summary}: they started during the rotation, hold the new token the abort deletes, and nothing restarts them. Delete them (or restart their owner), or set workloads.unmanagedPods: Delete or Ignore"
+            ),
+        ),
+        Barrier::NoConsumers if serve == Serve::Old => RolloutState::Done { note: None },
         Barrier::Unmanaged { summary, .. } => RolloutState::Held(
             reasons::UNMANAGED_CONSUMERS,
             format!(
@@ -1620,6 +1620,11 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
         if let Some(r) = b.rotation() {
             r.abort_step = Some(s);
             r.phase_start_time = to_k8s(now);
+            r.waiting_on.clear();
+            if s == AbortStep::RollBack {
+                // The old credential is written back next: counted from the next look.
+                r.distributed_time = None;
+            }
         }
     };
     match step {
