@@ -98,7 +98,8 @@ pub(super) async fn observe<K: Rotated>(
     let never = tr.spec.workloads.as_ref().map(|w| w.restart) == Some(RestartPolicy::Never);
     let pods_matter = match status.phase {
         Some(Phase::RollingOut) => through || never,
-        Some(Phase::Aborting) => through || never,
+        // Only while rolling back (the one abort step with a stamp).
+        Some(Phase::Aborting) => stamp.is_some() && (through || never),
         _ => false,
     };
     let pods = if pods_matter && !ctx.config.safety.skip_pod_barrier {

@@ -20,8 +20,9 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_secs(2);
 const HOLD_POLL: Duration = Duration::from_secs(10);
 const VERIFY_POLL: Duration = Duration::from_secs(3);
-/// A rotation waiting for a place under `--max-concurrent-rotations` looks again this often
-/// (a place frees when another rotation ends, which does not wake this resource).
+/// A rotation waiting for a place under `--max-concurrent-rotations` looks again this often;
+/// a rotation that ends wakes the waiters at once, this is the fallback (e.g. one that ended
+/// in another replica's time).
 const CAPACITY_POLL: Duration = Duration::from_secs(1);
 /// An idle resource is re-checked at least this often, so a clock jump cannot hide a schedule.
 const IDLE_MAX: Duration = Duration::from_secs(3600);
