@@ -403,6 +403,63 @@ pub async fn list(client: &Client, namespace: &str) -> Result<Vec<Workload>, kub
     Ok(out)
 }
 
+/// Above this many namespaces, a rotation's workloads are read with one paged LIST per kind
+/// across the cluster instead of one LIST per kind per namespace: a ClusterTokenRotation over
+/// 300 namespaces makes 3 LISTs (and pages) per reconcile, not 900.
+pub const LIST_ACROSS_ABOVE: usize = 10;
+
+/// Every workload of these namespaces, by namespace: per namespace for a few, across the
+/// cluster (paged, filtered here) for many.
+pub async fn list_in(
+    client: &Client,
+    namespaces: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Vec<Workload>>, kube::Error> {
+    let mut out: BTreeMap<String, Vec<Workload>> = BTreeMap::new();
+    if namespaces.len() <= LIST_ACROSS_ABOVE {
+        for ns in namespaces {
+            out.insert(ns.clone(), list(client, ns).await?);
+        }
+        return Ok(out);
+    }
+    for ns in namespaces {
+        out.insert(ns.clone(), Vec::new());
+    }
+    across::<Deployment>(client, &mut out, Workload::from_deployment).await?;
+    across::<StatefulSet>(client, &mut out, Workload::from_stateful_set).await?;
+    across::<DaemonSet>(client, &mut out, Workload::from_daemon_set).await?;
+    Ok(out)
+}
+
+/// One kind across the cluster, a page at a time, keeping the namespaces in `out`.
+async fn across<K>(
+    client: &Client,
+    out: &mut BTreeMap<String, Vec<Workload>>,
+    convert: fn(&K) -> Option<Workload>,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let mut lp = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&lp).await?;
+        for o in &page.items {
+            let ns = o.namespace().unwrap_or_default();
+            if let (Some(v), Some(w)) = (out.get_mut(&ns), convert(o)) {
+                v.push(w);
+            }
+        }
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
 /// The restart annotation a resource stamps with, and the field manager that owns it.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamper<'a> {

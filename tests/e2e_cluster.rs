@@ -146,3 +146,65 @@ async fn promotion_waits_for_the_slowest_namespace() {
         "refused consumer requests across all namespaces"
     );
 }
+
+/// A ClusterTokenRotation over 12 namespaces (more than `LIST_ACROSS_ABOVE`) reads workloads
+/// with one paged LIST per kind across the cluster per reconcile, never one per namespace, and
+/// rotates with no refused call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_cluster_rotation_lists_workloads_once_per_kind() {
+    let sb = Sandbox::start().await.expect("sandbox");
+    let (sid, token) = sb.twilio.create_account();
+    let creds = serde_json::json!({"TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token});
+    let env = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"];
+    let teams: Vec<String> = (0..12).map(|i| format!("wide-{i:02}")).collect();
+    populate(&sb, "ops", &token, serde_json::json!({}), &[], 0).await;
+    for ns in &teams {
+        populate(&sb, ns, &token, creds.clone(), &env, 1).await;
+    }
+    let w = World {
+        client: sb.client(),
+        sid: sid.clone(),
+        old_token: token.clone(),
+        old_key: None,
+        sb,
+    };
+    for ns in &teams {
+        label_shared(&w, ns).await;
+    }
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    let from = w.sb.api.audit_log().len();
+    Api::<ClusterTokenRotation>::all(w.client.clone())
+        .create(&PostParams::default(), &shared_rotation(&w, "ops"))
+        .await
+        .unwrap();
+    let st = wait_cluster_status(&w, "shared", Duration::from_secs(60), |s| {
+        s.rotations == 1 && s.phase == Some(Phase::Ready)
+    })
+    .await;
+    assert_eq!(st.namespaces.len(), 12);
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    let log = w.sb.api.audit_log();
+    let lists = |ns_wide: bool| {
+        log[from..]
+            .iter()
+            .filter(|r| r.verb == "list" && r.resource == "deployments")
+            .filter(|r| r.namespace.is_empty() == ns_wide)
+            .count()
+    };
+    let updates = log[from..]
+        .iter()
+        .filter(|r| r.resource == "clustertokenrotations/status")
+        .count();
+    eprintln!(
+        "12 namespaces: {} cluster-wide Deployment LISTs, {} per-namespace, {updates} status writes; {served} served, {refused} refused",
+        lists(true),
+        lists(false)
+    );
+    assert_eq!(lists(false), 0, "no LIST per namespace");
+    assert!(lists(true) >= 1);
+    assert!(lists(true) <= updates + 2, "about one per reconcile");
+    assert_eq!(refused, 0);
+    assert_ne!(w.sb.twilio.primary_token(&sid), Some(token));
+}

@@ -565,12 +565,21 @@ async fn cluster_scope_every_rotation_abort_and_handover_under_the_chart_rbac() 
     assert_ne!(sb.twilio.primary_token(&shared_sid), Some(shared_token));
     assert_ne!(sb.twilio.primary_token(&named_sid), Some(named_token));
 
+    let (token_refusals, key_refusals) = (tokens.refusals(), keys.refusals());
     let (served, refused) = tokens.stop().await;
     let (key_served, key_refused) = keys.stop().await;
     eprintln!("consumer calls: Auth Token {served} served / {refused} refused; API key {key_served} / {key_refused}");
     assert!(served > 0 && key_served > 0);
-    assert_eq!(refused, 0, "Auth Token consumers refused");
-    assert_eq!(key_refused, 0, "API key consumers refused");
+    assert_eq!(
+        refused, 0,
+        "Auth Token consumers refused: {token_refusals:#?}"
+    );
+    assert_eq!(
+        key_refused,
+        0,
+        "API key consumers refused: {key_refusals:#?}\n{}",
+        b.output()
+    );
 
     let log = sb.api.audit_log();
     let denied = forbidden(&log);

@@ -212,8 +212,10 @@ async fn observe_rollout(
     let targets: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
     let mut view = RolloutView::default();
     let mut dependents = BTreeSet::new();
+    let covered: BTreeSet<String> = tr.targets.iter().chain(&tr.terminating).cloned().collect();
+    let mut lists = workloads::list_in(&ctx.client, &covered).await?;
     for ns in &tr.terminating {
-        let all = workloads::list(&ctx.client, ns).await?;
+        let all = lists.remove(ns).unwrap_or_default();
         let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
         view.workloads.extend(deps.iter().map(|w| {
             WorkloadProgress {
@@ -233,7 +235,7 @@ async fn observe_rollout(
         }));
     }
     for ns in &tr.targets {
-        let all = workloads::list(&ctx.client, ns).await?;
+        let all = lists.remove(ns).unwrap_or_default();
         let (deps, missing) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);
         let start = view.workloads.len();
         dependents.extend(deps.iter().map(|w| (ns.clone(), w.kind, w.name.clone())));

@@ -98,8 +98,8 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
         .is_none_or(|w| w.restart != RestartPolicy::Never);
     if restarts {
         let names: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
-        for ns in &tr.targets {
-            let all = workloads::list(&ctx.client, ns).await?;
+        let covered: BTreeSet<String> = tr.targets.iter().cloned().collect();
+        for (ns, all) in workloads::list_in(&ctx.client, &covered).await? {
             let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &names, &all);
             for w in deps {
                 out.insert(Need {

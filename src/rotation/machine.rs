@@ -20,6 +20,8 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_secs(2);
 const HOLD_POLL: Duration = Duration::from_secs(10);
 const VERIFY_POLL: Duration = Duration::from_secs(3);
+/// How long after writing the target Secrets the consumers are restarted (see `rollout_state`).
+const SETTLE: Duration = Duration::from_secs(1);
 /// A rotation waiting for a place under `--max-concurrent-rotations` looks again this often;
 /// a rotation that ends wakes the waiters at once, this is the fallback (e.g. one that ended
 /// in another replica's time).
@@ -1184,6 +1186,8 @@ fn decide_distributing(mut b: Builder<'_>) -> Decision {
 enum RolloutState {
     Restart(Action),
     Waiting,
+    /// The Secrets were just written: restart after this long.
+    Settling(Duration),
     /// The workloads are through, but pods on the credential being replaced remain.
     Pods(String),
     Held(&'static str, String),
@@ -1239,6 +1243,18 @@ fn rollout_state(b: &mut Builder<'_>, plan: &Plan, stamp: &str, serve: Serve) ->
             u32::try_from(view.workloads.iter().filter(|w| w.done).count()).unwrap_or(u32::MAX);
     }
     if !view.unstamped.is_empty() {
+        // Kubelets read Secrets through a watch cache: a pod started the moment after the write
+        // can still get the value before it. Restart only once the write has settled.
+        let written = b
+            .status
+            .rotation
+            .as_ref()
+            .and_then(|r| r.distributed_time.as_ref())
+            .map_or(obs.now, from_k8s);
+        let settled = written + to_chrono(SETTLE);
+        if obs.now < settled {
+            return RolloutState::Settling(remaining(settled, obs.now));
+        }
         return RolloutState::Restart(Action::Restart {
             stamp: stamp.to_owned(),
             workloads: view.unstamped.clone(),
@@ -1483,6 +1499,7 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.healthy_if_not_held();
             b.finish(Action::None, Some(POLL))
         }
+        RolloutState::Settling(wait) => b.finish(Action::None, Some(wait)),
         RolloutState::Pods(msg) => {
             b.status.message = Some(msg.clone());
             b.cond(ROTATING, true, Phase::RollingOut.as_str(), msg);
@@ -1652,6 +1669,7 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
                     b.status.message = Some(format!("rolling back: {}", progress_summary(&b)));
                     b.finish(Action::None, Some(POLL))
                 }
+                RolloutState::Settling(wait) => b.finish(Action::None, Some(wait)),
                 RolloutState::Pods(msg) => {
                     b.status.message = Some(format!("rolling back: {msg}"));
                     b.finish(Action::None, Some(POLL))

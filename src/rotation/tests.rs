@@ -333,6 +333,16 @@ fn rolling_out_restarts_unstamped_workloads_with_the_rotation_id() {
         workloads: vec![progress(false, None)],
         unstamped: vec![api()],
     });
+    // The first look records the write and waits for it to settle (kubelet Secret caches).
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(
+        d.status.rotation.as_ref().unwrap().distributed_time,
+        Some(to_k8s(o.now))
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(1)));
+    o.status = d.status;
+    o.now += CD::seconds(1);
     let d = decide(&o);
     assert_eq!(
         d.action,
@@ -820,6 +830,11 @@ fn abort_before_promotion_rolls_back_in_order() {
         workloads: vec![progress(false, None)],
         unstamped: vec![api()],
     });
+    // The restore settles first.
+    let d = decide(&o);
+    assert_eq!(d.action, Action::None);
+    o.status = d.status;
+    o.now += CD::seconds(1);
     let d = decide(&o);
     assert_eq!(
         d.action,
@@ -844,11 +859,13 @@ fn abort_before_promotion_rolls_back_in_order() {
     // propagationDelay (60 s here).
     let mut o = obs(d.status);
     o.abort = Some("please".into());
+    // (The rollback step began a second in, after the restore settled.)
+    o.now = t0() + CD::seconds(1);
     let wait = decide(&o);
     assert_eq!(wait.action, Action::None);
     assert_eq!(wait.status.phase, Some(Phase::Aborting));
     assert_eq!(wait.requeue_after, Some(Duration::from_secs(60)));
-    o.now = t0() + CD::seconds(61);
+    o.now = t0() + CD::seconds(62);
     let d = decide(&o);
     assert_eq!(d.action, Action::DeleteSecondary { at_twilio: true });
     assert_eq!(d.status.phase, Some(Phase::Aborted));
