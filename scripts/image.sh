@@ -116,6 +116,8 @@ spec:
   authToken: {}
   secrets:
   - {name: twilio-creds, tokenKey: TWILIO_AUTH_TOKEN}
+  # The API server runs alone here: no pod reads the Secret, and that is expected.
+  workloads: {noConsumers: Proceed}
   propagationDelay: 1s
   overlap: 1s
 EOF
