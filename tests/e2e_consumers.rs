@@ -16,6 +16,20 @@ use std::time::Duration;
 use token_rotator::api::{Phase, TokenRotation, TokenRotationStatus};
 use token_rotator::controller::failpoints::Failpoints;
 
+/// Lets the last calls happen for `ms`, stops the traffic and the controller; (served,
+/// refused, the refusals in full).
+async fn finish(
+    traffic: sandbox::Traffic,
+    ctl: tokio::task::JoinHandle<()>,
+    ms: u64,
+) -> (u64, u64, Vec<sandbox::Refusal>) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    let refusals = traffic.refusals();
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    (served, refused, refusals)
+}
+
 /// Creates any object from JSON (its kind decides the API).
 async fn apply(w: &World, ar: &ApiResource, body: Value) {
     let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), NS, ar);
@@ -105,10 +119,7 @@ async fn a_bare_pod_holds_the_rotation_until_it_is_deleted() {
         .await
         .unwrap();
     wait(&w, "completed", done).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
     eprintln!("bare pod: {served} served, {refused} refused");
     assert!(served > 0);
     assert_eq!(refused, 0, "{refusals:#?}");
@@ -130,10 +141,7 @@ async fn without_the_barrier_a_bare_pod_is_refused() {
     let ctl = start_controller_with(&w, cfg);
     create(&w, &manual_rotation(&w, "twilio")).await;
     wait(&w, "completed", done).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
     eprintln!("no barrier, bare pod: {served} served, {refused} refused");
     assert!(refused > 0, "the bare pod kept working on a dead token");
     assert!(refusals.iter().all(|r| r.pod == "debug"), "{refusals:#?}");
@@ -172,10 +180,7 @@ async fn rotate_rollout_and_cronjob(
     create(&w, &manual_rotation(&w, "twilio")).await;
     wait(&w, "completed", done).await;
     // Long enough for a Job started before the promotion to run and call.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 1500).await;
     (served, refused, refusals, w)
 }
 
@@ -241,10 +246,7 @@ async fn unmanaged_pods_delete_replaces_a_bare_replica_sets_pods() {
     tr.spec.workloads = Some(serde_json::from_value(json!({"unmanagedPods": "Delete"})).unwrap());
     create(&w, &tr).await;
     wait(&w, "completed", done).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
     eprintln!("unmanagedPods Delete: {served} served, {refused} refused");
     assert!(served > 0);
     assert_eq!(refused, 0, "{refusals:#?}");
@@ -317,10 +319,7 @@ async fn restart_never_proves_file_readers_and_holds_env_readers() {
         s.rotations == 2 && s.phase == Some(Phase::Ready)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
     eprintln!("restart Never: {served} served, {refused} refused (env reader ignored)");
     assert!(refused > 0, "the ignored env reader is refused");
     assert!(
@@ -392,6 +391,18 @@ async fn legacy_copy(w: &World) {
     wait_ready_pods(&w.client, NS, "legacy", 1).await;
 }
 
+/// The user retires the legacy app: its pod and its copy of the token.
+async fn retire_legacy(w: &World) {
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .delete("legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS)
+        .delete("legacy-copy", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
 /// A copy of the old token in a Secret the rotation does not write holds it before promotion
 /// (`UncoveredTokenCopies`, naming namespace/name/key, never the value); the user removes the
 /// copy and its reader, and the rotation completes with no refused call. An excepted copy is
@@ -432,19 +443,9 @@ async fn an_uncovered_copy_holds_until_it_is_removed() {
     assert_eq!(st.phase, Some(Phase::Verifying));
     assert!(token_works(&w, &w.old_token).await, "nothing promoted");
     // The user retires the legacy app and its copy.
-    Api::<Pod>::namespaced(w.client.clone(), NS)
-        .delete("legacy", &DeleteParams::default())
-        .await
-        .unwrap();
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS)
-        .delete("legacy-copy", &DeleteParams::default())
-        .await
-        .unwrap();
+    retire_legacy(&w).await;
     wait(&w, "completed", done).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
     eprintln!("uncovered copy: {served} served, {refused} refused");
     assert!(served > 0);
     assert_eq!(refused, 0, "{refusals:#?}");
@@ -466,10 +467,7 @@ async fn without_the_copy_check_the_copys_reader_is_refused() {
     tr.spec.uncovered_copies = Some(serde_json::from_value(json!({"policy": "Ignore"})).unwrap());
     create(&w, &tr).await;
     wait(&w, "completed", done).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
     eprintln!("copy check off: {served} served, {refused} refused");
     assert!(
         refused > 0,
@@ -551,19 +549,9 @@ async fn plan_names_the_holds_the_controller_then_meets() {
         degraded(s, "UncoveredTokenCopies").is_some()
     })
     .await;
-    Api::<Pod>::namespaced(w.client.clone(), NS)
-        .delete("legacy", &DeleteParams::default())
-        .await
-        .unwrap();
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS)
-        .delete("legacy-copy", &DeleteParams::default())
-        .await
-        .unwrap();
+    retire_legacy(&w).await;
     wait(&w, "completed", done).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
     eprintln!("plan then rotate: {served} served, {refused} refused");
     assert_eq!(refused, 0, "{refusals:#?}");
 }
@@ -622,10 +610,7 @@ async fn abort_with_a_pod_on_the_new_token(skip_barrier: bool) -> (u64, u64, boo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Past propagationDelay: the new token is gone.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let refusals = traffic.refusals();
-    let (served, refused) = traffic.stop().await;
-    ctl.abort();
+    let (served, refused, refusals) = finish(traffic, ctl, 1500).await;
     assert!(token_works(&w, &w.old_token).await, "back on the old token");
     if !skip_barrier {
         assert_eq!(refused, 0, "{refusals:#?}");

@@ -686,20 +686,15 @@ pub fn decide(obs: &Observation) -> Decision {
 
     // ... and no copy of the old credential outside the rotation would lose it.
     if obs.status.phase == Some(Phase::Verifying) && !obs.copies.is_empty() {
-        let shown: Vec<String> = obs
+        let copies: Vec<String> = obs
             .copies
             .iter()
-            .take(5)
             .map(|c| format!("{}/{} key {}", c.namespace, c.secret, c.key))
             .collect();
-        let more = match obs.copies.len().saturating_sub(5) {
-            0 => String::new(),
-            n => format!(" and {n} more"),
-        };
         let msg = format!(
-            "{} Secret keys this rotation does not write hold the credential being replaced: {}{more}. Promotion would break whatever reads them. Nothing is promoted and both tokens stay valid; delete or update them, add them to spec.secrets, list them under spec.uncoveredCopies.except, or set tokenrotator.io/abort to roll back",
-            obs.copies.len(),
-            shown.join(", ")
+            "{} Secret keys this rotation does not write hold the credential being replaced: {}. Promotion would break whatever reads them. Nothing is promoted and both tokens stay valid; delete or update them, add them to spec.secrets, list them under spec.uncoveredCopies.except, or set tokenrotator.io/abort to roll back",
+            copies.len(),
+            first_few(&copies)
         );
         b.hold(reasons::UNCOVERED_TOKEN_COPIES, msg);
         return b.finish(Action::None, Some(HOLD_POLL));
