@@ -745,6 +745,11 @@ async fn shared_workload(safety: SafetyOverrides) -> (i64, bool) {
         )
         .await
         .unwrap();
+    // The two rollouts must overlap for a shared stamp to matter: a rollout faster than the
+    // gap between the two rotations' restarts (each settles 1 s after distributing) would let
+    // them take turns even with one stamp.
+    w.sb.workloads
+        .set_readiness_delay(WorkloadKind::Deployment, NS, "api", Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let generation = |d: Deployment| d.metadata.generation.unwrap_or_default();
     let before = generation(deployments.get("api").await.unwrap());
@@ -804,6 +809,7 @@ async fn negative_control_one_shared_stamp_makes_two_resources_fight() {
         ..SafetyOverrides::default()
     };
     let (restarts, both) = shared_workload(safety).await;
+    eprintln!("shared stamp: {restarts} restarts, both completed: {both}");
     assert!(
         restarts > 2 || !both,
         "shared stamp: {restarts} restarts, both completed: {both}"
