@@ -15,7 +15,7 @@ use token_rotator::metrics::Metrics;
 use token_rotator::notify::{Delivery, Notifier, Sink, SinkKind};
 use token_rotator::server::{self, Health};
 use token_rotator::telemetry::{self, LogFormat};
-use token_rotator::twilio::TwilioConfig;
+use token_rotator::twilio::{AccountLimiter, TwilioConfig};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -128,8 +128,6 @@ struct RunArgs {
         value_parser = clap::value_parser!(u64).range(2..=3600)
     )]
     lease_duration_seconds: u64,
-    /// Announce rotations that succeeded, held, were aborted or failed to a JSON webhook whose
-    /// URL is in a Secret: NAMESPACE/SECRET:KEY (repeat or comma-separate).
     /// At most this many rotations in flight at once; the others wait (Pending,
     /// WaitingForCapacity). 0: no limit.
     #[arg(
@@ -147,6 +145,17 @@ struct RunArgs {
         default_value_t = 32
     )]
     reconcile_concurrency: u16,
+    /// At most this many Twilio requests in flight per account, across every rotation of the
+    /// operator; the rest queue. The account's applications share Twilio's concurrency limit
+    /// (beyond it Twilio answers 429). 0: no limit.
+    #[arg(
+        long,
+        env = "TOKEN_ROTATOR_TWILIO_CONCURRENCY_PER_ACCOUNT",
+        default_value_t = 4
+    )]
+    twilio_concurrency_per_account: usize,
+    /// Announce rotations that succeeded, held, were aborted or failed to a JSON webhook whose
+    /// URL is in a Secret: NAMESPACE/SECRET:KEY (repeat or comma-separate).
     #[arg(long, env = "TOKEN_ROTATOR_NOTIFY_WEBHOOK", value_delimiter = ',')]
     notify_webhook: Vec<String>,
     /// The same to a Slack-compatible incoming webhook: NAMESPACE/SECRET:KEY.
@@ -236,6 +245,7 @@ async fn run(kube: KubeArgs, args: RunArgs) -> Result<(), BoxError> {
         metrics: metrics.clone(),
         max_concurrent_rotations: args.max_concurrent_rotations,
         reconcile_concurrency: args.reconcile_concurrency,
+        twilio_limiter: AccountLimiter::new(args.twilio_concurrency_per_account),
         ..Config::default()
     };
     client.apiserver_version().await.map_err(|e| {

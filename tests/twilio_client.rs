@@ -595,3 +595,45 @@ async fn region_and_edge_hosts_reach_the_emulator_through_the_override() {
         format!("/2010-04-01/Accounts/{}.json", env.sid)
     );
 }
+
+/// Twenty calls at once on one account whose concurrency limit is 2 (50 ms each): with the
+/// operator's per-account limit at 2, none is refused; without it (negative control), Twilio
+/// refuses the excess with 429 and the client retries them.
+async fn twenty_at_once(per_account: usize) -> (u64, usize) {
+    let sb = TwilioSandbox::start_with(sandbox::twilio::TwilioConfig {
+        latency: Duration::from_millis(50),
+        max_concurrent_per_account: Some(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (sid, token) = sb.create_account();
+    let mut cfg = config(&sb.base_url());
+    cfg.retry.max_attempts = 20;
+    let client = TwilioClient::with_limiter(
+        cfg,
+        Arc::new(CallCounter::default()),
+        token_rotator::twilio::AccountLimiter::new(per_account),
+    )
+    .unwrap();
+    let creds = Credentials::auth_token(&sid, SecretString::new(token));
+    let calls = (0..20).map(|_| client.fetch_account(&creds));
+    let ok = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter(Result::is_ok)
+        .count();
+    (sb.concurrency_refusals(), ok)
+}
+
+#[tokio::test]
+async fn per_account_limit_keeps_calls_under_twilios_concurrency_limit() {
+    let (refused, ok) = twenty_at_once(2).await;
+    assert_eq!(
+        (refused, ok),
+        (0, 20),
+        "limited to 2: no 429 and every call served"
+    );
+    let (refused, _) = twenty_at_once(0).await;
+    assert!(refused > 0, "unlimited: Twilio refused {refused} calls");
+}

@@ -16,7 +16,7 @@ pub mod subject;
 use crate::api::{ClusterTokenRotation, TokenRotation, STAGING_LABEL};
 use crate::metrics::Metrics;
 use crate::providers::CredentialKind;
-use crate::twilio::{TwilioClient, TwilioConfig, TwilioError};
+use crate::twilio::{AccountLimiter, TwilioClient, TwilioConfig, TwilioError};
 use failpoints::Failpoints;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -63,6 +63,9 @@ impl Error {
 #[derive(Clone, Default)]
 pub struct Config {
     pub twilio: TwilioConfig,
+    /// At most this many Twilio requests in flight per account, shared by every rotation
+    /// (`--twilio-concurrency-per-account`; the default `Config` has no limit).
+    pub twilio_limiter: AccountLimiter,
     /// Watch only these namespaces; all namespaces when empty.
     pub namespaces: Vec<String>,
     /// Reporting instance for Events (the pod name).
@@ -152,7 +155,11 @@ impl Context {
         cfg.region = key.0.clone().or(cfg.region);
         cfg.edge = key.1.clone().or(cfg.edge);
         cfg.suppress_email_notification = suppress_email_notification;
-        let client = TwilioClient::with_observer(cfg, self.config.metrics.twilio_observer())?;
+        let client = TwilioClient::with_limiter(
+            cfg,
+            self.config.metrics.twilio_observer(),
+            self.config.twilio_limiter.clone(),
+        )?;
         clients.insert(key, client.clone());
         Ok(client)
     }

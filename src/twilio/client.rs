@@ -10,6 +10,7 @@ use zeroize::Zeroize;
 use super::config::{Product, TwilioConfig};
 use super::endpoint::{Endpoint, HttpMethod};
 use super::error::{ErrorKind, TransportFailure, TwilioError};
+use super::limiter::AccountLimiter;
 use super::observer::{CallObserver, CallOutcome, CallRecord};
 use super::types::Credentials;
 
@@ -26,6 +27,7 @@ struct Inner {
     /// Base URL per product, indexed like [`Product::ALL`].
     bases: [String; 3],
     observer: Option<Arc<dyn CallObserver>>,
+    limiter: AccountLimiter,
 }
 
 impl std::fmt::Debug for TwilioClient {
@@ -86,7 +88,7 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 
 impl TwilioClient {
     pub fn new(config: TwilioConfig) -> Result<Self, TwilioError> {
-        Self::build(config, None)
+        Self::build(config, None, AccountLimiter::default())
     }
 
     /// Like [`TwilioClient::new`], reporting every finished call to `observer`.
@@ -94,12 +96,23 @@ impl TwilioClient {
         config: TwilioConfig,
         observer: Arc<dyn CallObserver>,
     ) -> Result<Self, TwilioError> {
-        Self::build(config, Some(observer))
+        Self::build(config, Some(observer), AccountLimiter::default())
+    }
+
+    /// Like [`TwilioClient::with_observer`], with at most the limiter's requests in flight per
+    /// account, counted together with every other client built with (a clone of) `limiter`.
+    pub fn with_limiter(
+        config: TwilioConfig,
+        observer: Arc<dyn CallObserver>,
+        limiter: AccountLimiter,
+    ) -> Result<Self, TwilioError> {
+        Self::build(config, Some(observer), limiter)
     }
 
     fn build(
         config: TwilioConfig,
         observer: Option<Arc<dyn CallObserver>>,
+        limiter: AccountLimiter,
     ) -> Result<Self, TwilioError> {
         config.validate()?;
         crate::tls::install_crypto_provider();
@@ -134,6 +147,7 @@ impl TwilioClient {
                 config,
                 bases,
                 observer,
+                limiter,
             }),
         })
     }
@@ -254,8 +268,12 @@ impl TwilioClient {
         let mut earlier_attempt_ambiguous = false;
         loop {
             attempt += 1;
+            // A place under the account's concurrency limit for this attempt only: never held
+            // through a backoff sleep.
+            let place = self.inner.limiter.acquire(req.creds.account_sid()).await;
             let attempt_started = Instant::now();
             let sent = self.send_once(req).await;
+            drop(place);
             let duration_ms = attempt_started.elapsed().as_millis() as u64;
             let failure = match sent {
                 Ok((status, mut body)) => {

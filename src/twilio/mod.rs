@@ -32,6 +32,7 @@ mod client;
 mod config;
 mod endpoint;
 mod error;
+mod limiter;
 mod observer;
 mod types;
 
@@ -40,6 +41,7 @@ pub use client::TwilioClient;
 pub use config::{twilio_host, Product, RetryPolicy, TwilioConfig};
 pub use endpoint::{Endpoint, HttpMethod};
 pub use error::{ErrorKind, TransportFailure, TwilioError};
+pub use limiter::AccountLimiter;
 pub use observer::{CallCounter, CallObserver, CallOutcome, CallRecord};
 pub use types::{
     Account, AccountStatus, ApiKey, Credentials, DeleteOutcome, NewApiKey, PromotedAuthToken,

@@ -209,6 +209,8 @@ pub fn config(world: &World, failpoints: Failpoints) -> Config {
         safety: Default::default(),
         max_concurrent_rotations: 0,
         reconcile_concurrency: 0,
+        // The flag's default, so every end-to-end test runs under it.
+        twilio_limiter: token_rotator::twilio::AccountLimiter::new(4),
     }
 }
 
