@@ -14,13 +14,18 @@ use kube::core::{Selector, SelectorExt};
 use kube::{Client, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The parts of a workload that discovery and progress need, whatever its kind.
+/// The parts of a workload that discovery and progress need, whatever its kind: small, since
+/// the operator keeps one per workload of the cluster in its cache.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workload {
     pub kind: WorkloadKind,
     pub name: String,
+    pub uid: String,
     pub labels: BTreeMap<String, String>,
-    pub template: PodTemplateSpec,
+    /// Secrets its pod template reads ([`secrets_referenced`]).
+    pub secrets: BTreeSet<String>,
+    /// Its pod-template annotations that are restart stamps (`tokenrotator.io/rotation...`).
+    pub stamps: BTreeMap<String, String>,
     pub generation: i64,
     pub observed_generation: i64,
     pub desired: i32,
@@ -37,24 +42,38 @@ pub struct Workload {
 impl Workload {
     /// The value of pod-template annotation `key` (a resource's restart stamp).
     pub fn stamp(&self, key: &str) -> Option<&str> {
-        self.template
+        self.stamps.get(key).map(String::as_str)
+    }
+
+    /// What of `template` the workload keeps: the Secrets it reads and its restart stamps.
+    fn template_parts(template: &PodTemplateSpec) -> (BTreeSet<String>, BTreeMap<String, String>) {
+        let stamps = template
             .metadata
             .as_ref()
             .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(key))
-            .map(String::as_str)
+            .map(|a| {
+                a.iter()
+                    .filter(|(k, _)| k.starts_with(crate::api::RESTART_ANNOTATION))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (secrets_referenced(template), stamps)
     }
 
     pub fn from_deployment(d: &Deployment) -> Option<Self> {
         let spec = d.spec.as_ref()?;
+        let (secrets, stamps) = Self::template_parts(&spec.template);
         let st = d.status.clone().unwrap_or_default();
         let conds: &[k8s_openapi::api::apps::v1::DeploymentCondition] =
             st.conditions.as_deref().unwrap_or(&[]);
         Some(Self {
             kind: WorkloadKind::Deployment,
             name: d.name_any(),
+            uid: d.uid().unwrap_or_default(),
             labels: d.labels().clone(),
-            template: spec.template.clone(),
+            secrets,
+            stamps,
             generation: d.metadata.generation.unwrap_or(0),
             observed_generation: st.observed_generation.unwrap_or(0),
             desired: spec.replicas.unwrap_or(1),
@@ -71,12 +90,15 @@ impl Workload {
 
     pub fn from_stateful_set(s: &StatefulSet) -> Option<Self> {
         let spec = s.spec.as_ref()?;
+        let (secrets, stamps) = Self::template_parts(&spec.template);
         let st = s.status.clone().unwrap_or_default();
         Some(Self {
             kind: WorkloadKind::StatefulSet,
             name: s.name_any(),
+            uid: s.uid().unwrap_or_default(),
             labels: s.labels().clone(),
-            template: spec.template.clone(),
+            secrets,
+            stamps,
             generation: s.metadata.generation.unwrap_or(0),
             observed_generation: st.observed_generation.unwrap_or(0),
             desired: spec.replicas.unwrap_or(1),
@@ -96,12 +118,15 @@ impl Workload {
 
     pub fn from_daemon_set(d: &DaemonSet) -> Option<Self> {
         let spec = d.spec.as_ref()?;
+        let (secrets, stamps) = Self::template_parts(&spec.template);
         let st = d.status.clone().unwrap_or_default();
         Some(Self {
             kind: WorkloadKind::DaemonSet,
             name: d.name_any(),
+            uid: d.uid().unwrap_or_default(),
             labels: d.labels().clone(),
-            template: spec.template.clone(),
+            secrets,
+            stamps,
             generation: d.metadata.generation.unwrap_or(0),
             observed_generation: st.observed_generation.unwrap_or(0),
             desired: st.desired_number_scheduled,
@@ -262,7 +287,7 @@ pub fn dependents(
             .collect(),
         _ => all
             .iter()
-            .filter(|w| !secrets_referenced(&w.template).is_disjoint(secrets))
+            .filter(|w| !w.secrets.is_disjoint(secrets))
             .cloned()
             .collect(),
     };
@@ -476,7 +501,7 @@ pub async fn stamp(
     w: &WorkloadRef,
     by: Stamper<'_>,
     stamp: &str,
-) -> Result<(), kube::Error> {
+) -> Result<Option<Workload>, kube::Error> {
     let body = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": w.kind.as_str(),
@@ -485,24 +510,24 @@ pub async fn stamp(
     });
     let pp = PatchParams::apply(by.field_manager).force();
     let patch = Patch::Apply(&body);
-    match w.kind {
-        WorkloadKind::Deployment => {
-            Api::<Deployment>::namespaced(client.clone(), namespace)
+    // The workload as written, so the cache need not wait for the watch to see the stamp.
+    Ok(match w.kind {
+        WorkloadKind::Deployment => Workload::from_deployment(
+            &Api::<Deployment>::namespaced(client.clone(), namespace)
                 .patch(&w.name, &pp, &patch)
-                .await?;
-        }
-        WorkloadKind::StatefulSet => {
-            Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                .await?,
+        ),
+        WorkloadKind::StatefulSet => Workload::from_stateful_set(
+            &Api::<StatefulSet>::namespaced(client.clone(), namespace)
                 .patch(&w.name, &pp, &patch)
-                .await?;
-        }
-        WorkloadKind::DaemonSet => {
-            Api::<DaemonSet>::namespaced(client.clone(), namespace)
+                .await?,
+        ),
+        WorkloadKind::DaemonSet => Workload::from_daemon_set(
+            &Api::<DaemonSet>::namespaced(client.clone(), namespace)
                 .patch(&w.name, &pp, &patch)
-                .await?;
-        }
-    }
-    Ok(())
+                .await?,
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -532,8 +557,10 @@ mod tests {
         Workload {
             kind: WorkloadKind::Deployment,
             name: name.into(),
+            uid: format!("uid-{name}"),
             labels: BTreeMap::from([("app".into(), name.into())]),
-            template: template(spec, None),
+            secrets: secrets_referenced(&template(spec, None)),
+            stamps: BTreeMap::new(),
             generation: 1,
             observed_generation: 1,
             desired: 3,
@@ -670,7 +697,7 @@ mod tests {
             progress(&w, RESTART_ANNOTATION, "r1").reason.as_deref(),
             Some("NotRestarted")
         );
-        w.template = template(env_ref("t"), Some("r1"));
+        w.stamps = BTreeMap::from([(RESTART_ANNOTATION.into(), "r1".into())]);
         w.generation = 2;
         assert_eq!(
             progress(&w, RESTART_ANNOTATION, "r1").reason.as_deref(),
@@ -699,7 +726,7 @@ mod tests {
     #[test]
     fn paused_and_deadline_are_reported() {
         let mut w = workload("api", env_ref("t"));
-        w.template = template(env_ref("t"), Some("r1"));
+        w.stamps = BTreeMap::from([(RESTART_ANNOTATION.into(), "r1".into())]);
         w.updated = 0;
         w.paused = true;
         assert_eq!(
@@ -718,7 +745,7 @@ mod tests {
     fn statefulset_waits_for_revisions_to_converge() {
         let mut w = workload("db", env_ref("t"));
         w.kind = WorkloadKind::StatefulSet;
-        w.template = template(env_ref("t"), Some("r1"));
+        w.stamps = BTreeMap::from([(RESTART_ANNOTATION.into(), "r1".into())]);
         w.revisions_differ = true;
         assert!(!progress(&w, RESTART_ANNOTATION, "r1").done);
         w.revisions_differ = false;

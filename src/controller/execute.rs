@@ -11,6 +11,7 @@ use crate::rotation::{Action, Failure, FailureClass, Observation, Serve};
 use crate::secret::SecretString;
 use crate::twilio::{Credentials, TwilioClient};
 use crate::workloads;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn kube_failure(what: &str, e: kube::Error) -> Failure {
@@ -189,6 +190,34 @@ async fn distribute(
     Ok(())
 }
 
+/// Whether a target Secret in one of `namespaces` does not hold `expected` yet (compared in
+/// memory).
+async fn lacking(
+    ctx: &Context,
+    tr: &Subject,
+    namespaces: &BTreeSet<&str>,
+    expected: &SecretString,
+) -> Result<bool, Failure> {
+    for ns in namespaces {
+        for t in &tr.spec.secrets {
+            let state = secrets::key_writer(
+                &ctx.client,
+                &tr.field_manager,
+                ns,
+                &t.name,
+                &t.token_key,
+                expected,
+            )
+            .await
+            .map_err(|e| kube_failure(&format!("reading Secret {ns}/{}", t.name), e))?;
+            if !matches!(state, secrets::KeyState::Holds) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 pub(super) async fn execute(
     ctx: &Context,
     tr: &Subject,
@@ -244,20 +273,35 @@ pub(super) async fn execute(
             if tr.cluster {
                 // A namespace may have started matching since distribution: its Secret gets
                 // the credential the restarted pods must read before they restart.
-                match serve {
+                let namespaces: BTreeSet<&str> =
+                    refs.iter().map(|w| w.namespace.as_str()).collect();
+                let fresh = match serve {
                     Serve::Old => {
                         let old = old_credential(ctx, tr, obs, kind).await?;
+                        let fresh = match &old {
+                            Some(old) => lacking(ctx, tr, &namespaces, &old.secret).await?,
+                            None => false,
+                        };
                         let d = Distribution::Restore { old: old.as_ref() };
                         distribute(ctx, tr, kind, d).await?;
+                        fresh
                     }
                     Serve::New => {
                         let s = staged(ctx, obs, tr).await?;
+                        let fresh = lacking(ctx, tr, &namespaces, &s.new.secret).await?;
                         let d = Distribution::New {
                             new: &s.new,
                             old: s.previous.as_ref(),
                         };
                         distribute(ctx, tr, kind, d).await?;
+                        fresh
                     }
+                };
+                if fresh {
+                    // Just written: like after the Distribute step, let it settle before the
+                    // pods restart (a kubelet's Secret cache can still hand them the value
+                    // before).
+                    tokio::time::sleep(crate::rotation::SETTLE).await;
                 }
             }
             for w in refs {
@@ -270,7 +314,11 @@ pub(super) async fn execute(
                     field_manager: &tr.field_manager,
                 };
                 match workloads::stamp(&ctx.client, &w.namespace, &r, by, stamp).await {
-                    Ok(()) => {}
+                    Ok(written) => {
+                        if let Some(written) = written {
+                            ctx.workloads.wrote(&w.namespace, written);
+                        }
+                    }
                     // Deleted meanwhile: nothing of it runs to restart.
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(kube_failure(&format!("restarting {w}"), e)),

@@ -12,6 +12,7 @@ pub mod preview;
 mod reconcile;
 pub mod secrets;
 pub mod subject;
+mod workload_cache;
 
 use crate::api::{ClusterTokenRotation, TokenRotation, STAGING_LABEL};
 use crate::metrics::Metrics;
@@ -19,7 +20,6 @@ use crate::providers::CredentialKind;
 use crate::twilio::{AccountLimiter, TwilioClient, TwilioConfig, TwilioError};
 use failpoints::Failpoints;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
@@ -29,6 +29,7 @@ use kube::{Api, Client, ResourceExt};
 use locks::AccountLocks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use workload_cache::WorkloadCache;
 
 /// (region, edge, suppress e-mail notification) of a Twilio client.
 type ClientKey = (Option<String>, Option<String>, bool);
@@ -116,6 +117,8 @@ pub struct Context {
     /// The ClusterTokenRotation cache, when the operator watches the whole cluster.
     pub cluster_store: Option<Store<ClusterTokenRotation>>,
     pub locks: AccountLocks,
+    /// The workloads in scope, trimmed (read by rotations in flight).
+    pub workloads: WorkloadCache,
     /// One HTTP client per (region, edge, e-mail notification), built on first use.
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
 }
@@ -187,15 +190,16 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
+    let workloads = WorkloadCache::new(&scopes);
     let mut controllers = Vec::new();
     for scope in &scopes {
         let trs: Api<TokenRotation> = scoped_api(&client, scope);
-        controllers.push(controller_for(&client, trs, scope).await?);
+        controllers.push(controller_for(&client, trs, scope, &workloads).await?);
     }
     // ClusterTokenRotations write into many namespaces: only an operator that watches the
     // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
     let cluster = if config.namespaces.is_empty() {
-        Some(controller_for(&client, Api::all(client.clone()), &None).await?)
+        Some(controller_for(&client, Api::all(client.clone()), &None, &workloads).await?)
     } else {
         None
     };
@@ -210,6 +214,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         client,
         config,
         locks: AccountLocks::default(),
+        workloads,
         twilio_clients: Mutex::new(HashMap::new()),
     });
     let runs = controllers
@@ -223,6 +228,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     tokio::select! {
         _ = futures::future::join(futures::future::join_all(runs), cluster_run) => {},
         () = prune_deleted(&ctx) => {},
+        () = ctx.workloads.run(ctx.client.clone()) => {},
     }
     Ok(())
 }
@@ -238,11 +244,12 @@ where
 }
 
 /// A controller for `K` (after checking its CRD is installed), also woken by changes to its
-/// staging Secrets and to the workloads in `scope` that its in-flight rotations wait on.
+/// staging Secrets and to the workloads that its in-flight rotations wait on.
 async fn controller_for<K: subject::Rotated>(
     client: &Client,
     api: Api<K>,
     scope: &Option<String>,
+    workloads: &WorkloadCache,
 ) -> Result<Controller<K>, Error> {
     api.list(&kube::api::ListParams::default().limit(1))
         .await
@@ -279,22 +286,40 @@ async fn controller_for<K: subject::Rotated>(
             wc().labels(STAGING_LABEL),
         )
         // Workload changes (rollout progress) wake the rotations waiting on that namespace at
-        // once, instead of at the next poll. Not cached: events are mapped and dropped.
-        .watches(
-            scoped_api::<Deployment>(client, scope),
-            wc(),
-            rotations_in_flight_over(store.clone()),
-        )
-        .watches(
-            scoped_api::<StatefulSet>(client, scope),
-            wc(),
-            rotations_in_flight_over(store.clone()),
-        )
-        .watches(
-            scoped_api::<DaemonSet>(client, scope),
-            wc(),
-            rotations_in_flight_over(store),
-        ))
+        // once, instead of at the next poll; the shared cache watches them.
+        .reconcile_on(woken_by_workloads(workloads, store)))
+}
+
+/// The rotations in flight over each namespace whose workloads changed (all of them when the
+/// receiver fell behind and changes were lost).
+fn woken_by_workloads<K: subject::Rotated>(
+    workloads: &WorkloadCache,
+    store: Store<K>,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static {
+    use tokio::sync::broadcast::error::RecvError;
+    let changes = futures::stream::unfold(workloads.subscribe(), |mut rx| async move {
+        match rx.recv().await {
+            Ok(ns) => Some((Some(ns), rx)),
+            Err(RecvError::Lagged(_)) => Some((None, rx)),
+            Err(RecvError::Closed) => None,
+        }
+    });
+    changes.flat_map(move |ns| futures::stream::iter(in_flight_over(&store, ns.as_deref())))
+}
+
+/// The rotations in flight that cover `namespace` (every one in flight for `None`); idle ones
+/// ignore workload churn.
+fn in_flight_over<K: subject::Rotated>(
+    store: &Store<K>,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .iter()
+        .filter(|r| r.rotation_status().is_some_and(|s| s.rotation.is_some()))
+        .filter(|r| namespace.is_none_or(|ns| r.covers(ns)))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 /// Runs one controller's reconciles until its stream ends.
@@ -382,22 +407,6 @@ fn waiters_woken_by<K: subject::Rotated, W: subject::Rotated>(
         .collect()
 }
 
-/// Maps a workload to the rotations in flight that cover its namespace (only those wait on
-/// rollouts; idle ones ignore workload churn).
-fn rotations_in_flight_over<K: subject::Rotated, W: ResourceExt>(
-    store: Store<K>,
-) -> impl Fn(W) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
-    move |workload| {
-        let ns = workload.namespace().unwrap_or_default();
-        store
-            .state()
-            .iter()
-            .filter(|r| r.rotation_status().is_some_and(|s| s.rotation.is_some()) && r.covers(&ns))
-            .map(|r| ObjectRef::from_obj(r.as_ref()))
-            .collect()
-    }
-}
-
 /// Forgets deleted TokenRotations: their metric series and any account lock they held. Only a
 /// rotation in flight holds a finalizer, so the deletion of an idle resource triggers no
 /// reconcile: the caches tell.
@@ -465,15 +474,18 @@ mod tests {
         ] {
             writer.apply_watcher_event(&watcher::Event::Apply(obj));
         }
-        let map = rotations_in_flight_over::<_, Deployment>(store);
-        let mut d = Deployment::default();
-        d.metadata.namespace = Some("shop".into());
-        d.metadata.name = Some("api".into());
-        let woken: Vec<String> = map(d).into_iter().map(|r| r.name).collect();
-        assert_eq!(woken, ["rotating"]);
-        let mut other = Deployment::default();
-        other.metadata.namespace = Some("quiet".into());
-        assert!(map(other).is_empty());
+        let names = |ns| -> Vec<String> {
+            in_flight_over(&store, ns)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names(Some("shop")), ["rotating"]);
+        assert!(names(Some("quiet")).is_empty());
+        // Changes were lost (a lagging receiver): every rotation in flight looks again.
+        let mut all = names(None);
+        all.sort();
+        assert_eq!(all, ["rotating", "rotating-elsewhere"]);
     }
 
     #[test]
@@ -499,10 +511,10 @@ mod tests {
         ] {
             writer.apply_watcher_event(&watcher::Event::Apply(obj));
         }
-        let map = rotations_in_flight_over::<_, Deployment>(store);
-        let mut d = Deployment::default();
-        d.metadata.namespace = Some("shop".into());
-        let woken: Vec<String> = map(d).into_iter().map(|r| r.name).collect();
+        let woken: Vec<String> = in_flight_over(&store, Some("shop"))
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         assert_eq!(woken, ["covers-shop"]);
     }
 }

@@ -213,7 +213,7 @@ async fn observe_rollout(
     let mut view = RolloutView::default();
     let mut dependents = BTreeSet::new();
     let covered: BTreeSet<String> = tr.targets.iter().chain(&tr.terminating).cloned().collect();
-    let mut lists = workloads::list_in(&ctx.client, &covered).await?;
+    let mut lists = ctx.workloads.list_in(&ctx.client, &covered).await?;
     for ns in &tr.terminating {
         let all = lists.remove(ns).unwrap_or_default();
         let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &targets, &all);

@@ -99,7 +99,7 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
     if restarts {
         let names: BTreeSet<String> = tr.spec.secrets.iter().map(|s| s.name.clone()).collect();
         let covered: BTreeSet<String> = tr.targets.iter().cloned().collect();
-        for (ns, all) in workloads::list_in(&ctx.client, &covered).await? {
+        for (ns, all) in ctx.workloads.list_in(&ctx.client, &covered).await? {
             let (deps, _) = workloads::dependents(tr.spec.workloads.as_ref(), &names, &all);
             for w in deps {
                 out.insert(Need {

@@ -21,7 +21,7 @@ const POLL: Duration = Duration::from_secs(2);
 const HOLD_POLL: Duration = Duration::from_secs(10);
 const VERIFY_POLL: Duration = Duration::from_secs(3);
 /// How long after writing the target Secrets the consumers are restarted (see `rollout_state`).
-const SETTLE: Duration = Duration::from_secs(1);
+pub const SETTLE: Duration = Duration::from_secs(1);
 /// A rotation waiting for a place under `--max-concurrent-rotations` looks again this often;
 /// a rotation that ends wakes the waiters at once, this is the fallback (e.g. one that ended
 /// in another replica's time).

@@ -19,7 +19,7 @@ pub use machine::{
 };
 pub use plan::{CredentialKind, Plan, PlanError};
 
-pub use machine::staging_secret_name;
+pub use machine::{staging_secret_name, SETTLE};
 
 #[cfg(test)]
 mod tests;
