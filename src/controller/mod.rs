@@ -121,6 +121,9 @@ pub struct Context {
     pub workloads: WorkloadCache,
     /// One HTTP client per (region, edge, e-mail notification), built on first use.
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
+    /// The resourceVersion of each resource as a reconcile last read it from the API server or
+    /// wrote it (by namespace and name).
+    known_versions: Mutex<HashMap<(Option<String>, String), String>>,
 }
 
 impl Context {
@@ -132,6 +135,46 @@ impl Context {
         if let Some(store) = &self.cluster_store {
             ready(store).await;
         }
+    }
+
+    /// The resource from the cache when the cache holds exactly the version a reconcile last
+    /// read fresh or wrote: then it has caught up with our own writes and the GET can be
+    /// skipped. A change by anyone else since is as unseen as it would be had it come just
+    /// after a GET, and the status write, which carries the version decided on, fails on it.
+    pub fn up_to_date<K: subject::Rotated>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<K> {
+        let cached = K::cached(self, namespace, name)?;
+        let known = self
+            .known_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let version = known.get(&(namespace.map(str::to_owned), name.to_owned()))?;
+        (cached.resource_version().as_ref() == Some(version)).then(|| (*cached).clone())
+    }
+
+    /// Remembers the version of a resource just read fresh or written.
+    pub fn saw<K: subject::Rotated>(&self, obj: &K) {
+        let mut known = self
+            .known_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (obj.namespace(), obj.name_any());
+        match obj.resource_version() {
+            Some(v) => known.insert(key, v),
+            None => known.remove(&key),
+        };
+    }
+
+    /// Forgets a deleted resource's version.
+    pub fn forget(&self, namespace: Option<&str>, name: &str) {
+        let mut known = self
+            .known_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        known.remove(&(namespace.map(str::to_owned), name.to_owned()));
     }
 
     /// The Twilio client for a resource: its region and edge, and whether its Auth Token
@@ -216,6 +259,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         locks: AccountLocks::default(),
         workloads,
         twilio_clients: Mutex::new(HashMap::new()),
+        known_versions: Mutex::new(HashMap::new()),
     });
     let runs = controllers
         .into_iter()

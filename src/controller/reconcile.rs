@@ -1,4 +1,4 @@
-//! One reconcile: read fresh, observe, decide, act once, write status, send Events.
+//! One reconcile: read fresh (or from a cache that caught up), observe, decide, act once, write status, send Events.
 
 use super::execute::execute;
 use super::locks::{account_key, Busy};
@@ -48,15 +48,22 @@ async fn reconcile_one<K: Rotated>(
     // or an unsynced cache could hide the resource that owns the account.
     ctx.caches_synced().await;
     let api = K::api_for(&ctx.client, ns.as_deref());
-    // Read fresh rather than from the cache: the cache can lag our own last status write, and
-    // acting on a stale phase could repeat a step that must not be repeated.
-    let Some(mut obj) = api.get_opt(&name).await? else {
+    // The cache can lag our own last status write, and acting on a stale phase could repeat a
+    // step that must not be repeated: read fresh unless the cache holds the very version we
+    // last read fresh or wrote.
+    let current = match ctx.up_to_date::<K>(ns.as_deref(), &name) {
+        Some(obj) => Some(obj),
+        None => api.get_opt(&name).await?,
+    };
+    let Some(mut obj) = current else {
+        ctx.forget(ns.as_deref(), &name);
         // Deleted: free its account for the other rotations waiting on it.
         let (metrics_ns, holder) = K::identity_of(ns.as_deref(), &name);
         ctx.locks.release_holder(&holder);
         ctx.config.metrics.forget(&metrics_ns, &name);
         return Ok(Requeue::await_change());
     };
+    ctx.saw(&obj);
     let mut tr = Subject::of(&ctx.client, &obj).await?;
     if ctx.config.safety.shared_field_manager {
         tr.field_manager = crate::api::FIELD_MANAGER.to_owned();
@@ -107,9 +114,11 @@ async fn reconcile_one<K: Rotated>(
     // rotation back or finishes it; it is there before the first step that creates anything.
     if decision.status.rotation.is_some() && !obs.deleting && !ctx.config.safety.skip_finalizer {
         obj = set_finalizer(&api, obj, true).await?;
+        ctx.saw(&obj);
     }
     if let Some(before) = &decision.before {
         obj = write_status(&api, obj, before).await?;
+        ctx.saw(&obj);
     }
     ctx.config.failpoints.hit(&format!("before:{step}")).await;
     let result = execute(&ctx, &tr, &obs, &action).await;
@@ -135,6 +144,7 @@ async fn reconcile_one<K: Rotated>(
     }
     let idle = status.rotation.is_none();
     let obj = write_status(&api, obj, &status).await?;
+    ctx.saw(&obj);
     let metrics = &ctx.config.metrics;
     metrics.reconciled(&metrics_ns, &name);
     metrics.status_written(&metrics_ns, &name, &obs.status, &status, Utc::now());
@@ -142,7 +152,8 @@ async fn reconcile_one<K: Rotated>(
     if idle {
         ctx.locks.release(&lock_key, &me);
         // Nothing in flight: nothing for a deletion to wait on (and a deletion goes on now).
-        set_finalizer(&api, obj, false).await?;
+        let obj = set_finalizer(&api, obj, false).await?;
+        ctx.saw(&obj);
     }
     publish(&ctx, &tr, events).await;
     Ok(match requeue_after {

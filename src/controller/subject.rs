@@ -11,9 +11,11 @@ use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams};
 use kube::core::Selector;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What the reconciler needs from either kind.
 pub trait Rotated:
@@ -60,6 +62,8 @@ pub trait Rotated:
     /// never produce the same name, so a ClusterTokenRotation cannot share a staging Secret
     /// with a TokenRotation in its credentials namespace.
     fn staging_secret(&self) -> String;
+    /// The resource at `namespace`/`name` in the controller's cache of this kind.
+    fn cached(ctx: &super::Context, namespace: Option<&str>, name: &str) -> Option<Arc<Self>>;
 }
 
 impl Rotated for TokenRotation {
@@ -104,6 +108,10 @@ impl Rotated for TokenRotation {
     fn staging_secret(&self) -> String {
         staging_secret_name(&self.name_any(), "-rotation-staging")
     }
+    fn cached(ctx: &super::Context, namespace: Option<&str>, name: &str) -> Option<Arc<Self>> {
+        let key = ObjectRef::new(name).within(namespace.unwrap_or_default());
+        ctx.stores.iter().find_map(|s| s.get(&key))
+    }
 }
 
 impl Rotated for ClusterTokenRotation {
@@ -144,6 +152,9 @@ impl Rotated for ClusterTokenRotation {
     }
     fn staging_secret(&self) -> String {
         staging_secret_name(&self.name_any(), "-clusterrotation-staging")
+    }
+    fn cached(ctx: &super::Context, _: Option<&str>, name: &str) -> Option<Arc<Self>> {
+        ctx.cluster_store.as_ref()?.get(&ObjectRef::new(name))
     }
 }
 
