@@ -119,6 +119,8 @@ pub struct Context {
     pub locks: AccountLocks,
     /// The workloads in scope, trimmed (read by rotations in flight).
     pub workloads: WorkloadCache,
+    /// Wake-ups a reconcile sends to the resources its resource's change concerns.
+    pub related: Related,
     /// One HTTP client per (region, edge, e-mail notification), built on first use.
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
     /// The resourceVersion of each resource as a reconcile last read it from the API server or
@@ -234,15 +236,17 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         config.namespaces.iter().cloned().map(Some).collect()
     };
     let workloads = WorkloadCache::new(&scopes);
+    let related = Related::default();
     let mut controllers = Vec::new();
     for scope in &scopes {
         let trs: Api<TokenRotation> = scoped_api(&client, scope);
-        controllers.push(controller_for(&client, trs, scope, &workloads).await?);
+        controllers.push(controller_for(&client, trs, scope, &workloads, &related).await?);
     }
     // ClusterTokenRotations write into many namespaces: only an operator that watches the
     // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
     let cluster = if config.namespaces.is_empty() {
-        Some(controller_for(&client, Api::all(client.clone()), &None, &workloads).await?)
+        let all = Api::all(client.clone());
+        Some(controller_for(&client, all, &None, &workloads, &related).await?)
     } else {
         None
     };
@@ -258,6 +262,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         config,
         locks: AccountLocks::default(),
         workloads,
+        related,
         twilio_clients: Mutex::new(HashMap::new()),
         known_versions: Mutex::new(HashMap::new()),
     });
@@ -294,6 +299,7 @@ async fn controller_for<K: subject::Rotated>(
     api: Api<K>,
     scope: &Option<String>,
     workloads: &WorkloadCache,
+    related: &Related,
 ) -> Result<Controller<K>, Error> {
     api.list(&kube::api::ListParams::default().limit(1))
         .await
@@ -307,22 +313,9 @@ async fn controller_for<K: subject::Rotated>(
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let wc = watcher::Config::default;
-    // Any change to a resource rotating an account's Auth Token wakes the others on it, so an
-    // account conflict is seen (and a junk claimant's credentials checked) at once.
-    let controller = controller.watches(
-        scoped_api::<TokenRotation>(client, scope),
-        wc(),
-        same_owned_account(store.clone()),
-    );
-    let controller = match scope {
-        // ClusterTokenRotations are readable only by a cluster-wide install.
-        None => controller.watches(
-            Api::<ClusterTokenRotation>::all(client.clone()),
-            wc(),
-            same_owned_account(store.clone()),
-        ),
-        Some(_) => controller,
-    };
+    // Resources woken by a change of another (same account, or a place freed): one watch
+    // per kind serves every controller; the reconcile of the changed resource sends these.
+    let controller = controller.reconcile_on(woken_by_related::<K>(related, store.clone()));
     Ok(controller
         // Staging Secrets carry an owner reference: their changes wake their rotation.
         .owns(
@@ -382,33 +375,126 @@ async fn drive<K: subject::Rotated>(controller: Controller<K>, ctx: Arc<Context>
         .await;
 }
 
-/// Maps a resource whose credential has one owner per account (the Auth Token) to the other
-/// resources of kind `K` rotating it on the same account.
-fn same_owned_account<K: subject::Rotated, W: subject::Rotated>(
-    store: Store<K>,
-) -> impl Fn(W) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
-    move |changed| {
-        // The account whose credential has one owner, from the spec it rotates with now.
-        let account = |spec: &crate::api::TokenRotationSpec| {
-            CredentialKind::of(spec)
-                .filter(|k| k.one_owner_per_account())
-                .map(|_| {
-                    locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref())
-                })
-        };
-        let mut woken: Vec<ObjectRef<K>> = match account(changed.effective_spec()) {
-            Some(key) => store
-                .state()
-                .iter()
-                .filter(|r| r.uid() != changed.uid())
-                .filter(|r| account(r.effective_spec()).as_ref() == Some(&key))
-                .map(|r| ObjectRef::from_obj(r.as_ref()))
-                .collect(),
-            None => Vec::new(),
-        };
-        woken.extend(waiters_woken_by(&store, &changed));
-        woken
+/// The resources of kind `K` a change of `changed` concerns: the others rotating the same
+/// account's Auth Token (one owner per account: a conflict is seen, and a junk claimant's
+/// credentials checked, at once), and the ones waiting for a place it may have freed.
+fn concerned<K: subject::Rotated, W: subject::Rotated>(
+    store: &Store<K>,
+    changed: &W,
+) -> Vec<ObjectRef<K>> {
+    // The account whose credential has one owner, from the spec it rotates with now.
+    let account = |spec: &crate::api::TokenRotationSpec| {
+        CredentialKind::of(spec)
+            .filter(|k| k.one_owner_per_account())
+            .map(|_| locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()))
+    };
+    let mut woken: Vec<ObjectRef<K>> = match account(changed.effective_spec()) {
+        Some(key) => store
+            .state()
+            .iter()
+            .filter(|r| r.uid() != changed.uid())
+            .filter(|r| account(r.effective_spec()).as_ref() == Some(&key))
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect(),
+        None => Vec::new(),
+    };
+    woken.extend(waiters_woken_by(store, changed));
+    woken
+}
+
+/// A resource to reconcile: (kind, namespace, name).
+type Woken = (&'static str, Option<String>, String);
+
+/// Wake-ups between resources. Each controller watches only its own kind; the reconcile of a
+/// resource that changed announces the resources its change concerns ([`concerned`]), once
+/// per version, and each controller reconciles those of its kind. One watch per kind then
+/// serves every controller, instead of a watch per kind per controller.
+#[derive(Clone)]
+pub struct Related {
+    tx: tokio::sync::broadcast::Sender<Woken>,
+    /// The version of each resource whose change was last announced, by (kind, ns, name).
+    announced: Arc<Mutex<HashMap<Woken, String>>>,
+}
+
+impl Default for Related {
+    fn default() -> Self {
+        Self {
+            tx: tokio::sync::broadcast::channel(1024).0,
+            announced: Arc::default(),
+        }
     }
+}
+
+impl Related {
+    /// Wakes the resources the current version of `changed` concerns, unless this version was
+    /// announced already (two resources on one account would otherwise wake each other for
+    /// ever).
+    pub fn announce<W: subject::Rotated>(
+        &self,
+        stores: &[Store<TokenRotation>],
+        cluster_store: Option<&Store<ClusterTokenRotation>>,
+        changed: &W,
+    ) {
+        let key: Woken = (W::KIND_NAME, changed.namespace(), changed.name_any());
+        let version = changed.resource_version().unwrap_or_default();
+        {
+            let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+            if announced.get(&key) == Some(&version) {
+                return;
+            }
+            announced.insert(key, version);
+        }
+        let mut woken: Vec<Woken> = Vec::new();
+        for store in stores {
+            woken.extend(concerned(store, changed).into_iter().map(woken_ref));
+        }
+        if let Some(store) = cluster_store {
+            woken.extend(concerned(store, changed).into_iter().map(woken_ref));
+        }
+        for w in woken {
+            // No receiver: no controller runs (shutting down).
+            let _ = self.tx.send(w);
+        }
+    }
+
+    /// Forgets a deleted resource.
+    pub fn forget<W: subject::Rotated>(&self, namespace: Option<&str>, name: &str) {
+        let key: Woken = (W::KIND_NAME, namespace.map(str::to_owned), name.to_owned());
+        let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        announced.remove(&key);
+    }
+}
+
+fn woken_ref<K: subject::Rotated>(r: ObjectRef<K>) -> Woken {
+    (K::KIND_NAME, r.namespace, r.name)
+}
+
+/// The resources of kind `K` that other reconciles announced (see [`Related`]).
+fn woken_by_related<K: subject::Rotated>(
+    related: &Related,
+    store: Store<K>,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static {
+    let announced = futures::stream::unfold(related.tx.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(w) => return Some((w, rx)),
+                // Lost wake-ups are made up by each resource's own poll.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    announced.filter_map(move |(kind, ns, name)| {
+        let r = (kind == K::KIND_NAME).then(|| {
+            let r = ObjectRef::<K>::new(&name);
+            match ns {
+                Some(ns) => r.within(&ns),
+                None => r,
+            }
+        });
+        // Only resources this controller holds (a namespace-scoped controller sees its own).
+        futures::future::ready(r.filter(|r| store.get(r).is_some()))
+    })
 }
 
 /// A resource that is idle and not itself waiting may have just ended a rotation: that frees
@@ -506,6 +592,35 @@ mod tests {
             "status": status
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_change_wakes_the_same_accounts_resources_once_per_version() {
+        let (store, mut writer) = reflector::store::<TokenRotation>();
+        let (mut a, mut b) = (tr("shop", "a", true), tr("billing", "b", false));
+        a.metadata.uid = Some("uid-a".into());
+        b.metadata.uid = Some("uid-b".into());
+        for obj in [a.clone(), b] {
+            writer.apply_watcher_event(&watcher::Event::Apply(obj));
+        }
+        let related = Related::default();
+        let mut rx = related.tx.subscribe();
+        a.metadata.resource_version = Some("1".into());
+        let stores = [store];
+        related.announce(&stores, None, &a);
+        let woken = rx.try_recv().unwrap();
+        assert_eq!(woken, ("TokenRotation", Some("billing".into()), "b".into()));
+        assert!(
+            rx.try_recv().is_err(),
+            "only the other resource on the account"
+        );
+        // Reconciled again at the same version (a wake-up, a poll): nothing new to tell, so
+        // two resources on one account do not wake each other for ever.
+        related.announce(&stores, None, &a);
+        assert!(rx.try_recv().is_err());
+        a.metadata.resource_version = Some("2".into());
+        related.announce(&stores, None, &a);
+        assert!(rx.try_recv().is_ok(), "a new version is announced");
     }
 
     #[test]

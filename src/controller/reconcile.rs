@@ -1,4 +1,5 @@
-//! One reconcile: read fresh (or from a cache that caught up), observe, decide, act once, write status, send Events.
+//! One reconcile: read fresh (or from a cache that caught up), observe, decide, act once,
+//! write status, send Events.
 
 use super::execute::execute;
 use super::locks::{account_key, Busy};
@@ -57,6 +58,7 @@ async fn reconcile_one<K: Rotated>(
     };
     let Some(mut obj) = current else {
         ctx.forget(ns.as_deref(), &name);
+        ctx.related.forget::<K>(ns.as_deref(), &name);
         // Deleted: free its account for the other rotations waiting on it.
         let (metrics_ns, holder) = K::identity_of(ns.as_deref(), &name);
         ctx.locks.release_holder(&holder);
@@ -64,6 +66,9 @@ async fn reconcile_one<K: Rotated>(
         return Ok(Requeue::await_change());
     };
     ctx.saw(&obj);
+    // What changed in it may concern others: the same account's, those waiting for a place.
+    ctx.related
+        .announce(&ctx.stores, ctx.cluster_store.as_ref(), &obj);
     let mut tr = Subject::of(&ctx.client, &obj).await?;
     if ctx.config.safety.shared_field_manager {
         tr.field_manager = crate::api::FIELD_MANAGER.to_owned();

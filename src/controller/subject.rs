@@ -37,6 +37,8 @@ pub trait Rotated:
     fn listing(client: &Client, namespace: Option<&str>) -> Api<Self>;
     /// Whether resources of this kind live in a namespace.
     const NAMESPACED: bool;
+    /// Its kind, as a constant.
+    const KIND_NAME: &'static str;
     /// `None` for a TokenRotation (its own namespace).
     fn namespace_targets(&self) -> Option<&NamespaceTargets>;
     /// Whether its Secrets and workloads include namespace `ns` (for a cluster rotation: as
@@ -86,6 +88,7 @@ impl Rotated for TokenRotation {
         }
     }
     const NAMESPACED: bool = true;
+    const KIND_NAME: &'static str = "TokenRotation";
     fn namespace_targets(&self) -> Option<&NamespaceTargets> {
         None
     }
@@ -131,6 +134,7 @@ impl Rotated for ClusterTokenRotation {
         Api::all(client.clone())
     }
     const NAMESPACED: bool = false;
+    const KIND_NAME: &'static str = "ClusterTokenRotation";
     fn namespace_targets(&self) -> Option<&NamespaceTargets> {
         Some(&self.spec.namespaces)
     }
