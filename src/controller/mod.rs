@@ -293,7 +293,8 @@ where
 }
 
 /// A controller for `K` (after checking its CRD is installed), also woken by changes to its
-/// staging Secrets and to the workloads that its in-flight rotations wait on.
+/// staging Secrets, to the workloads that its in-flight rotations wait on, and to the other
+/// resources that concern it (announced by their reconciles, see [`Related`]).
 async fn controller_for<K: subject::Rotated>(
     client: &Client,
     api: Api<K>,
@@ -312,15 +313,12 @@ async fn controller_for<K: subject::Rotated>(
         })?;
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
-    let wc = watcher::Config::default;
-    // Resources woken by a change of another (same account, or a place freed): one watch
-    // per kind serves every controller; the reconcile of the changed resource sends these.
-    let controller = controller.reconcile_on(woken_by_related::<K>(related, store.clone()));
     Ok(controller
+        .reconcile_on(woken_by_related(related, store.clone()))
         // Staging Secrets carry an owner reference: their changes wake their rotation.
         .owns(
             scoped_api::<Secret>(client, scope),
-            wc().labels(STAGING_LABEL),
+            watcher::Config::default().labels(STAGING_LABEL),
         )
         // Workload changes (rollout progress) wake the rotations waiting on that namespace at
         // once, instead of at the next poll; the shared cache watches them.
