@@ -428,9 +428,10 @@ pub async fn list(client: &Client, namespace: &str) -> Result<Vec<Workload>, kub
     Ok(out)
 }
 
-/// Above this many namespaces, a rotation's workloads are read with one paged LIST per kind
-/// across the cluster instead of one LIST per kind per namespace: a ClusterTokenRotation over
-/// 300 namespaces makes 3 LISTs (and pages) per reconcile, not 900.
+/// Above this many namespaces, workloads are read with one paged LIST per kind across the
+/// cluster instead of one LIST per kind per namespace (3 LISTs and their pages for 300
+/// namespaces, not 900). The controller reads its shared cache and LISTs only until the cache
+/// has its first list; `token-rotator plan` always LISTs.
 pub const LIST_ACROSS_ABOVE: usize = 10;
 
 /// Every workload of these namespaces, by namespace: per namespace for a few, across the
@@ -739,6 +740,38 @@ mod tests {
             progress(&w, RESTART_ANNOTATION, "r1").reason.as_deref(),
             Some("ProgressDeadlineExceeded")
         );
+    }
+
+    #[test]
+    fn a_workload_keeps_only_the_secrets_it_reads_and_its_restart_stamps() {
+        let mut template = template(env_ref("twilio"), Some("r1"));
+        if let Some(a) = template
+            .metadata
+            .as_mut()
+            .and_then(|m| m.annotations.as_mut())
+        {
+            a.insert("kubectl.kubernetes.io/restartedAt".into(), "x".into());
+        }
+        let d = Deployment {
+            metadata: ObjectMeta {
+                name: Some("api".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec {
+                template,
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let w = Workload::from_deployment(&d).unwrap();
+        assert_eq!(w.secrets, BTreeSet::from(["twilio".to_string()]));
+        assert_eq!(
+            w.stamps,
+            BTreeMap::from([(RESTART_ANNOTATION.to_string(), "r1".to_string())]),
+            "other annotations are not kept"
+        );
+        assert_eq!(w.stamp(RESTART_ANNOTATION), Some("r1"));
     }
 
     #[test]

@@ -18,6 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
+/// The kinds the cache holds (those a rotation restarts by its stamp).
+const KINDS: [WorkloadKind; 3] = [
+    WorkloadKind::Deployment,
+    WorkloadKind::StatefulSet,
+    WorkloadKind::DaemonSet,
+];
+
 /// Workloads of one kind in one namespace, by name.
 type Named = BTreeMap<String, Workload>;
 
@@ -72,15 +79,10 @@ pub struct WorkloadCache {
 impl WorkloadCache {
     /// A cache for these scopes (`None`: the whole cluster); empty until [`Self::run`] runs.
     pub fn new(scopes: &[Option<String>]) -> Self {
-        let kinds = [
-            WorkloadKind::Deployment,
-            WorkloadKind::StatefulSet,
-            WorkloadKind::DaemonSet,
-        ];
         let parts = scopes
             .iter()
             .flat_map(|scope| {
-                kinds.into_iter().map(|kind| Part {
+                KINDS.into_iter().map(|kind| Part {
                     kind,
                     scope: scope.clone(),
                     state: RwLock::default(),
@@ -215,11 +217,7 @@ impl WorkloadCache {
         let mut out = BTreeMap::new();
         for ns in namespaces {
             let mut all = Vec::new();
-            for kind in [
-                WorkloadKind::Deployment,
-                WorkloadKind::StatefulSet,
-                WorkloadKind::DaemonSet,
-            ] {
+            for kind in KINDS {
                 let part = self.parts.iter().find(|p| p.kind == kind && p.covers(ns))?;
                 let st = part.read();
                 if !st.ready {
