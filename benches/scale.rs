@@ -8,7 +8,7 @@
 //! 2. its API requests and the CPU of operator and sandbox over 20 idle seconds;
 //! 3. one rotation alone (a fresh account): wall time, Twilio calls, Kubernetes writes;
 //! 4. every rotation due at once (asked 64 at a time): total wall time against the mandatory
-//!    waits (per account they take turns: one Twilio account has one rotation in flight),
+//!    waits (API key rotations of one account writing different Secrets run together),
 //!    p50/p99 from each one's request to Ready, 429s, Twilio calls and Kubernetes writes per
 //!    rotation, requests by verb, peak RSS, CPU of operator and sandbox;
 //! 5. resident memory after 1,000 unrelated 1 MiB Secrets.
@@ -443,32 +443,41 @@ async fn main() {
     let asked = due.elapsed();
     let mut done_at: BTreeMap<(String, String), Duration> = BTreeMap::new();
     let mut peak_rss = 0;
+    // A watch, not a list per look: listing 1,000 resources with their status every second
+    // cost the API server on the same two cores; the watch sends each change once, on time.
+    let mut changes = std::pin::pin!(kube::runtime::watcher(
+        Api::<TokenRotation>::all(client.clone()),
+        kube::runtime::watcher::Config::default(),
+    ));
+    let mut rss_tick = tokio::time::interval(Duration::from_millis(200));
     while done_at.len() < trs.len() {
-        let items = Api::<TokenRotation>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items;
-        for t in items {
-            let st = t.status.clone().unwrap_or_default();
-            if st.rotations >= 1 && st.phase == Some(Phase::Ready) {
-                let key = (
-                    t.metadata.namespace.clone().unwrap_or_default(),
-                    t.metadata.name.clone().unwrap_or_default(),
+        tokio::select! {
+            ev = changes.next() => {
+                let t = match ev {
+                    Some(Ok(kube::runtime::watcher::Event::Apply(t)))
+                    | Some(Ok(kube::runtime::watcher::Event::InitApply(t))) => t,
+                    Some(_) => continue,
+                    None => panic!("the TokenRotation watch ended"),
+                };
+                let st = t.status.clone().unwrap_or_default();
+                if st.rotations >= 1 && st.phase == Some(Phase::Ready) {
+                    let key = (
+                        t.metadata.namespace.clone().unwrap_or_default(),
+                        t.metadata.name.clone().unwrap_or_default(),
+                    );
+                    done_at.entry(key).or_insert_with(|| due.elapsed());
+                }
+            }
+            _ = rss_tick.tick() => {
+                peak_rss = peak_rss.max(kib(pid, "VmRSS:"));
+                assert!(
+                    due.elapsed() < Duration::from_secs(1800),
+                    "{} of {} rotations done after 30 min",
+                    done_at.len(),
+                    trs.len()
                 );
-                done_at.entry(key).or_insert_with(|| due.elapsed());
             }
         }
-        peak_rss = peak_rss.max(kib(pid, "VmRSS:"));
-        assert!(
-            due.elapsed() < Duration::from_secs(1800),
-            "{} of {} rotations done after 30 min",
-            done_at.len(),
-            trs.len()
-        );
-        // Each look lists 1,000 resources with their status: it costs the API server on the
-        // same two cores, so look once a second (times are to within a second).
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let total = due.elapsed();
     let cpu = (
@@ -484,7 +493,7 @@ async fn main() {
     let per_account = trs.len().div_ceil(accounts);
     let twilio_calls = twilio.request_count() - twilio_before;
     println!(
-        "all due at once: {} rotations in {:.1}s (asking, 64 at a time, took {:.1}s); p50 {:.1}s, p99 {:.1}s from its request to Ready; {} per account in turn",
+        "all due at once: {} rotations in {:.1}s (asking, 64 at a time, took {:.1}s); p50 {:.1}s, p99 {:.1}s from its request to Ready; {} per account, together (each writes its own Secret)",
         trs.len(),
         total.as_secs_f64(),
         asked.as_secs_f64(),
@@ -493,11 +502,10 @@ async fn main() {
         per_account
     );
     println!(
-        "  mandatory waits per rotation: propagationDelay 1s + overlap 1s + Twilio latency 50 ms per call; per account {per_account} in turn: >= {:.1}s; one alone took {:.2}s, so {per_account} in turn take >= {:.1}s (ratio of the total to that: {:.2})",
-        per_account as f64 * 2.0,
+        "  mandatory waits per rotation: propagationDelay 1s + overlap 1s + Twilio latency 50 ms per call, run in parallel: >= 2.0s; one alone took {:.2}s (ratio of the total to that: {:.1}; of the p50: {:.1})",
         alone.as_secs_f64(),
-        per_account as f64 * alone.as_secs_f64(),
-        total.as_secs_f64() / (per_account as f64 * alone.as_secs_f64())
+        total.as_secs_f64() / alone.as_secs_f64(),
+        percentile(&times, 0.5).as_secs_f64() / alone.as_secs_f64()
     );
     println!(
         "  Twilio: {} calls ({:.1} per rotation, consumer traffic none), {} answered 429 by the concurrency limit",

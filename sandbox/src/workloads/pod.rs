@@ -377,7 +377,7 @@ mod tests {
         if let Some(token) = token {
             s.secrets.insert(
                 ("ns".into(), "tw".into()),
-                Data::from([("token".into(), token.into())]),
+                std::sync::Arc::new(Data::from([("token".into(), token.into())])),
             );
         }
         s

@@ -2,26 +2,32 @@
 //! Secret/ConfigMap/projected volumes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, KeyToPath, PodSpec, Volume};
 
 /// File name (or key) -> content.
 pub type Data = BTreeMap<String, String>;
 
-/// Current Secrets and ConfigMaps by `(namespace, name)`, decoded to UTF-8 (lossily).
+/// Current Secrets and ConfigMaps by `(namespace, name)`, decoded to UTF-8 (lossily). Shared,
+/// so a pass reuses what the previous one decoded of an object that did not change.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
-    pub secrets: HashMap<(String, String), Data>,
-    pub config_maps: HashMap<(String, String), Data>,
+    pub secrets: HashMap<(String, String), Arc<Data>>,
+    pub config_maps: HashMap<(String, String), Arc<Data>>,
 }
 
 impl Sources {
     fn secret(&self, ns: &str, name: &str) -> Option<&Data> {
-        self.secrets.get(&(ns.to_owned(), name.to_owned()))
+        self.secrets
+            .get(&(ns.to_owned(), name.to_owned()))
+            .map(|d| &**d)
     }
 
     fn config_map(&self, ns: &str, name: &str) -> Option<&Data> {
-        self.config_maps.get(&(ns.to_owned(), name.to_owned()))
+        self.config_maps
+            .get(&(ns.to_owned(), name.to_owned()))
+            .map(|d| &**d)
     }
 }
 
@@ -343,14 +349,14 @@ mod tests {
         let mut s = Sources::default();
         s.secrets.insert(
             ("ns".into(), "twilio".into()),
-            Data::from([
+            Arc::new(Data::from([
                 ("token".into(), "tok-1".into()),
                 ("sid".into(), "AC1".into()),
-            ]),
+            ])),
         );
         s.config_maps.insert(
             ("ns".into(), "cfg".into()),
-            Data::from([("region".into(), "us1".into())]),
+            Arc::new(Data::from([("region".into(), "us1".into())])),
         );
         s
     }
