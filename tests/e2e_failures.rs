@@ -13,6 +13,7 @@ use sandbox::workloads::WorkloadKind;
 use std::time::Duration;
 use token_rotator::api::{Phase, TokenRotation, TokenRotationStatus};
 use token_rotator::controller::failpoints::Failpoints;
+use token_rotator::controller::SafetyOverrides;
 
 fn degraded(s: &TokenRotationStatus) -> Option<(String, String)> {
     s.conditions
@@ -258,26 +259,42 @@ async fn twilio_5xx_storm_and_429s_degrade_then_recover() {
     assert_no_token_in_logs(&[&w.old_token, &new]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_api_key_rotations_on_one_account_serialize() {
+/// What two API key rotations of one account did when asked for together.
+struct TwoKeys {
+    /// Both were in flight at once.
+    both: bool,
+    /// One waited for the other (`WaitingForAccount`).
+    waited: bool,
+    /// Both completed within 40 s.
+    completed: bool,
+    /// Degraded reasons either reported.
+    degraded: std::collections::BTreeSet<String>,
+    served: u64,
+    refused: u64,
+}
+
+/// Two API key rotations of one account asked for together; the second writes
+/// `second_secret` (its consumers, if any, are `api`'s).
+async fn two_api_key_rotations(second_secret: &str, safety: SafetyOverrides) -> TwoKeys {
     capture_logs();
-    // API keys are independent, so two resources may rotate keys of one account; they take
-    // turns like before (two Auth Token resources on one account are a conflict instead).
     let w = key_world(1, sandbox::twilio::KeyKind::Standard).await;
-    let ctl = start_controller(&w, Failpoints::default());
+    let traffic = key_traffic(&w, Duration::from_millis(20));
+    let mut cfg = config(&w, Failpoints::default());
+    cfg.safety = safety;
+    let ctl = start_controller_with(&w, cfg);
     let a = key_rotation(&w, "first", serde_json::json!({}));
-    // Nothing reads other-creds in this world: that is expected here, not a missed consumer.
     let b = with_spec(key_rotation(&w, "second", serde_json::json!({})), |s| {
-        s.secrets[0].name = "other-creds".into();
+        s.secrets[0].name = second_secret.into();
+        // Nothing reads other-creds in this world: expected here, not a missed consumer.
         s.workloads =
             Some(serde_json::from_value(serde_json::json!({"noConsumers": "Proceed"})).unwrap());
     });
     create(&w, &a).await;
     create(&w, &b).await;
-    // Sample both statuses: never two rotations in flight at once.
     let api: Api<TokenRotation> = Api::namespaced(w.client.clone(), NS);
-    let mut saw_waiting = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let (mut saw_both, mut saw_waiting, mut completed) = (false, false, false);
+    let mut degraded_reasons = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
         // One LIST is one snapshot: both statuses as of the same resourceVersion.
         let items = api.list(&ListParams::default()).await.unwrap().items;
@@ -289,25 +306,150 @@ async fn two_api_key_rotations_on_one_account_serialize() {
                 .unwrap_or_default()
         };
         let (sa, sb) = (status_of("first"), status_of("second"));
-        assert!(
-            !(sa.rotation.is_some() && sb.rotation.is_some()),
-            "two rotations in flight on one account: {:?} / {:?}",
-            sa.phase,
-            sb.phase
-        );
+        saw_both |= sa.rotation.is_some() && sb.rotation.is_some();
         saw_waiting |= [&sa, &sb]
             .iter()
             .any(|s| s.conditions.iter().any(|c| c.reason == "WaitingForAccount"));
-        if sa.rotations == 1 && sb.rotations == 1 {
+        for s in [&sa, &sb] {
+            degraded_reasons.extend(degraded(s).map(|(r, _)| r));
+        }
+        if sa.rotations >= 1 && sb.rotations >= 1 && sa.rotation.is_none() && sb.rotation.is_none()
+        {
+            completed = true;
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Calls go on a while after the last retirement: a consumer left on a deleted key shows.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    TwoKeys {
+        both: saw_both,
+        waited: saw_waiting,
+        completed,
+        degraded: degraded_reasons,
+        served,
+        refused,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_key_rotations_of_one_account_run_together() {
+    // API keys are independent: two resources rotating keys of one account into different
+    // Secrets do not wait for each other (Auth Token resources on one account conflict).
+    let r = two_api_key_rotations("other-creds", SafetyOverrides::default()).await;
+    assert!(r.completed, "both completed (degraded: {:?})", r.degraded);
+    assert!(r.both, "both rotations were in flight at once");
+    assert!(!r.waited, "neither waited for the other");
+    assert!(r.served > 0);
+    assert_eq!(r.refused, 0, "{} served", r.served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_key_rotations_into_one_secret_take_turns() {
+    let r = two_api_key_rotations("twilio-creds", SafetyOverrides::default()).await;
+    assert!(r.completed, "both completed (degraded: {:?})", r.degraded);
+    assert!(
+        !r.both,
+        "never two rotations writing one Secret in flight at once"
+    );
+    assert!(r.waited, "one waited with WaitingForAccount");
+    assert!(r.served > 0);
+    assert_eq!(r.refused, 0, "{} served", r.served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_two_api_key_rotations_writing_one_secret_at_once() {
+    // Without the turn-taking, each writes its own new key into the Secret, finds the other's
+    // there (TargetSecretReverted) and writes its own back: neither completes.
+    let r = two_api_key_rotations(
+        "twilio-creds",
+        SafetyOverrides {
+            skip_secret_turns: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(r.both, "both in flight at once");
+    assert!(!r.completed, "they fought, neither should complete");
+    assert!(
+        r.degraded.contains("TargetSecretReverted"),
+        "each found the other's key: {:?}",
+        r.degraded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_token_rotation_has_its_account_to_itself_and_is_not_overtaken() {
+    // Promotion changes the credential the account's API key rotations authenticate with, so
+    // an Auth Token rotation runs alone on its account; and once it waits, a key rotation
+    // asked for later does not start ahead of it.
+    capture_logs();
+    let w = world(1).await;
+    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    let key = |name: &str, secret: &str| {
+        with_spec(key_rotation(&w, name, serde_json::json!({})), |s| {
+            s.secrets[0].name = secret.into();
+            s.workloads = Some(
+                serde_json::from_value(serde_json::json!({"noConsumers": "Proceed"})).unwrap(),
+            );
+        })
+    };
+    let api: Api<TokenRotation> = Api::namespaced(w.client.clone(), NS);
+    create(&w, &key("key-a", "key-creds-a")).await;
+    wait_status(&w, "key-a", Duration::from_secs(30), |s| {
+        s.rotation.is_some()
+    })
+    .await;
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    wait_status(&w, "twilio", Duration::from_secs(30), |s| {
+        s.conditions.iter().any(|c| c.reason == "WaitingForAccount")
+    })
+    .await;
+    create(&w, &key("key-b", "key-creds-b")).await;
+    // Sample all three: the Auth Token never in flight with a key rotation, and its rotation
+    // starts before key-b's.
+    let mut first_in_flight: std::collections::BTreeMap<String, usize> = Default::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    for look in 0.. {
+        let items = api.list(&ListParams::default()).await.unwrap().items;
+        let rotating: Vec<String> = items
+            .iter()
+            .filter(|t| t.status.as_ref().is_some_and(|s| s.rotation.is_some()))
+            .map(|t| t.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert!(
+            !(rotating.iter().any(|n| n == "twilio") && rotating.len() > 1),
+            "the Auth Token rotation in flight with a key rotation: {rotating:?}"
+        );
+        for n in rotating {
+            first_in_flight.entry(n).or_insert(look);
+        }
+        let done = items.iter().all(|t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.rotations >= 1 && s.rotation.is_none())
+        });
+        if done && items.len() == 3 {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "both rotations should finish"
+            "all three should finish"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let (served, refused) = traffic.stop().await;
     ctl.abort();
-    assert!(saw_waiting, "one waited with WaitingForAccount");
-    wait_events(&w, &["WaitingForAccount"]).await;
+    assert!(
+        first_in_flight.get("twilio") < first_in_flight.get("key-b"),
+        "the waiting Auth Token rotation went first: {first_in_flight:?}"
+    );
+    assert!(served > 0);
+    assert_eq!(refused, 0, "{served} served");
 }

@@ -1,14 +1,18 @@
-//! One rotation per Twilio account at a time: an account has a single secondary-token slot.
+//! Who may rotate on a Twilio account now. An Auth Token rotation takes the whole account: the
+//! account has one secondary-token slot, and promoting it changes the credential every caller
+//! of the account (the operator's API key rotations included) authenticates with. API keys are
+//! independent: rotations of different keys of one account run together, unless they write the
+//! same Secret (then they take turns, as one after the other they stay consistent).
 //!
 //! The in-process map closes the race between two resources that become due together; the
 //! resources' status (a rotation in flight) covers what this process did not start itself.
 
+use crate::api::TokenRotationSpec;
+use crate::providers::CredentialKind;
 use crate::rotation::Holder;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
-
-#[derive(Default)]
-pub struct AccountLocks(Mutex<HashMap<String, Holder>>);
+use std::time::{Duration, Instant};
 
 /// The lock key: credentials are per region, so the same SID in two regions is two accounts.
 pub fn account_key(account_sid: &str, region: Option<&str>) -> String {
@@ -19,71 +23,175 @@ pub fn account_key(account_sid: &str, region: Option<&str>) -> String {
     )
 }
 
+/// What a rotation takes of its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountUse {
+    /// The whole account (an Auth Token rotation).
+    Whole,
+    /// A share of it (an API key rotation) and the Secrets it writes, as (namespace, name); a
+    /// cluster rotation's namespace is `*` (any), since the namespaces it covers may change.
+    Shared(BTreeSet<(String, String)>),
+}
+
+impl AccountUse {
+    /// From the spec a resource rotates with; `namespace` is `None` for a cluster rotation.
+    pub fn of(spec: &TokenRotationSpec, namespace: Option<&str>) -> Self {
+        match CredentialKind::of(spec) {
+            // No kind (the CRD rejects that): take nothing less than the whole account.
+            Some(CredentialKind::AuthToken) | None => Self::Whole,
+            Some(CredentialKind::ApiKey) => Self::Shared(
+                spec.secrets
+                    .iter()
+                    .map(|s| (namespace.unwrap_or("*").to_owned(), s.name.clone()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether the two may not run together on one account.
+    pub fn excludes(&self, other: &AccountUse) -> bool {
+        match (self, other) {
+            (Self::Whole, _) | (_, Self::Whole) => true,
+            (Self::Shared(a), Self::Shared(b)) => a.iter().any(|(ns, name)| {
+                b.iter()
+                    .any(|(n, m)| m == name && (n == ns || n == "*" || ns == "*"))
+            }),
+        }
+    }
+}
+
+/// How long an Auth Token rotation waiting for API key rotations to end keeps new ones from
+/// starting on its account, unless it asks again (it does at each poll while it waits).
+const RESERVATION: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Account {
+    holders: BTreeMap<Holder, AccountUse>,
+    /// An Auth Token rotation waiting for the shares to end: no new share starts meanwhile, so
+    /// a steady stream of API key rotations cannot keep it waiting for ever.
+    reserved: Option<(Holder, Instant)>,
+}
+
+impl Account {
+    fn blocker(&self, holder: &Holder, wants: &AccountUse, starting: bool) -> Option<Holder> {
+        if let Some((h, _)) = self
+            .holders
+            .iter()
+            .find(|(h, u)| *h != holder && u.excludes(wants))
+        {
+            return Some(h.clone());
+        }
+        match &self.reserved {
+            Some((h, at)) if starting && h != holder && at.elapsed() < RESERVATION => {
+                Some(h.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct AccountLocks(Mutex<HashMap<String, Account>>);
+
 /// Why a rotation may not start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Busy {
-    /// Another resource rotates the same account.
+    /// Another resource rotates on the same account in a way that excludes this one.
     Account(Holder),
     /// `--max-concurrent-rotations` rotations are in flight.
     Capacity(usize),
 }
 
 impl AccountLocks {
-    /// Takes the account for `holder`, or names the current holder.
-    pub fn try_acquire(&self, account: &str, holder: &Holder) -> Result<(), Holder> {
-        match self.try_start(account, holder, 0, &BTreeSet::new()) {
-            Ok(()) => Ok(()),
-            Err(Busy::Account(h)) => Err(h),
-            Err(Busy::Capacity(_)) => Ok(()),
-        }
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Account>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the account for `holder` if no other resource has it and, with a `limit` (0: none),
-    /// fewer than `limit` resources rotate: those holding a lock here and `in_flight` (from
-    /// status, which covers rotations another process started). Checked and taken under one
-    /// lock, so two resources starting at once cannot both take the last place.
+    /// Takes `wants` of the account for `holder` if nothing another resource holds excludes
+    /// it and, with a `limit` (0: none), fewer than `limit` resources rotate: those holding a
+    /// lock here and `in_flight` (from status, which covers rotations another process
+    /// started). Checked and taken under one lock, so two resources starting at once cannot
+    /// both take the last place. A reservation by a waiting Auth Token rotation stops only
+    /// `starting` ones: a rotation in flight registers whatever waits.
     pub fn try_start(
         &self,
         account: &str,
         holder: &Holder,
+        wants: &AccountUse,
+        starting: bool,
         limit: usize,
         in_flight: &BTreeSet<Holder>,
     ) -> Result<(), Busy> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = map.get(account).filter(|h| *h != holder) {
-            return Err(Busy::Account(h.clone()));
+        let mut map = self.map();
+        let entry = map.get(account);
+        if let Some(h) = entry.and_then(|a| a.blocker(holder, wants, starting)) {
+            return Err(Busy::Account(h));
         }
         if limit > 0 {
-            let rotating: BTreeSet<&Holder> = map.values().chain(in_flight.iter()).collect();
+            let rotating: BTreeSet<&Holder> = map
+                .values()
+                .flat_map(|a| a.holders.keys())
+                .chain(in_flight.iter())
+                .collect();
             if !rotating.contains(holder) && rotating.len() >= limit {
                 return Err(Busy::Capacity(limit));
             }
         }
-        map.insert(account.to_owned(), holder.clone());
+        let a = map.entry(account.to_owned()).or_default();
+        if a.reserved.as_ref().is_some_and(|(r, _)| r == holder) {
+            a.reserved = None;
+        }
+        a.holders.insert(holder.clone(), wants.clone());
         Ok(())
     }
 
-    pub fn holder(&self, account: &str) -> Option<Holder> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(account).cloned()
+    /// `holder`, due but kept waiting, asks for the next turn: for an Auth Token rotation (the
+    /// whole account) no new API key rotation starts on the account until it has had it.
+    pub fn reserve(&self, account: &str, holder: &Holder, wants: &AccountUse) {
+        if *wants != AccountUse::Whole {
+            return;
+        }
+        let mut map = self.map();
+        let a = map.entry(account.to_owned()).or_default();
+        match &a.reserved {
+            Some((r, at)) if r != holder && at.elapsed() < RESERVATION => {}
+            _ => a.reserved = Some((holder.clone(), Instant::now())),
+        }
+    }
+
+    /// Who, holding a lock here, keeps `holder` from starting `wants` on the account now.
+    pub fn blocker(&self, account: &str, holder: &Holder, wants: &AccountUse) -> Option<Holder> {
+        self.map()
+            .get(account)
+            .and_then(|a| a.blocker(holder, wants, true))
     }
 
     /// Releases every account `holder` has (the resource is gone).
     pub fn release_holder(&self, holder: &Holder) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, h| h != holder);
+        self.retain_holders(|h| h != holder);
     }
 
-    /// Releases the accounts of every holder for which `live` is false (deleted resources).
+    /// Releases the locks and reservations of every holder for which `live` is false (deleted
+    /// resources).
     pub fn retain_holders(&self, live: impl Fn(&Holder) -> bool) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, h| live(h));
+        let mut map = self.map();
+        for a in map.values_mut() {
+            a.holders.retain(|h, _| live(h));
+            if a.reserved.as_ref().is_some_and(|(h, _)| !live(h)) {
+                a.reserved = None;
+            }
+        }
+        map.retain(|_, a| !a.holders.is_empty() || a.reserved.is_some());
     }
 
+    /// Releases what `holder` has of the account (its rotation ended).
     pub fn release(&self, account: &str, holder: &Holder) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(account) == Some(holder) {
-            map.remove(account);
+        let mut map = self.map();
+        if let Some(a) = map.get_mut(account) {
+            a.holders.remove(holder);
+            if a.holders.is_empty() && a.reserved.is_none() {
+                map.remove(account);
+            }
         }
     }
 }
@@ -92,38 +200,6 @@ impl AccountLocks {
 mod tests {
     use super::*;
 
-    #[test]
-    fn at_most_limit_resources_rotate_at_once() {
-        let l = AccountLocks::default();
-        let h = |n: &str| Holder::TokenRotation {
-            namespace: "ns".into(),
-            name: n.into(),
-        };
-        let none = BTreeSet::new();
-        assert!(l.try_start("a", &h("one"), 2, &none).is_ok());
-        assert!(l.try_start("b", &h("two"), 2, &none).is_ok());
-        assert_eq!(
-            l.try_start("c", &h("three"), 2, &none),
-            Err(Busy::Capacity(2))
-        );
-        assert!(
-            l.try_start("a2", &h("one"), 2, &none).is_ok(),
-            "a holder already counted"
-        );
-        l.release_holder(&h("two"));
-        // One in flight from status (started by another replica) counts too.
-        let status: BTreeSet<Holder> = [h("four")].into();
-        assert_eq!(
-            l.try_start("c", &h("three"), 2, &status),
-            Err(Busy::Capacity(2))
-        );
-        assert!(l.try_start("c", &h("three"), 3, &status).is_ok());
-        assert!(
-            l.try_start("d", &h("five"), 0, &status).is_ok(),
-            "0: no limit"
-        );
-    }
-
     fn h(name: &str) -> Holder {
         Holder::TokenRotation {
             namespace: "ns".into(),
@@ -131,26 +207,151 @@ mod tests {
         }
     }
 
+    fn key(secrets: &[&str]) -> AccountUse {
+        AccountUse::Shared(
+            secrets
+                .iter()
+                .map(|s| ("ns".to_owned(), s.to_string()))
+                .collect(),
+        )
+    }
+
+    fn start(l: &AccountLocks, account: &str, who: &str, wants: &AccountUse) -> Result<(), Busy> {
+        l.try_start(account, &h(who), wants, true, 0, &BTreeSet::new())
+    }
+
     #[test]
-    fn one_holder_per_account_and_region() {
+    fn at_most_limit_resources_rotate_at_once() {
+        let l = AccountLocks::default();
+        let none = BTreeSet::new();
+        let whole = AccountUse::Whole;
+        assert!(l.try_start("a", &h("one"), &whole, true, 2, &none).is_ok());
+        assert!(l.try_start("b", &h("two"), &whole, true, 2, &none).is_ok());
+        assert_eq!(
+            l.try_start("c", &h("three"), &whole, true, 2, &none),
+            Err(Busy::Capacity(2))
+        );
+        assert!(
+            l.try_start("a2", &h("one"), &whole, true, 2, &none).is_ok(),
+            "a holder already counted"
+        );
+        l.release_holder(&h("two"));
+        // One in flight from status (started by another replica) counts too.
+        let status: BTreeSet<Holder> = [h("four")].into();
+        assert_eq!(
+            l.try_start("c", &h("three"), &whole, true, 2, &status),
+            Err(Busy::Capacity(2))
+        );
+        assert!(l
+            .try_start("c", &h("three"), &whole, true, 3, &status)
+            .is_ok());
+        assert!(
+            l.try_start("d", &h("five"), &whole, true, 0, &status)
+                .is_ok(),
+            "0: no limit"
+        );
+    }
+
+    #[test]
+    fn one_auth_token_rotation_per_account_and_region() {
         let l = AccountLocks::default();
         let a = account_key("ac00", None);
+        let whole = AccountUse::Whole;
         assert_eq!(a, "us1/AC00");
-        assert!(l.try_acquire(&a, &h("one")).is_ok());
-        assert!(l.try_acquire(&a, &h("one")).is_ok(), "re-entrant");
-        assert_eq!(l.try_acquire(&a, &h("two")), Err(h("one")));
-        assert!(l
-            .try_acquire(&account_key("AC00", Some("ie1")), &h("two"))
-            .is_ok());
+        assert!(start(&l, &a, "one", &whole).is_ok());
+        assert!(start(&l, &a, "one", &whole).is_ok(), "re-entrant");
+        assert_eq!(start(&l, &a, "two", &whole), Err(Busy::Account(h("one"))));
+        let ie1 = account_key("AC00", Some("ie1"));
+        assert!(start(&l, &ie1, "two", &whole).is_ok());
         l.release(&a, &h("two"));
-        assert_eq!(l.holder(&a), Some(h("one")));
+        assert_eq!(l.blocker(&a, &h("two"), &whole), Some(h("one")));
         l.release(&a, &h("one"));
-        assert!(l.try_acquire(&a, &h("two")).is_ok());
+        assert!(start(&l, &a, "two", &whole).is_ok());
         l.release_holder(&h("two"));
-        assert_eq!(l.holder(&a), None);
-        assert!(l.try_acquire(&a, &h("three")).is_ok());
+        assert_eq!(l.blocker(&a, &h("x"), &whole), None);
+        assert!(start(&l, &a, "three", &whole).is_ok());
         l.retain_holders(|x| *x == h("two"));
-        assert_eq!(l.holder(&a), None, "ns/three is gone: its lock is released");
-        assert_eq!(l.holder(&account_key("AC00", Some("ie1"))), None);
+        assert_eq!(
+            l.blocker(&a, &h("x"), &whole),
+            None,
+            "ns/three is gone: its lock is released"
+        );
+        assert_eq!(l.blocker(&ie1, &h("x"), &whole), None);
+    }
+
+    #[test]
+    fn api_keys_of_one_account_rotate_together_unless_they_write_one_secret() {
+        let l = AccountLocks::default();
+        assert!(start(&l, "a", "k1", &key(&["app-1"])).is_ok());
+        assert!(
+            start(&l, "a", "k2", &key(&["app-2"])).is_ok(),
+            "independent keys"
+        );
+        assert_eq!(
+            start(&l, "a", "k3", &key(&["app-3", "app-1"])),
+            Err(Busy::Account(h("k1"))),
+            "writes k1's Secret: takes turns"
+        );
+        // A cluster rotation's Secret name matches in any namespace.
+        let anywhere = AccountUse::Shared([("*".to_owned(), "app-2".to_owned())].into());
+        assert_eq!(start(&l, "a", "c", &anywhere), Err(Busy::Account(h("k2"))));
+        let elsewhere = AccountUse::Shared([("other".to_owned(), "app-1".to_owned())].into());
+        assert!(
+            start(&l, "a", "k4", &elsewhere).is_ok(),
+            "another namespace's Secret"
+        );
+        // The Auth Token excludes every key rotation of its account, both ways.
+        assert_eq!(
+            start(&l, "a", "t", &AccountUse::Whole),
+            Err(Busy::Account(h("k1")))
+        );
+        assert!(start(&l, "b", "t", &AccountUse::Whole).is_ok());
+        assert_eq!(
+            start(&l, "b", "k5", &key(&["x"])),
+            Err(Busy::Account(h("t")))
+        );
+    }
+
+    #[test]
+    fn a_waiting_auth_token_rotation_is_not_overtaken_by_new_keys() {
+        let l = AccountLocks::default();
+        assert!(start(&l, "a", "k1", &key(&["app-1"])).is_ok());
+        assert_eq!(
+            start(&l, "a", "t", &AccountUse::Whole),
+            Err(Busy::Account(h("k1")))
+        );
+        // Only a waiting Auth Token rotation reserves.
+        l.reserve("a", &h("k0"), &key(&["app-0"]));
+        assert!(start(&l, "a", "k9", &key(&["app-9"])).is_ok());
+        l.release("a", &h("k9"));
+        l.reserve("a", &h("t"), &AccountUse::Whole);
+        // t waits: a new key rotation does not start ahead of it...
+        assert_eq!(
+            start(&l, "a", "k2", &key(&["app-2"])),
+            Err(Busy::Account(h("t")))
+        );
+        // ...but one in flight (after a restart of the operator) registers anyway.
+        assert!(l
+            .try_start("a", &h("k3"), &key(&["app-3"]), false, 0, &BTreeSet::new())
+            .is_ok());
+        l.release("a", &h("k1"));
+        assert_eq!(
+            start(&l, "a", "t", &AccountUse::Whole),
+            Err(Busy::Account(h("k3")))
+        );
+        l.release("a", &h("k3"));
+        assert!(start(&l, "a", "t", &AccountUse::Whole).is_ok(), "its turn");
+        l.release("a", &h("t"));
+        assert!(
+            start(&l, "a", "k2", &key(&["app-2"])).is_ok(),
+            "reservation gone"
+        );
+        // A waiter that is deleted gives its reservation up.
+        assert_eq!(
+            start(&l, "a", "t2", &AccountUse::Whole),
+            Err(Busy::Account(h("k2")))
+        );
+        l.release_holder(&h("t2"));
+        assert!(start(&l, "a", "k6", &key(&["app-6"])).is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! What a reconcile sees: the resource, its staging Secret, the dependent workloads, the
 //! target Secrets before the steps towards promotion, and the other resources on its account.
 
-use super::locks::account_key;
+use super::locks::{account_key, AccountUse};
 use super::pods::Dependent;
 use super::secrets::{self, Staged};
 use super::subject::{Rotated, Subject};
@@ -268,6 +268,8 @@ struct Claim {
     account: String,
     /// Its credential has one owner per account (the Auth Token).
     owns_account: bool,
+    /// What its rotation takes of the account.
+    uses: AccountUse,
     in_flight: bool,
     created: chrono::DateTime<Utc>,
     deleting: bool,
@@ -283,6 +285,7 @@ impl Claim {
             account: account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()),
             owns_account: CredentialKind::of(spec)
                 .is_some_and(CredentialKind::one_owner_per_account),
+            uses: AccountUse::of(spec, o.namespace().as_deref()),
             in_flight: status.is_some_and(|s| s.rotation.is_some()),
             created: o
                 .meta()
@@ -312,17 +315,21 @@ pub(super) fn in_flight(ctx: &Context) -> BTreeSet<Holder> {
         .collect()
 }
 
-/// Another resource rotating the same account, from this process's locks or from status.
+/// Another resource rotating on the same account in a way that excludes this rotation (see
+/// [`AccountUse`]), from this process's locks or from status.
 fn account_holder(tr: &Subject, ctx: &Context) -> Option<Holder> {
     let key = account_key(
         &tr.spec.twilio.account_sid,
         tr.spec.twilio.region.as_deref(),
     );
-    if let Some(h) = ctx.locks.holder(&key).filter(|h| *h != tr.holder) {
+    let wants = tr.account_use(&ctx.config.safety);
+    if let Some(h) = ctx.locks.blocker(&key, &tr.holder, &wants) {
         return Some(h);
     }
     claims(ctx)
-        .find(|c| c.in_flight && c.account == key && c.holder != tr.holder)
+        .find(|c| {
+            c.in_flight && c.account == key && c.holder != tr.holder && c.uses.excludes(&wants)
+        })
         .map(|c| c.holder)
 }
 

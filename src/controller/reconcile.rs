@@ -92,7 +92,11 @@ async fn reconcile_one<K: Rotated>(
             0
         };
         let in_flight = super::observe::in_flight(&ctx);
-        match ctx.locks.try_start(&lock_key, &me, limit, &in_flight) {
+        let wants = tr.account_use(&ctx.config.safety);
+        match ctx
+            .locks
+            .try_start(&lock_key, &me, &wants, starting, limit, &in_flight)
+        {
             Ok(()) => {}
             Err(Busy::Account(holder)) if starting => {
                 obs.account_holder = Some(holder);
@@ -108,6 +112,14 @@ async fn reconcile_one<K: Rotated>(
         }
     }
 
+    // Due but kept waiting by the account's other rotations: ask for the next turn.
+    if obs.account_holder.is_some()
+        && decision.status.rotation.is_none()
+        && decision.waits_for_account()
+    {
+        ctx.locks
+            .reserve(&lock_key, &me, &tr.account_use(&ctx.config.safety));
+    }
     let action = decision.action.clone();
     let step = action.name();
     if let Some(r) = &obs.status.rotation {

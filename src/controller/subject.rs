@@ -195,6 +195,19 @@ pub struct Subject {
 }
 
 impl Subject {
+    /// What its rotation takes of its Twilio account (see [`super::locks::AccountUse`]).
+    pub fn account_use(&self, safety: &super::SafetyOverrides) -> super::locks::AccountUse {
+        match super::locks::AccountUse::of(
+            &self.spec,
+            (!self.cluster).then_some(self.home.as_str()),
+        ) {
+            super::locks::AccountUse::Shared(_) if safety.skip_secret_turns => {
+                super::locks::AccountUse::Shared(Default::default())
+            }
+            uses => uses,
+        }
+    }
+
     pub async fn of<K: Rotated>(client: &Client, obj: &K) -> Result<Self, kube::Error> {
         let (metrics_namespace, holder) = obj.identity();
         let live = obj.rotation_spec();

@@ -343,6 +343,14 @@ pub struct Decision {
     pub requeue_after: Option<Duration>,
 }
 
+impl Decision {
+    /// The resource is due but waits for another rotation on its account (`WaitingForAccount`).
+    pub fn waits_for_account(&self) -> bool {
+        conditions::get(&self.status.conditions, ROTATING)
+            .is_some_and(|c| c.reason == reasons::WAITING_FOR_ACCOUNT)
+    }
+}
+
 /// Why an action failed, as far as the decision cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
@@ -938,7 +946,7 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
     if (manual || due) && !plan.suspend && !obs.deleting {
         if let Some(holder) = &obs.account_holder {
             let msg = format!(
-                "waiting for {holder}, which is rotating the same Twilio account (one secondary token per account)"
+                "waiting for {holder}, which is rotating on the same Twilio account (an Auth Token rotation has the account to itself; API key rotations writing one Secret take turns)"
             );
             let waiting_already = conditions::get(&b.status.conditions, ROTATING)
                 .is_some_and(|c| c.reason == reasons::WAITING_FOR_ACCOUNT);
