@@ -23,6 +23,16 @@ pub fn account_key(account_sid: &str, region: Option<&str>) -> String {
     )
 }
 
+/// Whether two specs rotate on the same account (their [`account_key`]s are equal), without
+/// building the keys.
+pub fn same_account(a: &TokenRotationSpec, b: &TokenRotationSpec) -> bool {
+    a.twilio
+        .account_sid
+        .eq_ignore_ascii_case(&b.twilio.account_sid)
+        && a.twilio.region.as_deref().unwrap_or("us1")
+            == b.twilio.region.as_deref().unwrap_or("us1")
+}
+
 /// What a rotation takes of its account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountUse {
@@ -218,6 +228,39 @@ mod tests {
 
     fn start(l: &AccountLocks, account: &str, who: &str, wants: &AccountUse) -> Result<(), Busy> {
         l.try_start(account, &h(who), wants, true, 0, &BTreeSet::new())
+    }
+
+    #[test]
+    fn same_account_agrees_with_the_account_key() {
+        let spec = |sid: &str, region: Option<&str>| -> TokenRotationSpec {
+            serde_json::from_value(serde_json::json!({
+                "twilio": {"accountSid": sid, "region": region,
+                           "credentialsSecretRef": {"name": "admin", "key": "authToken"}},
+                "authToken": {},
+                "secrets": [{"name": "creds", "tokenKey": "T"}]
+            }))
+            .unwrap()
+        };
+        let specs = [
+            spec("AC00", None),
+            spec("ac00", Some("us1")),
+            spec("AC00", Some("ie1")),
+            spec("AC01", None),
+        ];
+        for a in &specs {
+            for b in &specs {
+                let keys_equal = account_key(&a.twilio.account_sid, a.twilio.region.as_deref())
+                    == account_key(&b.twilio.account_sid, b.twilio.region.as_deref());
+                assert_eq!(
+                    same_account(a, b),
+                    keys_equal,
+                    "{:?} / {:?}",
+                    a.twilio,
+                    b.twilio
+                );
+            }
+        }
+        assert!(same_account(&specs[0], &specs[1]));
     }
 
     #[test]

@@ -383,21 +383,21 @@ fn concerned<K: subject::Rotated, W: subject::Rotated>(
     store: &Store<K>,
     changed: &W,
 ) -> Vec<ObjectRef<K>> {
-    // The account whose credential has one owner, from the spec it rotates with now.
-    let account = |spec: &crate::api::TokenRotationSpec| {
-        CredentialKind::of(spec)
-            .filter(|k| k.one_owner_per_account())
-            .map(|_| locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref()))
+    // Whose credential has one owner per account, by the spec it rotates with now.
+    let owns = |spec: &crate::api::TokenRotationSpec| {
+        CredentialKind::of(spec).is_some_and(CredentialKind::one_owner_per_account)
     };
-    let mut woken: Vec<ObjectRef<K>> = match account(changed.effective_spec()) {
-        Some(key) => store
+    let spec = changed.effective_spec();
+    let mut woken: Vec<ObjectRef<K>> = if owns(spec) {
+        store
             .state()
             .iter()
             .filter(|r| r.uid() != changed.uid())
-            .filter(|r| account(r.effective_spec()).as_ref() == Some(&key))
+            .filter(|r| owns(r.effective_spec()) && locks::same_account(r.effective_spec(), spec))
             .map(|r| ObjectRef::from_obj(r.as_ref()))
-            .collect(),
-        None => Vec::new(),
+            .collect()
+    } else {
+        Vec::new()
     };
     woken.extend(waiters_woken_by(store, changed));
     woken
@@ -505,33 +505,27 @@ fn waiters_woken_by<K: subject::Rotated, W: subject::Rotated>(
     store: &Store<K>,
     changed: &W,
 ) -> Vec<ObjectRef<K>> {
-    let waiting_for = |s: Option<&crate::api::TokenRotationStatus>| {
+    use crate::rotation::reasons::{WAITING_FOR_ACCOUNT, WAITING_FOR_CAPACITY};
+    fn waiting_for(s: Option<&crate::api::TokenRotationStatus>) -> Option<&str> {
         s.and_then(|s| {
             crate::rotation::conditions::get(&s.conditions, crate::api::conditions::ROTATING)
         })
-        .map(|c| c.reason.clone())
-        .filter(|r| {
-            r == crate::rotation::reasons::WAITING_FOR_ACCOUNT
-                || r == crate::rotation::reasons::WAITING_FOR_CAPACITY
-        })
-    };
+        .map(|c| c.reason.as_str())
+        .filter(|r| *r == WAITING_FOR_ACCOUNT || *r == WAITING_FOR_CAPACITY)
+    }
     let status = changed.rotation_status();
     let idle = status.is_none_or(|s| s.rotation.is_none());
     if !idle || waiting_for(status).is_some() {
         return Vec::new();
     }
     let spec = changed.effective_spec();
-    let key = locks::account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref());
     store
         .state()
         .iter()
         .filter(|r| r.uid() != changed.uid())
-        .filter(|r| match waiting_for(r.rotation_status()).as_deref() {
-            Some(crate::rotation::reasons::WAITING_FOR_CAPACITY) => true,
-            Some(_) => {
-                let s = r.effective_spec();
-                locks::account_key(&s.twilio.account_sid, s.twilio.region.as_deref()) == key
-            }
+        .filter(|r| match waiting_for(r.rotation_status()) {
+            Some(WAITING_FOR_CAPACITY) => true,
+            Some(_) => locks::same_account(r.effective_spec(), spec),
             None => false,
         })
         .map(|r| ObjectRef::from_obj(r.as_ref()))

@@ -91,7 +91,12 @@ async fn reconcile_one<K: Rotated>(
         } else {
             0
         };
-        let in_flight = super::observe::in_flight(&ctx);
+        // Only a limit needs the count (a scan of every resource).
+        let in_flight = if limit > 0 {
+            super::observe::in_flight(&ctx)
+        } else {
+            Default::default()
+        };
         let wants = tr.account_use(&ctx.config.safety);
         match ctx
             .locks
