@@ -142,3 +142,60 @@ async fn a_receiver_that_is_down_never_blocks_a_rotation() {
     assert!(served > 0);
     assert_eq!(refused, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_event_is_counted_into_one_events_series() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+    use token_rotator::controller::events::{Events, Note};
+    let w = world(1).await;
+    let events = Events::new(w.client.clone(), "token-rotator".into(), None);
+    let regarding = ObjectReference {
+        api_version: Some("tokenrotator.io/v1alpha1".into()),
+        kind: Some("TokenRotation".into()),
+        namespace: Some(NS.into()),
+        name: Some("twilio".into()),
+        uid: Some("u1".into()),
+        ..Default::default()
+    };
+    let note = |action, note| Note {
+        warning: false,
+        reason: "AbortIgnored",
+        action,
+        note,
+    };
+    for _ in 0..3 {
+        events
+            .publish(&note("Rotate-1", "nothing to abort"), &regarding)
+            .await
+            .unwrap();
+    }
+    events
+        .publish(&note("Rotate-2", "something else"), &regarding)
+        .await
+        .unwrap();
+    let list = Api::<Event>::namespaced(w.client.clone(), NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let ours: Vec<&Event> = list
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("AbortIgnored"))
+        .collect();
+    assert_eq!(ours.len(), 2, "one Event per distinct note");
+    let repeated = ours
+        .iter()
+        .find(|e| e.note.as_deref() == Some("nothing to abort"))
+        .unwrap();
+    assert_eq!(repeated.series.as_ref().map(|s| s.count), Some(3));
+    assert_eq!(
+        repeated.reporting_controller.as_deref(),
+        Some("token-rotator")
+    );
+    let other = ours
+        .iter()
+        .find(|e| e.note.as_deref() == Some("something else"))
+        .unwrap();
+    assert!(other.series.is_none());
+}

@@ -2,6 +2,7 @@
 //! [`crate::rotation`]. One reconcile observes, decides, performs one action, writes status.
 
 mod copies;
+pub mod events;
 mod execute;
 pub mod failpoints;
 pub mod locks;
@@ -22,7 +23,6 @@ use failpoints::Failpoints;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -114,7 +114,7 @@ pub struct SafetyOverrides {
 pub struct Context {
     pub client: Client,
     pub config: Config,
-    pub recorder: Recorder,
+    pub events: events::Events,
     /// The TokenRotation caches of every watched namespace (one when watching all).
     pub stores: Vec<Store<TokenRotation>>,
     /// The ClusterTokenRotation cache, when the operator watches the whole cluster.
@@ -253,12 +253,12 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     } else {
         None
     };
-    let reporter = Reporter {
-        controller: CONTROLLER_NAME.into(),
-        instance: config.instance.clone(),
-    };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: events::Events::new(
+            client.clone(),
+            CONTROLLER_NAME.into(),
+            config.instance.clone(),
+        ),
         stores: controllers.iter().map(|c| c.store()).collect(),
         cluster_store: cluster.as_ref().map(|c| c.store()),
         client,

@@ -11,7 +11,6 @@ use crate::rotation::{self, Action, Decision};
 use chrono::Utc;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
 use kube::ResourceExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,7 +248,7 @@ fn bounded_note(note: String) -> String {
     format!("{}{MORE}", &note[..end])
 }
 
-/// The recorder counts an Event as a repeat (a series: count and time patched, note kept) by
+/// An Event counts as a repeat (a series: count and time patched, note kept) by
 /// type, reason, action and object, not by note: with one action for all, a second rotation's
 /// `RotationStarted` showed the first one's rotation ID. The action carries a hash of the
 /// note, so only an identical Event is a repeat.
@@ -268,18 +267,13 @@ async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) 
             });
         }
         let note = bounded_note(e.note);
-        let ev = Event {
-            type_: if e.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: e.reason.to_owned(),
-            action: event_action(&note),
-            note: Some(note),
-            secondary: None,
+        let ev = super::events::Note {
+            warning: e.warning,
+            reason: e.reason,
+            action: &event_action(&note),
+            note: &note,
         };
-        if let Err(err) = ctx.recorder.publish(&ev, &tr.reference).await {
+        if let Err(err) = ctx.events.publish(&ev, &tr.reference).await {
             tracing::warn!(reason = e.reason, error = %err, "could not publish Event");
         }
     }
