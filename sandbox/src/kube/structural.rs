@@ -2,10 +2,26 @@
 //! value validation with apiextensions-style messages.
 
 use regex::Regex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::kube::error::{FieldError, FieldErrorType};
 use crate::kube::schema::Node;
+
+/// A schema `pattern`, compiled once per process (a CRD's patterns are few; compiling one at
+/// every validated string was a visible share of the API server's CPU). `None` if invalid.
+fn compiled(pattern: &str) -> Option<Arc<Regex>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<Arc<Regex>>>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(pattern.to_owned())
+        .or_insert_with(|| Regex::new(pattern).ok().map(Arc::new))
+        .clone()
+}
 
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
@@ -258,7 +274,7 @@ pub fn validate(v: &Value, node: Node, path: &str, errs: &mut Vec<FieldError>) {
                 }
             }
             if let Some(p) = node.get("pattern").and_then(|p| p.as_str()) {
-                if let Ok(re) = Regex::new(p) {
+                if let Some(re) = compiled(p) {
                     if !re.is_match(s) {
                         errs.push(FieldError::invalid(
                             path,
