@@ -532,6 +532,9 @@ async fn main() {
     );
 
     // Unrelated large Secrets: the label-selected watch never sees them.
+    // The last rotations' trailing writes (finalizer, Events) end first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (log_quiet, _) = requests_since(&api, log_after);
     let before = kib(pid, "VmRSS:");
     let blob = "x".repeat(1 << 20);
     for i in 0..1000 {
@@ -548,13 +551,14 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = kib(pid, "VmRSS:");
-    let (_, by) = requests_since(&api, log_after);
+    let (_, by) = requests_since(&api, log_quiet);
     println!(
-        "1,000 unrelated 1 MiB Secrets: RSS {:.1} -> {:.1} MiB ({:+.1} MiB); {} requests meanwhile",
+        "1,000 unrelated 1 MiB Secrets: RSS {:.1} -> {:.1} MiB ({:+.1} MiB); {} requests meanwhile ({})",
         mib(before),
         mib(after),
         mib(after) - mib(before),
-        by.values().sum::<u64>()
+        by.values().sum::<u64>(),
+        show(&by)
     );
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);

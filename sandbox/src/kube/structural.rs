@@ -2,9 +2,9 @@
 //! value validation with apiextensions-style messages.
 
 use regex::Regex;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use serde_json::{Map, Value};
 
 use crate::kube::error::{FieldError, FieldErrorType};
 use crate::kube::schema::Node;
