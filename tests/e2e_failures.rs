@@ -273,11 +273,36 @@ struct TwoKeys {
     refused: u64,
 }
 
-/// Two API key rotations of one account asked for together; the second writes
-/// `second_secret` (its consumers, if any, are `api`'s).
-async fn two_api_key_rotations(second_secret: &str, safety: SafetyOverrides) -> TwoKeys {
+/// What the second of two API key rotations writes.
+enum Second {
+    /// `other-creds`, which does not exist yet (no consumers).
+    OwnSecret,
+    /// `twilio-creds`, the first one's Secret.
+    SameSecret,
+    /// `other-creds`, made beforehand as a copy of `twilio-creds` (the same key; no consumers).
+    SameKey,
+}
+
+/// Two API key rotations of one account asked for together (`first` writes `twilio-creds`,
+/// read by Deployment `api`, whose pods become ready 2 s after they start).
+async fn two_api_key_rotations(second: Second, safety: SafetyOverrides) -> TwoKeys {
     capture_logs();
     let w = key_world(1, sandbox::twilio::KeyKind::Standard).await;
+    w.sb.workloads
+        .set_readiness_delay(WorkloadKind::Deployment, NS, "api", Duration::from_secs(2));
+    let second_secret = match second {
+        Second::OwnSecret | Second::SameKey => "other-creds",
+        Second::SameSecret => "twilio-creds",
+    };
+    if let Second::SameKey = second {
+        let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
+        let mut copy = secrets.get("twilio-creds").await.unwrap();
+        copy.metadata = kube::api::ObjectMeta {
+            name: Some("other-creds".into()),
+            ..Default::default()
+        };
+        secrets.create(&Default::default(), &copy).await.unwrap();
+    }
     let traffic = key_traffic(&w, Duration::from_millis(20));
     let mut cfg = config(&w, Failpoints::default());
     cfg.safety = safety;
@@ -318,6 +343,9 @@ async fn two_api_key_rotations(second_secret: &str, safety: SafetyOverrides) -> 
             completed = true;
             break;
         }
+        if degraded_reasons.contains("UncoveredTokenCopies") {
+            break;
+        }
         if tokio::time::Instant::now() > deadline {
             break;
         }
@@ -341,7 +369,7 @@ async fn two_api_key_rotations(second_secret: &str, safety: SafetyOverrides) -> 
 async fn two_api_key_rotations_of_one_account_run_together() {
     // API keys are independent: two resources rotating keys of one account into different
     // Secrets do not wait for each other (Auth Token resources on one account conflict).
-    let r = two_api_key_rotations("other-creds", SafetyOverrides::default()).await;
+    let r = two_api_key_rotations(Second::OwnSecret, SafetyOverrides::default()).await;
     assert!(r.completed, "both completed (degraded: {:?})", r.degraded);
     assert!(r.both, "both rotations were in flight at once");
     assert!(!r.waited, "neither waited for the other");
@@ -351,7 +379,7 @@ async fn two_api_key_rotations_of_one_account_run_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_api_key_rotations_into_one_secret_take_turns() {
-    let r = two_api_key_rotations("twilio-creds", SafetyOverrides::default()).await;
+    let r = two_api_key_rotations(Second::SameSecret, SafetyOverrides::default()).await;
     assert!(r.completed, "both completed (degraded: {:?})", r.degraded);
     assert!(
         !r.both,
@@ -367,9 +395,9 @@ async fn negative_control_two_api_key_rotations_writing_one_secret_at_once() {
     // Without the turn-taking, each writes its own new key into the Secret, finds the other's
     // there (TargetSecretReverted) and writes its own back: neither completes.
     let r = two_api_key_rotations(
-        "twilio-creds",
+        Second::SameSecret,
         SafetyOverrides {
-            skip_secret_turns: true,
+            skip_key_turns: true,
             ..Default::default()
         },
     )
@@ -452,4 +480,39 @@ async fn an_auth_token_rotation_has_its_account_to_itself_and_is_not_overtaken()
     );
     assert!(served > 0);
     assert_eq!(refused, 0, "{served} served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_key_rotations_replacing_one_key_take_turns() {
+    // Two Secrets hold one key: the first rotation to finish would delete it while the other's
+    // pods still run it. They take turns, and the first holds on the copy of its old key in the
+    // other's Secret (UncoveredTokenCopies) rather than delete it.
+    let r = two_api_key_rotations(Second::SameKey, SafetyOverrides::default()).await;
+    assert!(
+        !r.both,
+        "never two rotations replacing one key in flight at once"
+    );
+    assert!(
+        r.degraded.contains("UncoveredTokenCopies"),
+        "a named hold: {:?}",
+        r.degraded
+    );
+    assert!(r.served > 0);
+    assert_eq!(r.refused, 0, "{} served", r.served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_two_api_key_rotations_replacing_one_key_at_once() {
+    // Together, the one without consumers deletes the shared key while api's pods, still
+    // rolling out, run it.
+    let r = two_api_key_rotations(
+        Second::SameKey,
+        SafetyOverrides {
+            skip_key_turns: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(r.both, "both in flight at once");
+    assert!(r.refused > 0, "{} served, none refused", r.served);
 }

@@ -2,6 +2,7 @@
 //! I/O it takes. Each per-kind difference goes through an exhaustive match on the
 //! [`CredentialKind`].
 
+use super::locks::Replaces;
 use super::secrets::{self, Credential, Distribution, Pair};
 use super::subject::Subject;
 use super::Context;
@@ -113,6 +114,31 @@ async fn current_key(ctx: &Context, tr: &Subject) -> Result<Option<Credential>, 
         }
         _ => None,
     })
+}
+
+/// The key an API key rotation starting now replaces: the one its target Secrets hold (read
+/// now), else the one status names; `Unknown` when neither tells (then it takes turns with every
+/// other key rotation of the account).
+pub(super) async fn replaced_key(
+    ctx: &Context,
+    tr: &Subject,
+    status: Option<&crate::api::TokenRotationStatus>,
+) -> Replaces {
+    if CredentialKind::of(&tr.spec) != Some(CredentialKind::ApiKey) {
+        return Replaces::Nothing;
+    }
+    let sid_key = tr.spec.secrets.first().and_then(|t| t.key_sid_key.as_ref());
+    match (sid_key, current_key(ctx, tr).await) {
+        (
+            Some(_),
+            Ok(Some(Credential {
+                key_sid: Some(sid), ..
+            })),
+        ) => Replaces::Key(sid),
+        // The Secret holds no key yet: the rotation makes the first one.
+        (Some(_), Ok(None)) => Replaces::Nothing,
+        _ => Replaces::from_status(status),
+    }
 }
 
 /// The friendly name of the key this rotation creates.

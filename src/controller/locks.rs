@@ -33,28 +33,73 @@ pub fn same_account(a: &TokenRotationSpec, b: &TokenRotationSpec) -> bool {
             == b.twilio.region.as_deref().unwrap_or("us1")
 }
 
+/// The key an API key rotation replaces (whose deletion ends it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaces {
+    /// This key (its SID).
+    Key(String),
+    /// None: the rotation makes the first key.
+    Nothing,
+    /// Not known (not read yet, or unreadable): counted as any key.
+    Unknown,
+}
+
+impl Replaces {
+    /// What status tells of a resource's key: the one its rotation in flight replaces (recorded
+    /// once distributed), else the one its last rotation made current.
+    pub fn from_status(status: Option<&crate::api::TokenRotationStatus>) -> Self {
+        let in_flight = status.and_then(|s| s.rotation.as_ref());
+        match in_flight {
+            Some(r) if r.key_sid.is_some() => {
+                return r.previous_key_sid.clone().map_or(Self::Nothing, Self::Key)
+            }
+            _ => {}
+        }
+        status
+            .and_then(|s| s.api_key.as_ref())
+            .and_then(|k| k.current_key_sid.clone())
+            .map_or(Self::Unknown, Self::Key)
+    }
+
+    fn may_match(&self, other: &Replaces) -> bool {
+        match (self, other) {
+            (Self::Nothing, _) | (_, Self::Nothing) => false,
+            (Self::Unknown, _) | (_, Self::Unknown) => true,
+            (Self::Key(a), Self::Key(b)) => a == b,
+        }
+    }
+}
+
 /// What a rotation takes of its account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountUse {
     /// The whole account (an Auth Token rotation).
     Whole,
-    /// A share of it (an API key rotation) and the Secrets it writes, as (namespace, name); a
-    /// cluster rotation's namespace is `*` (any), since the namespaces it covers may change.
-    Shared(BTreeSet<(String, String)>),
+    /// A share of it (an API key rotation): the Secrets it writes, as (namespace, name), with
+    /// `*` (any) for a cluster rotation, whose namespaces may change; and the key it replaces.
+    /// Two rotations replacing one key take turns too: the first to finish deletes the key
+    /// while the other's pods may still run it (each rotation's barrier covers only its own
+    /// consumers).
+    Shared {
+        secrets: BTreeSet<(String, String)>,
+        replaces: Replaces,
+    },
 }
 
 impl AccountUse {
     /// From the spec a resource rotates with; `namespace` is `None` for a cluster rotation.
-    pub fn of(spec: &TokenRotationSpec, namespace: Option<&str>) -> Self {
+    pub fn of(spec: &TokenRotationSpec, namespace: Option<&str>, replaces: Replaces) -> Self {
         match CredentialKind::of(spec) {
             // No kind (the CRD rejects that): take nothing less than the whole account.
             Some(CredentialKind::AuthToken) | None => Self::Whole,
-            Some(CredentialKind::ApiKey) => Self::Shared(
-                spec.secrets
+            Some(CredentialKind::ApiKey) => Self::Shared {
+                secrets: spec
+                    .secrets
                     .iter()
                     .map(|s| (namespace.unwrap_or("*").to_owned(), s.name.clone()))
                     .collect(),
-            ),
+                replaces,
+            },
         }
     }
 
@@ -62,10 +107,30 @@ impl AccountUse {
     pub fn excludes(&self, other: &AccountUse) -> bool {
         match (self, other) {
             (Self::Whole, _) | (_, Self::Whole) => true,
-            (Self::Shared(a), Self::Shared(b)) => a.iter().any(|(ns, name)| {
-                b.iter()
-                    .any(|(n, m)| m == name && (n == ns || n == "*" || ns == "*"))
-            }),
+            (
+                Self::Shared {
+                    secrets: a,
+                    replaces: x,
+                },
+                Self::Shared {
+                    secrets: b,
+                    replaces: y,
+                },
+            ) => {
+                x.may_match(y)
+                    || a.iter().any(|(ns, name)| {
+                        b.iter()
+                            .any(|(n, m)| m == name && (n == ns || n == "*" || ns == "*"))
+                    })
+            }
+        }
+    }
+
+    /// The same, replacing `replaces` (for an API key rotation).
+    pub fn replacing(self, replaces: Replaces) -> Self {
+        match self {
+            Self::Whole => Self::Whole,
+            Self::Shared { secrets, .. } => Self::Shared { secrets, replaces },
         }
     }
 }
@@ -151,7 +216,11 @@ impl AccountLocks {
         if a.reserved.as_ref().is_some_and(|(r, _)| r == holder) {
             a.reserved = None;
         }
-        a.holders.insert(holder.clone(), wants.clone());
+        // What a rotation took when it started stays (its replaced key was read then; status
+        // tells it only later).
+        a.holders
+            .entry(holder.clone())
+            .or_insert_with(|| wants.clone());
         Ok(())
     }
 
@@ -218,12 +287,20 @@ mod tests {
     }
 
     fn key(secrets: &[&str]) -> AccountUse {
-        AccountUse::Shared(
-            secrets
+        AccountUse::Shared {
+            secrets: secrets
                 .iter()
                 .map(|s| ("ns".to_owned(), s.to_string()))
                 .collect(),
-        )
+            replaces: Replaces::Nothing,
+        }
+    }
+
+    fn shared(ns: &str, secret: &str) -> AccountUse {
+        AccountUse::Shared {
+            secrets: [(ns.to_owned(), secret.to_owned())].into(),
+            replaces: Replaces::Nothing,
+        }
     }
 
     fn start(l: &AccountLocks, account: &str, who: &str, wants: &AccountUse) -> Result<(), Busy> {
@@ -330,15 +407,25 @@ mod tests {
             start(&l, "a", "k2", &key(&["app-2"])).is_ok(),
             "independent keys"
         );
+        // Registering again (in flight) keeps what it took at the start.
+        let unknown = key(&["app-1"]).replacing(Replaces::Unknown);
+        assert!(l
+            .try_start("a", &h("k1"), &unknown, false, 0, &BTreeSet::new())
+            .is_ok());
+        assert!(
+            start(&l, "a", "k7", &key(&["app-7"])).is_ok(),
+            "k1 still replaces nothing"
+        );
+        l.release("a", &h("k7"));
         assert_eq!(
             start(&l, "a", "k3", &key(&["app-3", "app-1"])),
             Err(Busy::Account(h("k1"))),
             "writes k1's Secret: takes turns"
         );
         // A cluster rotation's Secret name matches in any namespace.
-        let anywhere = AccountUse::Shared([("*".to_owned(), "app-2".to_owned())].into());
+        let anywhere = shared("*", "app-2");
         assert_eq!(start(&l, "a", "c", &anywhere), Err(Busy::Account(h("k2"))));
-        let elsewhere = AccountUse::Shared([("other".to_owned(), "app-1".to_owned())].into());
+        let elsewhere = shared("other", "app-1");
         assert!(
             start(&l, "a", "k4", &elsewhere).is_ok(),
             "another namespace's Secret"
@@ -353,6 +440,24 @@ mod tests {
             start(&l, "b", "k5", &key(&["x"])),
             Err(Busy::Account(h("t")))
         );
+    }
+
+    #[test]
+    fn api_key_rotations_replacing_one_key_take_turns() {
+        let replacing = |secret: &str, r: Replaces| shared("ns", secret).replacing(r);
+        let k0 = || Replaces::Key("SK0".into());
+        assert!(replacing("a", k0()).excludes(&replacing("b", k0())));
+        assert!(!replacing("a", k0()).excludes(&replacing("b", Replaces::Key("SK1".into()))));
+        assert!(
+            !replacing("a", k0()).excludes(&replacing("b", Replaces::Nothing)),
+            "a first key replaces nothing"
+        );
+        assert!(
+            replacing("a", k0()).excludes(&replacing("b", Replaces::Unknown)),
+            "not known: any key"
+        );
+        assert!(replacing("a", Replaces::Unknown).excludes(&replacing("b", Replaces::Unknown)));
+        assert!(!replacing("a", Replaces::Nothing).excludes(&replacing("b", Replaces::Nothing)));
     }
 
     #[test]

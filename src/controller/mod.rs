@@ -106,9 +106,9 @@ pub struct SafetyOverrides {
     pub skip_pod_barrier: bool,
     /// Create at Twilio without first asking whether the rotation's writes are allowed.
     pub skip_permission_preflight: bool,
-    /// Let two API key rotations of one account write one Secret at once (as if each wrote
-    /// Secrets of its own).
-    pub skip_secret_turns: bool,
+    /// Let two API key rotations of one account write one Secret, or replace one key, at once
+    /// (as if each wrote Secrets of its own and replaced a key of its own).
+    pub skip_key_turns: bool,
 }
 
 pub struct Context {

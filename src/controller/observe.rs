@@ -1,7 +1,7 @@
 //! What a reconcile sees: the resource, its staging Secret, the dependent workloads, the
 //! target Secrets before the steps towards promotion, and the other resources on its account.
 
-use super::locks::{account_key, same_account, AccountUse};
+use super::locks::{account_key, same_account, AccountUse, Replaces};
 use super::pods::Dependent;
 use super::secrets::{self, Staged};
 use super::subject::{Rotated, Subject};
@@ -282,7 +282,11 @@ impl Claim {
             holder: o.identity().1,
             owns_account: CredentialKind::of(spec)
                 .is_some_and(CredentialKind::one_owner_per_account),
-            uses: AccountUse::of(spec, o.namespace().as_deref()),
+            uses: AccountUse::of(
+                spec,
+                o.namespace().as_deref(),
+                Replaces::from_status(status),
+            ),
             in_flight: status.is_some_and(|s| s.rotation.is_some()),
             created: o
                 .meta()
@@ -334,18 +338,32 @@ pub(super) fn in_flight(ctx: &Context) -> BTreeSet<Holder> {
 }
 
 /// Another resource rotating on the same account in a way that excludes this rotation (see
-/// [`AccountUse`]), from this process's locks or from status.
+/// [`AccountUse`]), from this process's locks or from status. The key an API key rotation
+/// replaces is not known here (it takes a read): the reconcile checks it when the rotation
+/// would start ([`account_holder_for`]).
 fn account_holder(tr: &Subject, ctx: &Context) -> Option<Holder> {
+    account_holder_for(
+        tr,
+        ctx,
+        &tr.account_use(&ctx.config.safety, Replaces::Nothing),
+    )
+}
+
+/// Another resource rotating on the same account in a way that excludes `wants`.
+pub(super) fn account_holder_for(
+    tr: &Subject,
+    ctx: &Context,
+    wants: &AccountUse,
+) -> Option<Holder> {
     let key = account_key(
         &tr.spec.twilio.account_sid,
         tr.spec.twilio.region.as_deref(),
     );
-    let wants = tr.account_use(&ctx.config.safety);
-    if let Some(h) = ctx.locks.blocker(&key, &tr.holder, &wants) {
+    if let Some(h) = ctx.locks.blocker(&key, &tr.holder, wants) {
         return Some(h);
     }
     claims_on(ctx, &tr.spec)
-        .find(|c| c.in_flight && c.holder != tr.holder && c.uses.excludes(&wants))
+        .find(|c| c.in_flight && c.holder != tr.holder && c.uses.excludes(wants))
         .map(|c| c.holder)
 }
 

@@ -2,7 +2,7 @@
 //! write status, send Events.
 
 use super::execute::execute;
-use super::locks::{account_key, Busy};
+use super::locks::{account_key, Busy, Replaces};
 use super::observe::observe;
 use super::subject::{Rotated, Subject};
 use super::{Context, Error};
@@ -82,7 +82,25 @@ async fn reconcile_one<K: Rotated>(
     let mut obs = observe(&obj, &tr, &ctx).await?;
     let mut decision = rotation::decide(&obs);
 
-    let starting = obs.status.rotation.is_none() && decision.status.rotation.is_some();
+    let mut starting = obs.status.rotation.is_none() && decision.status.rotation.is_some();
+    // What the rotation takes of its account. An API key rotation about to start reads the key
+    // it replaces (one GET): another rotation in flight replacing the same key excludes it,
+    // which the observation (from specs and status) could not tell.
+    let wants = if starting {
+        let replaces = super::execute::replaced_key(&ctx, &tr, obj.rotation_status()).await;
+        let wants = tr.account_use(&ctx.config.safety, replaces);
+        if let Some(holder) = super::observe::account_holder_for(&tr, &ctx, &wants) {
+            obs.account_holder = Some(holder);
+            decision = rotation::decide(&obs);
+            starting = decision.status.rotation.is_some();
+        }
+        wants
+    } else {
+        tr.account_use(
+            &ctx.config.safety,
+            Replaces::from_status(obj.rotation_status()),
+        )
+    };
     if decision.status.rotation.is_some() {
         // Only a start waits for capacity; a rotation in flight always goes on.
         let limit = if starting {
@@ -96,7 +114,6 @@ async fn reconcile_one<K: Rotated>(
         } else {
             Default::default()
         };
-        let wants = tr.account_use(&ctx.config.safety);
         match ctx
             .locks
             .try_start(&lock_key, &me, &wants, starting, limit, &in_flight)
@@ -121,8 +138,7 @@ async fn reconcile_one<K: Rotated>(
         && decision.status.rotation.is_none()
         && decision.waits_for_account()
     {
-        ctx.locks
-            .reserve(&lock_key, &me, &tr.account_use(&ctx.config.safety));
+        ctx.locks.reserve(&lock_key, &me, &wants);
     }
     let action = decision.action.clone();
     let step = action.name();

@@ -195,15 +195,20 @@ pub struct Subject {
 }
 
 impl Subject {
-    /// What its rotation takes of its Twilio account (see [`super::locks::AccountUse`]).
-    pub fn account_use(&self, safety: &super::SafetyOverrides) -> super::locks::AccountUse {
-        match super::locks::AccountUse::of(
-            &self.spec,
-            (!self.cluster).then_some(self.home.as_str()),
-        ) {
-            super::locks::AccountUse::Shared(_) if safety.skip_secret_turns => {
-                super::locks::AccountUse::Shared(Default::default())
-            }
+    /// What its rotation takes of its Twilio account (see [`super::locks::AccountUse`]),
+    /// replacing `replaces` if it is an API key rotation.
+    pub fn account_use(
+        &self,
+        safety: &super::SafetyOverrides,
+        replaces: super::locks::Replaces,
+    ) -> super::locks::AccountUse {
+        use super::locks::{AccountUse, Replaces};
+        let namespace = (!self.cluster).then_some(self.home.as_str());
+        match AccountUse::of(&self.spec, namespace, replaces) {
+            AccountUse::Shared { .. } if safety.skip_key_turns => AccountUse::Shared {
+                secrets: Default::default(),
+                replaces: Replaces::Nothing,
+            },
             uses => uses,
         }
     }
