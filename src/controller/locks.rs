@@ -245,6 +245,14 @@ impl AccountLocks {
             .and_then(|a| a.blocker(holder, wants, true))
     }
 
+    /// Whether `holder` has a lock on the account here (then this map, not status, says what
+    /// its rotation takes: the replaced key was read when it started).
+    pub fn holds(&self, account: &str, holder: &Holder) -> bool {
+        self.map()
+            .get(account)
+            .is_some_and(|a| a.holders.contains_key(holder))
+    }
+
     /// Releases every account `holder` has (the resource is gone).
     pub fn release_holder(&self, holder: &Holder) {
         self.retain_holders(|h| h != holder);

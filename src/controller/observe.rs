@@ -362,8 +362,12 @@ pub(super) fn account_holder_for(
     if let Some(h) = ctx.locks.blocker(&key, &tr.holder, wants) {
         return Some(h);
     }
+    // Status covers the rotations this process holds no lock for (started by another
+    // replica); for the others the lock says more (status tells the replaced key only once
+    // the new one is distributed).
     claims_on(ctx, &tr.spec)
-        .find(|c| c.in_flight && c.holder != tr.holder && c.uses.excludes(wants))
+        .filter(|c| c.in_flight && c.holder != tr.holder && !ctx.locks.holds(&key, &c.holder))
+        .find(|c| c.uses.excludes(wants))
         .map(|c| c.holder)
 }
 
