@@ -2,7 +2,8 @@
 //! account has one secondary-token slot, and promoting it changes the credential every caller
 //! of the account (the operator's API key rotations included) authenticates with. API keys are
 //! independent: rotations of different keys of one account run together, unless they write the
-//! same Secret (then they take turns, as one after the other they stay consistent).
+//! same Secret or replace the same key (then they take turns: at once, each would find the
+//! other's key in the Secret, or the first to finish would delete a key the other's pods run).
 //!
 //! The in-process map closes the race between two resources that become due together; the
 //! resources' status (a rotation in flight) covers what this process did not start itself.
@@ -216,11 +217,15 @@ impl AccountLocks {
         if a.reserved.as_ref().is_some_and(|(r, _)| r == holder) {
             a.reserved = None;
         }
-        // What a rotation took when it started stays (its replaced key was read then; status
-        // tells it only later).
-        a.holders
-            .entry(holder.clone())
-            .or_insert_with(|| wants.clone());
+        // A start takes what it read now; a rotation in flight keeps what it took when it
+        // started (its replaced key was read then; status tells it only later).
+        if starting {
+            a.holders.insert(holder.clone(), wants.clone());
+        } else {
+            a.holders
+                .entry(holder.clone())
+                .or_insert_with(|| wants.clone());
+        }
         Ok(())
     }
 
@@ -259,12 +264,16 @@ impl AccountLocks {
     }
 
     /// Releases the locks and reservations of every holder for which `live` is false (deleted
-    /// resources).
+    /// resources), and expired reservations.
     pub fn retain_holders(&self, live: impl Fn(&Holder) -> bool) {
         let mut map = self.map();
         for a in map.values_mut() {
             a.holders.retain(|h, _| live(h));
-            if a.reserved.as_ref().is_some_and(|(h, _)| !live(h)) {
+            // A reservation nobody renewed (the waiter is no longer due) goes too.
+            if a.reserved
+                .as_ref()
+                .is_some_and(|(h, at)| !live(h) || at.elapsed() >= RESERVATION)
+            {
                 a.reserved = None;
             }
         }
@@ -425,6 +434,13 @@ mod tests {
             "k1 still replaces nothing"
         );
         l.release("a", &h("k7"));
+        // A new start reads afresh: what it replaces now is what counts.
+        let sk9 = |secret: &str| key(&[secret]).replacing(Replaces::Key("SK9".into()));
+        assert!(start(&l, "a", "k1", &sk9("app-1")).is_ok());
+        assert_eq!(
+            start(&l, "a", "k8", &sk9("app-8")),
+            Err(Busy::Account(h("k1")))
+        );
         assert_eq!(
             start(&l, "a", "k3", &key(&["app-3", "app-1"])),
             Err(Busy::Account(h("k1"))),
