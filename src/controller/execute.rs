@@ -224,24 +224,16 @@ async fn lacking(
     namespaces: &BTreeSet<&str>,
     expected: &SecretString,
 ) -> Result<bool, Failure> {
+    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
     for ns in namespaces {
         for t in &tr.spec.secrets {
-            let state = secrets::key_writer(
-                &ctx.client,
-                &tr.field_manager,
-                ns,
-                &t.name,
-                &t.token_key,
-                expected,
-            )
-            .await
-            .map_err(|e| kube_failure(&format!("reading Secret {ns}/{}", t.name), e))?;
-            if !matches!(state, secrets::KeyState::Holds) {
-                return Ok(true);
-            }
+            wanted.push((ns, &t.name, &t.token_key));
         }
     }
-    Ok(false)
+    secrets::lacking(&ctx.client, &tr.field_manager, wanted, expected, true)
+        .await
+        .map(|missing| !missing.is_empty())
+        .map_err(|(secret, e)| kube_failure(&format!("reading Secret {secret}"), e))
 }
 
 pub(super) async fn execute(

@@ -176,29 +176,15 @@ async fn reverted_targets(
         let c = &tr.spec.twilio.credentials_secret_ref;
         wanted.push((&tr.home, &c.name, &c.key));
     }
-    let mut out = Vec::new();
-    for (ns, name, key) in wanted {
-        let state = secrets::key_writer(
-            &ctx.client,
-            &tr.field_manager,
-            ns,
-            name,
-            key,
-            &staged.new.secret,
-        )
-        .await;
-        match state {
-            Ok(secrets::KeyState::Holds) => {}
-            Ok(secrets::KeyState::Differs { manager }) => out.push(RevertedKey {
-                namespace: ns.to_owned(),
-                secret: name.to_owned(),
-                key: key.to_owned(),
-                manager,
-            }),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(out)
+    secrets::lacking(
+        &ctx.client,
+        &tr.field_manager,
+        wanted,
+        &staged.new.secret,
+        false,
+    )
+    .await
+    .map_err(|(_, e)| e.into())
 }
 
 /// Rollout progress of the dependent workloads in every target namespace. In a matched

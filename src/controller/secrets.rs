@@ -219,6 +219,37 @@ pub async fn key_writer(
     })
 }
 
+/// Which of `wanted` (namespace, Secret, key) do not hold `expected` (compared in memory),
+/// each with the field manager that last wrote it; with `first`, stops at the first found. An
+/// error names the Secret (`namespace/name`) it could not read.
+pub async fn lacking<'a>(
+    client: &Client,
+    ours: &str,
+    wanted: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    expected: &SecretString,
+    first: bool,
+) -> Result<Vec<crate::rotation::RevertedKey>, (String, kube::Error)> {
+    let mut out = Vec::new();
+    for (ns, name, key) in wanted {
+        match key_writer(client, ours, ns, name, key, expected).await {
+            Ok(KeyState::Holds) => {}
+            Ok(KeyState::Differs { manager }) => {
+                out.push(crate::rotation::RevertedKey {
+                    namespace: ns.to_owned(),
+                    secret: name.to_owned(),
+                    key: key.to_owned(),
+                    manager,
+                });
+                if first {
+                    break;
+                }
+            }
+            Err(e) => return Err((format!("{ns}/{name}"), e)),
+        }
+    }
+    Ok(out)
+}
+
 /// The manager other than `ours` that last wrote `data.<key>` (else anything in `data`).
 fn last_writer(secret: &Secret, ours: &str, key: &str) -> Option<String> {
     let entries = secret

@@ -946,7 +946,7 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
     if (manual || due) && !plan.suspend && !obs.deleting {
         if let Some(holder) = &obs.account_holder {
             let msg = format!(
-                "waiting for {holder}, which is rotating on the same Twilio account (an Auth Token rotation has the account to itself; API key rotations writing one Secret or replacing one key take turns)"
+                "waiting for {holder}, which rotates or has the next turn on the same Twilio account (an Auth Token rotation has the account to itself; API key rotations writing one Secret or replacing one key take turns)"
             );
             let waiting_already = conditions::get(&b.status.conditions, ROTATING)
                 .is_some_and(|c| c.reason == reasons::WAITING_FOR_ACCOUNT);
