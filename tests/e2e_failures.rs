@@ -429,7 +429,11 @@ async fn an_auth_token_rotation_has_its_account_to_itself_and_is_not_overtaken()
         })
     };
     let api: Api<TokenRotation> = Api::namespaced(w.client.clone(), NS);
-    create(&w, &key("key-a", "key-creds-a")).await;
+    // key-a stays in flight a while (6 s of waits), so the Auth Token rotation meets it.
+    let mut a = key("key-a", "key-creds-a");
+    a.spec.propagation_delay = "3s".into();
+    a.spec.overlap = "3s".into();
+    create(&w, &a).await;
     wait_status(&w, "key-a", Duration::from_secs(30), |s| {
         s.rotation.is_some()
     })
