@@ -128,6 +128,7 @@ impl AccountUse {
     }
 
     /// The same, replacing `replaces` (for an API key rotation).
+    #[cfg(test)]
     pub fn replacing(self, replaces: Replaces) -> Self {
         match self {
             Self::Whole => Self::Whole,
@@ -149,6 +150,14 @@ struct Account {
 }
 
 impl Account {
+    /// Who holds the next turn: a reservation renewed within [`RESERVATION`].
+    fn reserved_by(&self) -> Option<&Holder> {
+        self.reserved
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < RESERVATION)
+            .map(|(h, _)| h)
+    }
+
     fn blocker(&self, holder: &Holder, wants: &AccountUse, starting: bool) -> Option<Holder> {
         if let Some((h, _)) = self
             .holders
@@ -157,12 +166,9 @@ impl Account {
         {
             return Some(h.clone());
         }
-        match &self.reserved {
-            Some((h, at)) if starting && h != holder && at.elapsed() < RESERVATION => {
-                Some(h.clone())
-            }
-            _ => None,
-        }
+        self.reserved_by()
+            .filter(|h| starting && *h != holder)
+            .cloned()
     }
 }
 
@@ -237,9 +243,8 @@ impl AccountLocks {
         }
         let mut map = self.map();
         let a = map.entry(account.to_owned()).or_default();
-        match &a.reserved {
-            Some((r, at)) if r != holder && at.elapsed() < RESERVATION => {}
-            _ => a.reserved = Some((holder.clone(), Instant::now())),
+        if a.reserved_by().is_none_or(|r| r == holder) {
+            a.reserved = Some((holder.clone(), Instant::now()));
         }
     }
 
@@ -270,10 +275,7 @@ impl AccountLocks {
         for a in map.values_mut() {
             a.holders.retain(|h, _| live(h));
             // A reservation nobody renewed (the waiter is no longer due) goes too.
-            if a.reserved
-                .as_ref()
-                .is_some_and(|(h, at)| !live(h) || at.elapsed() >= RESERVATION)
-            {
+            if a.reserved_by().is_none_or(|h| !live(h)) {
                 a.reserved = None;
             }
         }
