@@ -273,6 +273,16 @@ struct TwoKeys {
     refused: u64,
 }
 
+/// An API key rotation of the world's account into `secret`, which no pod reads (expected
+/// here, not a missed consumer: `noConsumers: Proceed`).
+fn unread_key_rotation(w: &World, name: &str, secret: &str) -> TokenRotation {
+    with_spec(key_rotation(w, name, serde_json::json!({})), |s| {
+        s.secrets[0].name = secret.into();
+        s.workloads =
+            Some(serde_json::from_value(serde_json::json!({"noConsumers": "Proceed"})).unwrap());
+    })
+}
+
 /// What the second of two API key rotations writes.
 enum Second {
     /// `other-creds`, which does not exist yet (no consumers).
@@ -308,12 +318,7 @@ async fn two_api_key_rotations(second: Second, safety: SafetyOverrides) -> TwoKe
     cfg.safety = safety;
     let ctl = start_controller_with(&w, cfg);
     let a = key_rotation(&w, "first", serde_json::json!({}));
-    let b = with_spec(key_rotation(&w, "second", serde_json::json!({})), |s| {
-        s.secrets[0].name = second_secret.into();
-        // Nothing reads other-creds in this world: expected here, not a missed consumer.
-        s.workloads =
-            Some(serde_json::from_value(serde_json::json!({"noConsumers": "Proceed"})).unwrap());
-    });
+    let b = unread_key_rotation(&w, "second", second_secret);
     create(&w, &a).await;
     create(&w, &b).await;
     let api: Api<TokenRotation> = Api::namespaced(w.client.clone(), NS);
@@ -420,14 +425,7 @@ async fn an_auth_token_rotation_has_its_account_to_itself_and_is_not_overtaken()
     let w = world(1).await;
     let traffic = consumer_traffic(&w, Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
-    let key = |name: &str, secret: &str| {
-        with_spec(key_rotation(&w, name, serde_json::json!({})), |s| {
-            s.secrets[0].name = secret.into();
-            s.workloads = Some(
-                serde_json::from_value(serde_json::json!({"noConsumers": "Proceed"})).unwrap(),
-            );
-        })
-    };
+    let key = |name: &str, secret: &str| unread_key_rotation(&w, name, secret);
     let api: Api<TokenRotation> = Api::namespaced(w.client.clone(), NS);
     // key-a stays in flight a while (6 s of waits), so the Auth Token rotation meets it.
     let mut a = key("key-a", "key-creds-a");
