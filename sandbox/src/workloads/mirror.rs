@@ -180,7 +180,6 @@ impl MirrorState {
             }
             let status_digest = digest(&d.status);
             if e.status != Some(status_digest) {
-                e.fingerprint = d.fingerprint;
                 e.status = Some(status_digest);
                 ops.push(Op::Status {
                     key: d.key.clone(),
@@ -197,6 +196,8 @@ impl MirrorState {
                     });
                 }
             }
+            // What is written (or being written) now shows this fingerprint.
+            e.fingerprint = d.fingerprint;
         }
         let gone: Vec<Key> = self
             .entries
@@ -371,6 +372,26 @@ pub fn pod_fingerprint(rec: &PodRecord, owner_uid: &str) -> u64 {
         p.terminating_since.is_some(),
         &p.node,
         owner_uid,
+    )
+        .hash(&mut h);
+    h.finish()
+}
+
+/// A digest of what a ReplicaSet object shows (see [`Desired::fingerprint`]). The template is
+/// named by its hash, and the selector cannot change for one owner uid.
+pub fn replica_set_fingerprint(v: &ReplicaSetView<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        v.owner_kind,
+        v.deployment,
+        v.namespace,
+        v.deployment_uid,
+        v.hash,
+        v.revision,
+        v.replicas,
+        v.ready,
+        v.available,
     )
         .hash(&mut h);
     h.finish()

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -54,6 +55,10 @@ struct Inner {
     /// What the last pass decoded, by object and resourceVersion: a pass over 10,000 Secrets
     /// decodes only those that changed.
     decoded: Mutex<Decoded>,
+    /// Changes the Secret and ConfigMap watches have seen, and the sources built at a count:
+    /// a pass when neither changed reuses them.
+    source_changes: AtomicU64,
+    sources: Mutex<Option<(u64, Arc<Sources>)>>,
 }
 
 type Decoded = HashMap<(&'static str, String, String), (String, Arc<Data>)>;
@@ -75,7 +80,7 @@ struct State {
     adopting: HashSet<String>,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Knobs {
     readiness_delay: Option<Duration>,
     fail_new_pods: bool,
@@ -114,6 +119,20 @@ struct Tracked {
     paused_hash: String,
     stable_hash: String,
     restarted_at: Option<DateTime<Utc>>,
+    /// The last sync of a workload without pods (see [`Settled`]).
+    settled: Option<Settled>,
+}
+
+/// A workload without pods whose object has not changed: nothing moves it on but a change
+/// (no kubelet, no rollout, nothing time-driven), so once two syncs of the same object gave
+/// the same status, the next ones are skipped until the object or its knobs change. It keeps
+/// a pass over thousands of scaled-to-zero workloads from costing a core.
+struct Settled {
+    resource_version: String,
+    knobs: Knobs,
+    patch: Value,
+    /// Two syncs in a row gave `patch`.
+    repeated: bool,
 }
 
 impl Tracked {
@@ -154,6 +173,7 @@ impl Tracked {
             paused_hash: String::new(),
             stable_hash: String::new(),
             restarted_at: None,
+            settled: None,
         }
     }
 }
@@ -194,7 +214,26 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    spawn_reflector_with(api, reflector::store::Writer::default(), inner, tasks)
+    spawn_reflector_with(
+        api,
+        reflector::store::Writer::default(),
+        inner,
+        tasks,
+        false,
+    )
+}
+
+/// A reflector of what pods read (Secrets, ConfigMaps), counting its changes.
+fn spawn_source_reflector<K>(
+    api: Api<K>,
+    inner: &Arc<Inner>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    spawn_reflector_with(api, reflector::store::Writer::default(), inner, tasks, true)
 }
 
 /// A reflector of a kind known at run time (a CRD that may not be installed yet: the watch
@@ -206,7 +245,7 @@ fn spawn_dynamic_reflector(
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Store<DynamicObject> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    spawn_reflector_with(api, reflector::store::Writer::new(ar), inner, tasks)
+    spawn_reflector_with(api, reflector::store::Writer::new(ar), inner, tasks, false)
 }
 
 /// Keeps `writer`'s store in sync with `api` and wakes the simulator on every change.
@@ -215,6 +254,7 @@ fn spawn_reflector_with<K>(
     writer: reflector::store::Writer<K>,
     inner: &Arc<Inner>,
     tasks: &mut Vec<JoinHandle<()>>,
+    sources: bool,
 ) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -229,6 +269,10 @@ where
         while let Some(event) = stream.next().await {
             if let Err(e) = event {
                 tracing::debug!(error = %e, "workload simulator watch error");
+            }
+            if sources {
+                // After the store took the change: a pass that reads the count first sees it.
+                inner.source_changes.fetch_add(1, Ordering::AcqRel);
             }
             inner.wake.notify_one();
         }
@@ -248,6 +292,8 @@ impl WorkloadSimulator {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             decoded: Mutex::new(Decoded::new()),
+            source_changes: AtomicU64::new(0),
+            sources: Mutex::new(None),
         });
         let mut tasks = Vec::new();
         let stores = Stores {
@@ -258,8 +304,8 @@ impl WorkloadSimulator {
             cronjobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             replicasets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             rollouts: spawn_dynamic_reflector(&client, rollout::api_resource(), &inner, &mut tasks),
-            secrets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
-            config_maps: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            secrets: spawn_source_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            config_maps: spawn_source_reflector(Api::all(client.clone()), &inner, &mut tasks),
             namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             pods: inner.opts.api_objects.then(|| {
                 // PartialObjectMeta makes the watch metadata-only.
@@ -814,9 +860,21 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The Secrets and ConfigMaps as they are now, decoding only what changed since the last
-    /// pass (and forgetting what is gone).
-    fn sources(&self, stores: &Stores) -> Sources {
+    /// The Secrets and ConfigMaps as they are now: those of the last pass when the watches saw
+    /// no change since.
+    fn sources(&self, stores: &Stores) -> Arc<Sources> {
+        let changes = self.source_changes.load(Ordering::Acquire);
+        let mut cache = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, s)) = cache.as_ref().filter(|(at, _)| *at == changes) {
+            return s.clone();
+        }
+        let built = Arc::new(self.build_sources(stores));
+        *cache = Some((changes, built.clone()));
+        built
+    }
+
+    /// Decodes only what changed since the last build (and forgets what is gone).
+    fn build_sources(&self, stores: &Stores) -> Sources {
         let mut decoded = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen = HashSet::new();
         let mut one =
@@ -1384,18 +1442,25 @@ impl Inner {
                         ready,
                         available: ready,
                     };
-                    let (body, status, patch) = mirror::replica_set_object(&view);
+                    let key = (
+                        ObjKind::ReplicaSet,
+                        r.namespace.clone(),
+                        format!("{}-{hash}", r.name),
+                    );
+                    let fingerprint = mirror::replica_set_fingerprint(&view);
+                    let (body, status, spec) = if mirror.is_current(&key, "", fingerprint) {
+                        (Value::Null, Value::Null, None)
+                    } else {
+                        let (body, status, patch) = mirror::replica_set_object(&view);
+                        (body, status, Some(patch))
+                    };
                     desired.push(Desired {
                         sim_uid: String::new(),
-                        fingerprint: 0,
-                        key: (
-                            ObjKind::ReplicaSet,
-                            r.namespace.clone(),
-                            format!("{}-{hash}", r.name),
-                        ),
+                        fingerprint,
+                        key,
                         body,
                         status,
-                        spec: Some(patch),
+                        spec,
                     });
                 }
             }
@@ -1482,10 +1547,36 @@ impl Inner {
         if tracked.uid != uid {
             *tracked = Tracked::new(uid.clone());
         }
+        let rv = obj.meta().resource_version.clone().unwrap_or_default();
+        let unchanged = |s: &Settled| s.resource_version == rv && s.knobs == knobs;
+        if tracked.pods.is_empty()
+            && tracked
+                .settled
+                .as_ref()
+                .is_some_and(|s| s.repeated && unchanged(s))
+        {
+            return None;
+        }
         let kubelet = self.kubelet(knobs, tick);
         tracked.kubelet_pass(kubelet);
+        let podless = tracked.pods.is_empty();
         let (patch, update_revision) = sync(self, obj, tracked, knobs, tick);
         tracked.start_new(kubelet);
+        // A write still to make (or to retry) is not settled.
+        let needs_write = self.needs_write(obj, tracked, &patch);
+        tracked.settled = (podless && tracked.pods.is_empty() && !rv.is_empty()).then(|| {
+            let repeated = !needs_write
+                && tracked
+                    .settled
+                    .as_ref()
+                    .is_some_and(|s| unchanged(s) && s.patch == patch);
+            Settled {
+                resource_version: rv.clone(),
+                knobs,
+                patch: patch.clone(),
+                repeated,
+            }
+        });
         let counted = || tracked.pods.iter().filter(|p| !p.terminating());
         let sample = CountSample {
             at: tick.now,
@@ -1498,7 +1589,7 @@ impl Inner {
                 .filter(|p| p.pod.revision == update_revision)
                 .count(),
         };
-        let write = self.needs_write(obj, tracked, &patch).then(|| Write {
+        let write = needs_write.then(|| Write {
             workload: r.clone(),
             uid,
             patch,
