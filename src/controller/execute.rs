@@ -3,7 +3,7 @@
 //! [`CredentialKind`].
 
 use super::locks::Replaces;
-use super::secrets::{self, Credential, Distribution, Pair};
+use super::secrets::{self, Credential, Distribution, Pair, Staged};
 use super::subject::Subject;
 use super::Context;
 use crate::api::WorkloadRef;
@@ -163,8 +163,9 @@ fn key_credentials(tr: &Subject, c: &Credential) -> Credentials {
     }
 }
 
-/// The current rotation's credentials, from its staging Secret.
-async fn staged(ctx: &Context, obs: &Observation, tr: &Subject) -> Result<Pair, Failure> {
+/// The current rotation's credentials, from its staging Secret as the observation read it
+/// (this reconcile, just before deciding).
+fn staged(obs: &Observation, staging: Option<&Staged>, tr: &Subject) -> Result<Pair, Failure> {
     let ns = tr.home.as_str();
     let Some(r) = &obs.status.rotation else {
         return Err(Failure {
@@ -172,19 +173,18 @@ async fn staged(ctx: &Context, obs: &Observation, tr: &Subject) -> Result<Pair, 
             message: "no rotation in flight".into(),
         });
     };
-    match secrets::read_staging(&ctx.client, ns, &r.staging_secret).await {
-        Ok(Some(s)) if s.rotation_id == r.id => Ok(Pair {
-            new: s.new,
-            previous: s.previous,
+    match staging {
+        Some(s) if s.rotation_id == r.id => Ok(Pair {
+            new: s.new.clone(),
+            previous: s.previous.clone(),
         }),
-        Ok(_) => Err(Failure {
+        _ => Err(Failure {
             class: FailureClass::StagingLost,
             message: format!(
                 "the staging Secret {ns}/{} holding rotation {}'s tokens is missing",
                 r.staging_secret, r.id
             ),
         }),
-        Err(e) => Err(kube_failure("reading the staging Secret", e)),
     }
 }
 
@@ -240,6 +240,7 @@ pub(super) async fn execute(
     ctx: &Context,
     tr: &Subject,
     obs: &Observation,
+    staging: Option<&Staged>,
     action: &Action,
 ) -> Result<(), Failure> {
     // A decision acts only on a valid plan; an invalid one decides Action::None.
@@ -271,7 +272,7 @@ pub(super) async fn execute(
             store_staged(ctx, tr, obs, staged).await
         }
         Action::Distribute => {
-            let s = staged(ctx, obs, tr).await?;
+            let s = staged(obs, staging, tr)?;
             distribute(
                 ctx,
                 tr,
@@ -295,7 +296,7 @@ pub(super) async fn execute(
                     refs.iter().map(|w| w.namespace.as_str()).collect();
                 let fresh = match serve {
                     Serve::Old => {
-                        let old = old_credential(ctx, tr, obs, kind).await?;
+                        let old = old_credential(ctx, tr, obs, staging, kind).await?;
                         let fresh = match &old {
                             Some(old) => lacking(ctx, tr, &namespaces, &old.secret).await?,
                             None => false,
@@ -305,7 +306,7 @@ pub(super) async fn execute(
                         fresh
                     }
                     Serve::New => {
-                        let s = staged(ctx, obs, tr).await?;
+                        let s = staged(obs, staging, tr)?;
                         let fresh = lacking(ctx, tr, &namespaces, &s.new.secret).await?;
                         let d = Distribution::New {
                             new: &s.new,
@@ -372,7 +373,7 @@ pub(super) async fn execute(
             Ok(())
         }
         Action::Verify => {
-            let s = staged(ctx, obs, tr).await?;
+            let s = staged(obs, staging, tr)?;
             let twilio = twilio_client(ctx, tr)?;
             let new = key_credentials(tr, &s.new);
             match kind {
@@ -381,7 +382,7 @@ pub(super) async fn execute(
             }
         }
         Action::Promote => match kind {
-            CredentialKind::AuthToken => promote_auth_token(ctx, tr, obs).await,
+            CredentialKind::AuthToken => promote_auth_token(ctx, tr, obs, staging).await,
             // Never decided: an API key has nothing to promote.
             CredentialKind::ApiKey => Ok(()),
         },
@@ -391,7 +392,7 @@ pub(super) async fn execute(
             // have put a dead token there). The staging Secret goes last, so it is gone only if
             // an earlier attempt of this step already wrote the Secrets; a repeat then deletes
             // the same keys again (already gone is fine).
-            match staged(ctx, obs, tr).await {
+            match staged(obs, staging, tr) {
                 Ok(s) => distribute(ctx, tr, kind, Distribution::Final { new: &s.new }).await?,
                 Err(f) if f.class == FailureClass::StagingLost => {}
                 Err(f) => return Err(f),
@@ -411,7 +412,7 @@ pub(super) async fn execute(
             delete_staging(ctx, obs, tr).await
         }
         Action::RestoreSecrets => {
-            let old = old_credential(ctx, tr, obs, kind).await?;
+            let old = old_credential(ctx, tr, obs, staging, kind).await?;
             distribute(ctx, tr, kind, Distribution::Restore { old: old.as_ref() }).await
         }
         Action::CheckCredentials => {
@@ -437,7 +438,7 @@ pub(super) async fn execute(
                     // Before promotion the old token is the primary: the staging Secret's
                     // copy still works when the credentials Secret is gone (a namespace being
                     // deleted).
-                    let op = match staged(ctx, obs, tr).await {
+                    let op = match staged(obs, staging, tr) {
                         Ok(Pair {
                             previous: Some(old),
                             ..
@@ -476,8 +477,13 @@ async fn stage_auth_token(
 /// first in the webhook key. Both tokens were there since distribution, so validators never
 /// missed the signer; if the write fails the step is repeated, which confirms the promotion and
 /// writes again.
-async fn promote_auth_token(ctx: &Context, tr: &Subject, obs: &Observation) -> Result<(), Failure> {
-    let s = staged(ctx, obs, tr).await?;
+async fn promote_auth_token(
+    ctx: &Context,
+    tr: &Subject,
+    obs: &Observation,
+    staging: Option<&Staged>,
+) -> Result<(), Failure> {
+    let s = staged(obs, staging, tr)?;
     let Some(old) = &s.previous else {
         return Err(Failure {
             class: FailureClass::StagingLost,
@@ -505,9 +511,10 @@ async fn old_credential(
     ctx: &Context,
     tr: &Subject,
     obs: &Observation,
+    staging: Option<&Staged>,
     kind: CredentialKind,
 ) -> Result<Option<Credential>, Failure> {
-    match (staged(ctx, obs, tr).await, kind) {
+    match (staged(obs, staging, tr), kind) {
         (Ok(s), _) => Ok(s.previous),
         (Err(f), CredentialKind::AuthToken) if f.class == FailureClass::StagingLost => {
             let op = operator_credentials(ctx, tr).await?;
@@ -612,7 +619,10 @@ async fn store_staged(
         )
         .await
         {
-            Ok(()) => return Ok(()),
+            Ok(version) => {
+                ctx.staging.saw(&tr.home, &r.staging_secret, version);
+                return Ok(());
+            }
             Err(e) if attempt < 6 => {
                 tracing::warn!(attempt, error = %e, "storing the new credential failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -631,6 +641,8 @@ async fn store_staged(
 
 async fn delete_staging(ctx: &Context, obs: &Observation, tr: &Subject) -> Result<(), Failure> {
     if let Some(r) = &obs.status.rotation {
+        // Whatever happens next, the cached version is no longer ours to trust.
+        ctx.staging.saw(&tr.home, &r.staging_secret, None);
         secrets::delete(&ctx.client, &tr.home, &r.staging_secret)
             .await
             .map_err(|e| kube_failure("deleting the staging Secret", e))?;

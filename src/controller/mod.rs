@@ -12,6 +12,7 @@ mod pods;
 pub mod preview;
 mod reconcile;
 pub mod secrets;
+mod staging;
 pub mod subject;
 mod workload_cache;
 
@@ -129,6 +130,8 @@ pub struct Context {
     /// The resourceVersion of each resource as a reconcile last read it from the API server or
     /// wrote it (by namespace and name).
     known_versions: Mutex<HashMap<(Option<String>, String), String>>,
+    /// The staging Secrets as the watch shows them.
+    staging: staging::StagingCache,
 }
 
 impl Context {
@@ -241,15 +244,21 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     let workloads = WorkloadCache::new(&scopes);
     let related = Related::default();
     let mut controllers = Vec::new();
+    let mut staging_stores = Vec::new();
     for scope in &scopes {
         let trs: Api<TokenRotation> = scoped_api(&client, scope);
-        controllers.push(controller_for(&client, trs, scope, &workloads, &related).await?);
+        // This controller's watch of the staging Secrets also keeps the cache they are read
+        // from (it covers the cluster resources' too: same label, same scope).
+        let (store, writer) = kube::runtime::reflector::store();
+        staging_stores.push((scope.clone(), store));
+        let staging = Staging::Cached(writer);
+        controllers.push(controller_for(&client, trs, scope, staging, &workloads, &related).await?);
     }
     // ClusterTokenRotations write into many namespaces: only an operator that watches the
     // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
     let cluster = if config.namespaces.is_empty() {
         let all = Api::all(client.clone());
-        Some(controller_for(&client, all, &None, &workloads, &related).await?)
+        Some(controller_for(&client, all, &None, Staging::Watched, &workloads, &related).await?)
     } else {
         None
     };
@@ -268,6 +277,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         related,
         twilio_clients: Mutex::new(HashMap::new()),
         known_versions: Mutex::new(HashMap::new()),
+        staging: staging::StagingCache::new(staging_stores),
     });
     let runs = controllers
         .into_iter()
@@ -298,10 +308,17 @@ where
 /// A controller for `K` (after checking its CRD is installed), also woken by changes to its
 /// staging Secrets, to the workloads that its in-flight rotations wait on, and to the other
 /// resources that concern it (announced by their reconciles, see [`Related`]).
+/// How a controller watches the staging Secrets: keeping a cache of them, or only to be woken.
+enum Staging {
+    Cached(kube::runtime::reflector::store::Writer<Secret>),
+    Watched,
+}
+
 async fn controller_for<K: subject::Rotated>(
     client: &Client,
     api: Api<K>,
     scope: &Option<String>,
+    staging: Staging,
     workloads: &WorkloadCache,
     related: &Related,
 ) -> Result<Controller<K>, Error> {
@@ -316,16 +333,23 @@ async fn controller_for<K: subject::Rotated>(
         })?;
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
-    Ok(controller
-        .reconcile_on(woken_by_related(related, store.clone()))
-        // Staging Secrets carry an owner reference: their changes wake their rotation.
-        .owns(
-            scoped_api::<Secret>(client, scope),
-            watcher::Config::default().labels(STAGING_LABEL),
-        )
-        // Workload changes (rollout progress) wake the rotations waiting on that namespace at
-        // once, instead of at the next poll; the shared cache watches them.
-        .reconcile_on(woken_by_workloads(workloads, store)))
+    let controller = controller.reconcile_on(woken_by_related(related, store.clone()));
+    // Staging Secrets carry an owner reference: their changes wake their rotation.
+    let secrets = scoped_api::<Secret>(client, scope);
+    let labelled = watcher::Config::default().labels(STAGING_LABEL);
+    let controller = match staging {
+        Staging::Cached(writer) => {
+            use kube::runtime::WatchStreamExt;
+            let changes = kube::runtime::reflector(writer, watcher(secrets, labelled))
+                .default_backoff()
+                .touched_objects();
+            controller.owns_stream(changes)
+        }
+        Staging::Watched => controller.owns(secrets, labelled),
+    };
+    // Workload changes (rollout progress) wake the rotations waiting on that namespace at
+    // once, instead of at the next poll; the shared cache watches them.
+    Ok(controller.reconcile_on(woken_by_workloads(workloads, store)))
 }
 
 /// The rotations in flight over each namespace whose workloads changed (all of them when the

@@ -20,11 +20,13 @@ use chrono::Utc;
 use kube::ResourceExt;
 use std::collections::BTreeSet;
 
+/// The observation, and the staging Secret's content as read for it: the step acts on that
+/// read rather than reading the Secret again.
 pub(super) async fn observe<K: Rotated>(
     obj: &K,
     tr: &Subject,
     ctx: &Context,
-) -> Result<Observation, Error> {
+) -> Result<(Observation, Option<Staged>), Error> {
     let now = Utc::now();
     let annotations = obj.annotations();
     let status = obj.rotation_status().cloned().unwrap_or_default();
@@ -43,7 +45,11 @@ pub(super) async fn observe<K: Rotated>(
         p.no_consumers = w.no_consumers;
     }
     let staging = match &status.rotation {
-        Some(r) => secrets::read_staging(&ctx.client, &tr.home, &r.staging_secret).await?,
+        Some(r) => {
+            ctx.staging
+                .read(&ctx.client, &tr.home, &r.staging_secret)
+                .await?
+        }
         None => None,
     };
     let staged_keys = staging.as_ref().and_then(|s| {
@@ -127,8 +133,8 @@ pub(super) async fn observe<K: Rotated>(
         }
         _ => Vec::new(),
     };
-    let staged_for = staging.map(|s| s.rotation_id);
-    Ok(Observation {
+    let staged_for = staging.as_ref().map(|s| s.rotation_id.clone());
+    let obs = Observation {
         now,
         generation: obj.meta().generation,
         staging_secret: tr.staging_secret.clone(),
@@ -156,7 +162,8 @@ pub(super) async fn observe<K: Rotated>(
         reverted,
         pods,
         copies,
-    })
+    };
+    Ok((obs, staging))
 }
 
 /// Keys of the target Secrets (and, for an Auth Token, the credentials Secret) that do not

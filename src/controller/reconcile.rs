@@ -79,7 +79,7 @@ async fn reconcile_one<K: Rotated>(
         &tr.spec.twilio.account_sid,
         tr.spec.twilio.region.as_deref(),
     );
-    let mut obs = observe(&obj, &tr, &ctx).await?;
+    let (mut obs, staging) = observe(&obj, &tr, &ctx).await?;
     let mut decision = rotation::decide(&obs);
 
     let mut starting = obs.status.rotation.is_none() && decision.status.rotation.is_some();
@@ -158,7 +158,7 @@ async fn reconcile_one<K: Rotated>(
         ctx.saw(&obj);
     }
     ctx.config.failpoints.hit(&format!("before:{step}")).await;
-    let result = execute(&ctx, &tr, &obs, &action).await;
+    let result = execute(&ctx, &tr, &obs, staging.as_ref(), &action).await;
     ctx.config.failpoints.hit(&format!("after:{step}")).await;
 
     let Decision {

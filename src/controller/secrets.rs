@@ -312,15 +312,8 @@ fn credential(
     })
 }
 
-pub async fn read_staging(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<Staged>, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let Some(secret) = api.get_opt(name).await? else {
-        return Ok(None);
-    };
+/// The content of a staging Secret: `None` when it lacks the rotation ID or the new credential.
+pub fn staged_in(secret: &Secret) -> Option<Staged> {
     let get = |k: &str| {
         secret
             .data
@@ -332,18 +325,19 @@ pub async fn read_staging(
         get(STAGING_ID),
         credential(&get, STAGING_TOKEN, STAGING_KEY_SID),
     ) else {
-        return Ok(None);
+        return None;
     };
-    Ok(Some(Staged {
+    Some(Staged {
         rotation_id: id.expose().to_owned(),
         new,
         previous: credential(&get, STAGING_PREVIOUS, STAGING_PREVIOUS_KEY_SID),
-    }))
+    })
 }
 
 /// Stores the new credential (shown by Twilio only once) with the old one, owned by the
 /// TokenRotation so that deleting the resource removes it. It carries the operator's
 /// finalizer: deleting its namespace cannot take it before the rotation is rolled back.
+/// Returns the version written.
 pub async fn write_staging(
     client: &Client,
     field_manager: &str,
@@ -352,7 +346,7 @@ pub async fn write_staging(
     name: &str,
     rotation_id: &str,
     pair: &Pair,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let owner_name = owner.map(|o| o.name.as_str()).unwrap_or_default();
     let mut data = BTreeMap::new();
     data.insert(
@@ -383,13 +377,14 @@ pub async fn write_staging(
         "data": encode(&data),
     });
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    api.patch(
-        name,
-        &PatchParams::apply(field_manager).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch(
+            name,
+            &PatchParams::apply(field_manager).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    Ok(written.metadata.resource_version)
 }
 
 /// Deletes a Secret, first dropping the finalizer a staging Secret carries.
