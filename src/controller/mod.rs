@@ -130,6 +130,8 @@ pub struct Context {
     /// The resourceVersion of each resource as a reconcile last read it from the API server or
     /// wrote it (by namespace and name).
     known_versions: Mutex<HashMap<(Option<String>, String), String>>,
+    /// Permissions the API server granted in the last seconds (the pre-Stage check).
+    grants: permissions::Grants,
     /// The staging Secrets as the watch shows them.
     staging: staging::StagingCache,
 }
@@ -277,6 +279,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         related,
         twilio_clients: Mutex::new(HashMap::new()),
         known_versions: Mutex::new(HashMap::new()),
+        grants: permissions::Grants::default(),
         staging: staging::StagingCache::new(staging_stores),
     });
     let runs = controllers

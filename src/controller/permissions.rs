@@ -4,8 +4,15 @@
 //! created, so none can be stranded when the write that needs it is refused half-way. Without
 //! this, a 403 on the staging Secret would come after the create call, and every retry would
 //! create (and clean up) another secondary.
+//!
+//! A granted permission is remembered for [`GRANT_TTL`]: rotations of one namespace due at
+//! once (a schedule, a burst) ask the same questions, and an answer seconds old is as good as
+//! one taken just before the API server changed its mind. A refusal is never remembered (the
+//! fix acts at once), and any 403 mid-step forgets every grant, so a retry asks again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -116,7 +123,48 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
 
 /// Whether the API server says the operator may; None when it could not answer (then the
 /// write itself will tell).
+/// How long a granted permission is taken as still granted.
+pub const GRANT_TTL: Duration = Duration::from_secs(10);
+
+/// Permissions granted recently (see the module comment).
+#[derive(Default)]
+pub struct Grants(Mutex<BTreeMap<Need, Instant>>);
+
+impl Grants {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Need, Instant>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fresh(&self, need: &Need, now: Instant) -> bool {
+        self.lock()
+            .get(need)
+            .is_some_and(|at| now.duration_since(*at) < GRANT_TTL)
+    }
+
+    fn granted(&self, need: &Need, now: Instant) {
+        let mut map = self.lock();
+        map.retain(|_, at| now.duration_since(*at) < GRANT_TTL);
+        map.insert(need.clone(), now);
+    }
+
+    /// The API server refused a request: what it granted before no longer counts.
+    pub fn forget(&self) {
+        self.lock().clear();
+    }
+}
+
 async fn allowed(ctx: &Context, need: &Need) -> Option<bool> {
+    if ctx.grants.fresh(need, Instant::now()) {
+        return Some(true);
+    }
+    let answer = review(ctx, need).await;
+    if answer == Some(true) {
+        ctx.grants.granted(need, Instant::now());
+    }
+    answer
+}
+
+async fn review(ctx: &Context, need: &Need) -> Option<bool> {
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {

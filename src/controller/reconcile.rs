@@ -173,6 +173,10 @@ async fn reconcile_one<K: Rotated>(
             ctx.config
                 .metrics
                 .reconcile_error(&metrics_ns, &name, failure.class.reason());
+            if failure.class == rotation::FailureClass::Forbidden {
+                // The next pre-Stage check asks the API server again.
+                ctx.grants.forget();
+            }
             rotation::on_failure(&obs, &action, &failure)
         }
     };
