@@ -216,3 +216,35 @@ pub async fn preflight(ctx: &Context, tr: &Subject) -> Result<(), Failure> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn need(namespace: &str) -> Need {
+        Need {
+            verb: "patch",
+            group: "",
+            resource: "secrets",
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_grant_counts_for_its_ttl_and_a_refusal_forgets_every_grant() {
+        let grants = Grants::default();
+        let t0 = Instant::now();
+        assert!(!grants.fresh(&need("shop"), t0));
+        grants.granted(&need("shop"), t0);
+        assert!(grants.fresh(&need("shop"), t0 + GRANT_TTL / 2));
+        assert!(!grants.fresh(&need("shop"), t0 + GRANT_TTL));
+        assert!(!grants.fresh(&need("billing"), t0));
+        grants.granted(&need("billing"), t0);
+        grants.forget();
+        assert!(!grants.fresh(&need("billing"), t0));
+        // Expired grants do not pile up.
+        grants.granted(&need("shop"), t0);
+        grants.granted(&need("billing"), t0 + GRANT_TTL);
+        assert_eq!(grants.lock().len(), 1);
+    }
+}
