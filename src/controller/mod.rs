@@ -343,7 +343,11 @@ async fn controller_for<K: subject::Rotated>(
     let controller = match staging {
         Staging::Cached(writer) => {
             use kube::runtime::WatchStreamExt;
-            let changes = kube::runtime::reflector(writer, watcher(secrets, labelled))
+            // The cache is read for the data and checked by the version: the field managers,
+            // half of each object, are not kept.
+            let trimmed =
+                watcher(secrets, labelled).modify(|s: &mut Secret| s.managed_fields_mut().clear());
+            let changes = kube::runtime::reflector(writer, trimmed)
                 .default_backoff()
                 .touched_objects();
             controller.owns_stream(changes)
