@@ -179,16 +179,28 @@ fn forget_drops_counters_and_histograms_too() {
         done.rotations = 1;
         m.status_written("ns", name, &rolling, &done, now);
     }
-    const PER_RESOURCE: [&str; 4] = [
+    const PER_RESOURCE: [&str; 3] = [
         "token_rotator_reconciles_total",
         "token_rotator_reconcile_errors_total",
         "token_rotator_rotations_total",
-        "token_rotator_phase_duration_seconds_count",
     ];
+    // The phase histogram is per namespace: both resources' phases in one series, which a
+    // deletion leaves (its observations happened).
+    let phases = |text: &str| samples(text, "token_rotator_phase_duration_seconds_count");
     let text = m.encode().unwrap();
     for metric in PER_RESOURCE {
         assert_eq!(samples(&text, metric).len(), 2, "{metric}: {text}");
     }
+    assert_eq!(phases(&text).len(), 1, "{text}");
+    assert_eq!(
+        value(
+            &text,
+            "token_rotator_phase_duration_seconds_count",
+            r#"phase="RollingOut""#
+        ),
+        Some(2.0)
+    );
+    assert!(!phases(&text)[0].contains("name="), "{text}");
     m.forget("ns", "gone");
     let text = m.encode().unwrap();
     for metric in PER_RESOURCE {
@@ -196,6 +208,7 @@ fn forget_drops_counters_and_histograms_too() {
         assert_eq!(left.len(), 1, "{metric}: {left:?}");
         assert!(left[0].contains(r#"name="kept""#), "{left:?}");
     }
+    assert_eq!(phases(&text).len(), 1, "{text}");
 }
 
 #[test]
