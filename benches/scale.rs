@@ -155,6 +155,49 @@ async fn statuses(client: &kube::Client) -> Vec<token_rotator::api::TokenRotatio
         .collect()
 }
 
+/// The operator's phase histogram, summed over resources: phase -> (seconds, phases ended);
+/// and the size of the whole exposition, in bytes.
+async fn phase_seconds(port: u16) -> (BTreeMap<String, (f64, u64)>, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut body = String::new();
+    if let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        let ask = b"GET /metrics HTTP/1.0\r\nHost: operator\r\n\r\n";
+        if conn.write_all(ask).await.is_ok() {
+            let _ = conn.read_to_string(&mut body).await;
+        }
+    }
+    let mut by = BTreeMap::<String, (f64, u64)>::new();
+    for line in body.lines() {
+        let (sum, rest) = if let Some(r) =
+            line.strip_prefix("token_rotator_phase_duration_seconds_sum{")
+        {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("token_rotator_phase_duration_seconds_count{") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let phase = rest
+            .split("phase=\"")
+            .nth(1)
+            .and_then(|p| p.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        let value: f64 = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        let e = by.entry(phase).or_default();
+        if sum {
+            e.0 += value;
+        } else {
+            e.1 += value as u64;
+        }
+    }
+    (by, body.len())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -427,6 +470,14 @@ async fn main() {
     );
 
     // Due at once: every rotation asked for now.
+    let hwm = kib(pid, "VmHWM:");
+    let (phases_before, scraped) = phase_seconds(port).await;
+    println!(
+        "a /metrics scrape with 1,000 resources: {} KiB of text; peak RSS {:.1} -> {:.1} MiB",
+        scraped / 1024,
+        mib(hwm),
+        mib(kib(pid, "VmHWM:"))
+    );
     let twilio_before = twilio.request_count();
     let cpu_before = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let due = Instant::now();
@@ -516,6 +567,27 @@ async fn main() {
         total.as_secs_f64() / alone.as_secs_f64(),
         percentile(&times, 0.5).as_secs_f64() / alone.as_secs_f64()
     );
+    // The peak of the rotations alone, before the scrape below adds its own.
+    let peak_rss = peak_rss.max(kib(pid, "VmHWM:"));
+    // Where the time went: each phase's mean, from the operator's own histogram.
+    let (phases, scraped) = phase_seconds(port).await;
+    let mut in_phases = 0.0;
+    let mut shown = Vec::new();
+    for (phase, (secs, n)) in &phases {
+        let (s0, n0) = phases_before.get(phase).copied().unwrap_or_default();
+        if n - n0 == 0 {
+            continue;
+        }
+        let mean = (secs - s0) / trs.len() as f64;
+        in_phases += mean;
+        shown.push(format!("{phase} {mean:.2}s"));
+    }
+    let mean_time =
+        times.iter().map(Duration::as_secs_f64).sum::<f64>() / times.len().max(1) as f64;
+    println!(
+        "  a rotation's mean time, by phase (operator histogram): {}; phases {in_phases:.1}s of the mean {mean_time:.1}s from request to Ready (the rest: from the request to the start)",
+        shown.join(", ")
+    );
     println!(
         "  Twilio: {} calls ({:.1} per rotation, consumer traffic none), {} answered 429 by the emulator's limit of {TWILIO_ACCOUNT_LIMIT} per account",
         twilio_calls,
@@ -529,8 +601,10 @@ async fn main() {
         show(&by)
     );
     println!(
-        "  peak RSS while rotating: {:.1} MiB",
-        mib(peak_rss.max(kib(pid, "VmHWM:")))
+        "  peak RSS while rotating: {:.1} MiB; a /metrics scrape after them: {} KiB of text, peak RSS then {:.1} MiB",
+        mib(peak_rss),
+        scraped / 1024,
+        mib(kib(pid, "VmHWM:"))
     );
     println!(
         "  CPU meanwhile: operator {:.1}s, sandbox (API server, simulator, emulator, this bench) {:.1}s, of {:.1}s available on {} cores",
