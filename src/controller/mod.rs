@@ -308,15 +308,15 @@ where
     }
 }
 
-/// A controller for `K` (after checking its CRD is installed), also woken by changes to its
-/// staging Secrets, to the workloads that its in-flight rotations wait on, and to the other
-/// resources that concern it (announced by their reconciles, see [`Related`]).
 /// How a controller watches the staging Secrets: keeping a cache of them, or only to be woken.
 enum Staging {
     Cached(kube::runtime::reflector::store::Writer<Secret>),
     Watched,
 }
 
+/// A controller for `K` (after checking its CRD is installed), also woken by changes to its
+/// staging Secrets, to the workloads that its in-flight rotations wait on, and to the other
+/// resources that concern it (announced by their reconciles, see [`Related`]).
 async fn controller_for<K: subject::Rotated>(
     client: &Client,
     api: Api<K>,

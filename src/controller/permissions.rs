@@ -121,8 +121,6 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
     Ok(out)
 }
 
-/// Whether the API server says the operator may; None when it could not answer (then the
-/// write itself will tell).
 /// How long a granted permission is taken as still granted.
 pub const GRANT_TTL: Duration = Duration::from_secs(10);
 
@@ -153,6 +151,8 @@ impl Grants {
     }
 }
 
+/// Whether the API server says (or said within [`GRANT_TTL`]) the operator may; None when it
+/// could not answer (then the write itself will tell).
 async fn allowed(ctx: &Context, need: &Need) -> Option<bool> {
     if ctx.grants.fresh(need, Instant::now()) {
         return Some(true);
@@ -164,6 +164,7 @@ async fn allowed(ctx: &Context, need: &Need) -> Option<bool> {
     answer
 }
 
+/// One SelfSubjectAccessReview.
 async fn review(ctx: &Context, need: &Need) -> Option<bool> {
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
