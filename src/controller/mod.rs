@@ -14,6 +14,7 @@ mod reconcile;
 pub mod secrets;
 mod staging;
 pub mod subject;
+mod versions;
 mod workload_cache;
 
 use crate::api::{ClusterTokenRotation, TokenRotation, STAGING_LABEL};
@@ -129,7 +130,7 @@ pub struct Context {
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
     /// The resourceVersion of each resource as a reconcile last read it from the API server or
     /// wrote it (by namespace and name).
-    known_versions: Mutex<HashMap<(Option<String>, String), String>>,
+    known_versions: versions::KnownVersions<(Option<String>, String)>,
     /// Permissions the API server granted in the last seconds (the pre-Stage check).
     grants: permissions::Grants,
     /// The staging Secrets as the watch shows them.
@@ -157,34 +158,22 @@ impl Context {
         name: &str,
     ) -> Option<K> {
         let cached = K::cached(self, namespace, name)?;
-        let known = self
-            .known_versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let version = known.get(&(namespace.map(str::to_owned), name.to_owned()))?;
-        (cached.resource_version().as_ref() == Some(version)).then(|| (*cached).clone())
+        let key = (namespace.map(str::to_owned), name.to_owned());
+        self.known_versions
+            .is_current(&key, cached.resource_version().as_deref())
+            .then(|| (*cached).clone())
     }
 
     /// Remembers the version of a resource just read fresh or written.
     pub fn saw<K: subject::Rotated>(&self, obj: &K) {
-        let mut known = self
-            .known_versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let key = (obj.namespace(), obj.name_any());
-        match obj.resource_version() {
-            Some(v) => known.insert(key, v),
-            None => known.remove(&key),
-        };
+        self.known_versions
+            .record((obj.namespace(), obj.name_any()), obj.resource_version());
     }
 
     /// Forgets a deleted resource's version.
     pub fn forget(&self, namespace: Option<&str>, name: &str) {
-        let mut known = self
-            .known_versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        known.remove(&(namespace.map(str::to_owned), name.to_owned()));
+        self.known_versions
+            .record((namespace.map(str::to_owned), name.to_owned()), None);
     }
 
     /// The Twilio client for a resource: its region and edge, and whether its Auth Token
@@ -278,7 +267,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         workloads,
         related,
         twilio_clients: Mutex::new(HashMap::new()),
-        known_versions: Mutex::new(HashMap::new()),
+        known_versions: versions::KnownVersions::default(),
         grants: permissions::Grants::default(),
         staging: staging::StagingCache::new(staging_stores),
     });

@@ -11,51 +11,44 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use super::secrets::{self, Staged};
+use super::versions::KnownVersions;
 
 #[derive(Default)]
 pub struct StagingCache {
     /// One store per watched scope (`None`: every namespace).
     stores: Vec<(Option<String>, Store<Secret>)>,
-    /// The resourceVersion of each staging Secret as this process last wrote or read it.
-    known: Mutex<HashMap<(String, String), String>>,
+    /// The version of each staging Secret as this process last wrote or read it.
+    known: KnownVersions<(String, String)>,
 }
 
 impl StagingCache {
     pub fn new(stores: Vec<(Option<String>, Store<Secret>)>) -> Self {
         Self {
             stores,
-            known: Mutex::default(),
+            known: KnownVersions::default(),
         }
     }
 
-    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The cached Secret, when it is the version last written or read fresh.
-    fn cached(&self, namespace: &str, name: &str) -> Option<Secret> {
+    fn cached(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         let store = self
             .stores
             .iter()
             .find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))?;
         let cached = store.1.get(&ObjectRef::new(name).within(namespace))?;
-        let known = self.known();
-        let version = known.get(&(namespace.to_owned(), name.to_owned()))?;
-        (cached.resource_version().as_ref() == Some(version)).then(|| (*cached).clone())
+        let key = (namespace.to_owned(), name.to_owned());
+        self.known
+            .is_current(&key, cached.resource_version().as_deref())
+            .then_some(cached)
     }
 
     /// Remembers the version just written or read (`None`: not known, or deleted).
     pub fn saw(&self, namespace: &str, name: &str, version: Option<String>) {
-        let key = (namespace.to_owned(), name.to_owned());
-        let mut known = self.known();
-        match version {
-            Some(v) => known.insert(key, v),
-            None => known.remove(&key),
-        };
+        self.known
+            .record((namespace.to_owned(), name.to_owned()), version);
     }
 
     /// The staging Secret's content: from the cache when it caught up, else a GET.
