@@ -124,15 +124,16 @@ struct Tracked {
 }
 
 /// A workload without pods whose object has not changed: nothing moves it on but a change
-/// (no kubelet, no rollout, nothing time-driven), so once two syncs of the same object gave
-/// the same status, the next ones are skipped until the object or its knobs change. It keeps
+/// (no kubelet, no rollout, nothing time-driven), so once two syncs of the same object in a
+/// row computed the status last written, the next ones are skipped until the object or its
+/// knobs change. It keeps
 /// a pass over thousands of scaled-to-zero workloads from costing a core.
 struct Settled {
     resource_version: String,
     knobs: Knobs,
-    patch: Value,
-    /// Two syncs in a row gave `patch`.
-    repeated: bool,
+    /// Syncs in a row of this object and knobs that needed no status write: each computed the
+    /// status last written (at most 2, which is settled).
+    quiet: u8,
 }
 
 impl Tracked {
@@ -1553,7 +1554,7 @@ impl Inner {
             && tracked
                 .settled
                 .as_ref()
-                .is_some_and(|s| s.repeated && unchanged(s))
+                .is_some_and(|s| s.quiet >= 2 && unchanged(s))
         {
             return None;
         }
@@ -1565,16 +1566,15 @@ impl Inner {
         // A write still to make (or to retry) is not settled.
         let needs_write = self.needs_write(obj, tracked, &patch);
         tracked.settled = (podless && tracked.pods.is_empty() && !rv.is_empty()).then(|| {
-            let repeated = !needs_write
-                && tracked
-                    .settled
-                    .as_ref()
-                    .is_some_and(|s| unchanged(s) && s.patch == patch);
+            let before = tracked
+                .settled
+                .as_ref()
+                .filter(|s| unchanged(s))
+                .map_or(0, |s| s.quiet);
             Settled {
                 resource_version: rv.clone(),
                 knobs,
-                patch: patch.clone(),
-                repeated,
+                quiet: if needs_write { 0 } else { (before + 1).min(2) },
             }
         });
         let counted = || tracked.pods.iter().filter(|p| !p.terminating());
