@@ -124,9 +124,13 @@ pub struct MirrorState {
 }
 
 fn digest(v: &Value) -> u64 {
-    use std::hash::{Hash, Hasher};
+    hash_of(serde_json::to_string(v).unwrap_or_default())
+}
+
+fn hash_of(v: impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(v).unwrap_or_default().hash(&mut h);
+    v.hash(&mut h);
     h.finish()
 }
 
@@ -359,10 +363,8 @@ pub fn pod_labels(rec: &PodRecord, owner_uid: &str) -> BTreeMap<String, String> 
 
 /// A digest of everything [`pod_object`] shows that can change.
 pub fn pod_fingerprint(rec: &PodRecord, owner_uid: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
     let p = &rec.pod;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
+    hash_of((
         p.phase as u8,
         p.ready,
         p.started_at,
@@ -372,17 +374,13 @@ pub fn pod_fingerprint(rec: &PodRecord, owner_uid: &str) -> u64 {
         p.terminating_since.is_some(),
         &p.node,
         owner_uid,
-    )
-        .hash(&mut h);
-    h.finish()
+    ))
 }
 
 /// A digest of what a ReplicaSet object shows (see [`Desired::fingerprint`]). The template is
 /// named by its hash, and the selector cannot change for one owner uid.
 pub fn replica_set_fingerprint(v: &ReplicaSetView<'_>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
+    hash_of((
         v.owner_kind,
         v.deployment,
         v.namespace,
@@ -392,9 +390,7 @@ pub fn replica_set_fingerprint(v: &ReplicaSetView<'_>) -> u64 {
         v.replicas,
         v.ready,
         v.available,
-    )
-        .hash(&mut h);
-    h.finish()
+    ))
 }
 
 /// A simulated pod as a Pod object, owned by `owner_uid` (its ReplicaSet, StatefulSet or
