@@ -256,6 +256,100 @@ async fn cel_rules_are_enforced_including_transition_rules() {
     assert_status(&r, 422, "Invalid");
 }
 
+/// CRD validation ratcheting (GA in 1.33): a rule on a value the write leaves unchanged does not
+/// refuse the write. An object stored before its CRD gained a rule keeps taking status and
+/// metadata writes; a write that changes the ruled value is refused, and so is a new object.
+#[tokio::test]
+async fn cel_rules_ratchet_on_unchanged_values() {
+    let s = ApiServer::start().await.unwrap();
+    let raw = Raw::new(&s.url());
+    let crd = |rules: serde_json::Value| {
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "limits.ops.example.com"},
+               "spec": {"group": "ops.example.com", "scope": "Namespaced",
+                        "names": {"plural": "limits", "singular": "limit", "kind": "Limit"},
+                        "versions": [{"name": "v1", "served": true, "storage": true,
+                                      "subresources": {"status": {}},
+                                      "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                          "spec": {"type": "object", "x-kubernetes-validations": rules,
+                                                   "properties": {"min": {"type": "integer"}, "max": {"type": "integer"},
+                                                                  "note": {"type": "string"}}},
+                                          "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}}}}]}})
+    };
+    const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    const LIMITS: &str = "/apis/ops.example.com/v1/namespaces/default/limits";
+    let r = raw.post(CRDS, crd(json!([]))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let obj = |name: &str| {
+        json!({"apiVersion": "ops.example.com/v1", "kind": "Limit",
+                                  "metadata": {"name": name}, "spec": {"min": 4, "max": 2}})
+    };
+    let r = raw.post(LIMITS, obj("old")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The CRD gains a rule the stored object breaks.
+    let mut current: serde_json::Value = serde_json::from_str(
+        &raw.get(&format!("{CRDS}/limits.ops.example.com"))
+            .await
+            .text,
+    )
+    .unwrap();
+    current["spec"] =
+        crd(json!([{"rule": "self.min <= self.max", "message": "min must not exceed max"}]))
+            ["spec"]
+            .clone();
+    let r = raw
+        .put(&format!("{CRDS}/limits.ops.example.com"), current)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Status and metadata writes leave spec as it was: accepted.
+    let r = raw
+        .patch(
+            &format!("{LIMITS}/old/status"),
+            "application/merge-patch+json",
+            r#"{"status":{"phase":"Ready"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "status write: {}", r.text);
+    let r = raw
+        .patch(
+            &format!("{LIMITS}/old"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"team":"a"}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "label write: {}", r.text);
+    // A write that changes spec is judged by the rule, even if it leaves min and max alone.
+    let st = assert_status(
+        &raw.patch(
+            &format!("{LIMITS}/old"),
+            "application/merge-patch+json",
+            r#"{"spec":{"note":"x"}}"#,
+        )
+        .await,
+        422,
+        "Invalid",
+    );
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("min must not exceed max"),
+        "{}",
+        st["message"]
+    );
+    let r = raw
+        .patch(
+            &format!("{LIMITS}/old"),
+            "application/merge-patch+json",
+            r#"{"spec":{"max":5}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "fixing it: {}", r.text);
+    // A new object has nothing to ratchet against.
+    assert_status(&raw.post(LIMITS, obj("new")).await, 422, "Invalid");
+}
+
 #[tokio::test]
 async fn tables_for_custom_and_builtin_resources() {
     let s = ApiServer::start().await.unwrap();

@@ -3,6 +3,7 @@
 //! report ([`cel_rule_report`]) and make every write of that resource fail closed, like an API
 //! server that refuses such a CRD would never accept the object.
 
+use std::borrow::Cow;
 use std::sync::{Mutex, OnceLock};
 
 use kube::core::cel::{compile_schema, CompiledSchema, ErrorKind, RootContext, Validator};
@@ -35,6 +36,12 @@ pub fn cel_rule_report() -> Vec<CelRuleReport> {
 pub struct CelRules {
     compiled: Mutex<CompiledSchema>,
     root: RootContext,
+    /// The top-level fields whose schema carries a rule (`spec`, ...), or `None` when the root
+    /// itself carries one: only these reach the evaluator, which converts every value it is
+    /// given to CEL, rules or not.
+    scope: Option<Vec<String>>,
+    /// Whether a rule reads `oldSelf` (a transition rule), which ratcheting never skips.
+    transition: bool,
     pub failed: Vec<CelRuleReport>,
 }
 
@@ -124,6 +131,12 @@ impl CelRules {
         if rules.is_empty() {
             return None;
         }
+        let scope = rules
+            .iter()
+            .map(|(path, _)| top_field(path).map(str::to_owned))
+            .collect::<Option<std::collections::BTreeSet<String>>>()
+            .map(|fields| fields.into_iter().collect());
+        let transition = rules.iter().any(|(_, rule)| rule.contains("oldSelf"));
         let compiled = compile_schema(schema);
         let mut errs = Vec::new();
         compile_errors(&compiled, &mut errs);
@@ -161,25 +174,48 @@ impl CelRules {
                 api_group: group.to_string(),
                 kind: kind.to_string(),
             },
+            scope,
+            transition,
             failed: reports.into_iter().filter(|r| r.error.is_some()).collect(),
         })
     }
 
     /// Field errors for every failing rule (transition rules see `old`).
+    ///
+    /// An update that leaves every rule-carrying field as it was is not evaluated: the API
+    /// server ratchets CEL rules (CRDValidationRatcheting, GA in 1.33), ignoring the errors of
+    /// rules on unchanged values, so such an update is accepted whatever the rules say. Status
+    /// and metadata writes are most writes of a custom resource.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let (obj, old) = match &self.scope {
+            None => (Cow::Borrowed(obj), old.map(Cow::Borrowed)),
+            Some(fields) => {
+                if !self.transition
+                    && old.is_some_and(|o| fields.iter().all(|f| o.get(f) == obj.get(f)))
+                {
+                    return Vec::new();
+                }
+                (
+                    Cow::Owned(within(obj, fields)),
+                    old.map(|o| Cow::Owned(within(o, fields))),
+                )
+            }
+        };
         let Ok(compiled) = self.compiled.lock() else {
             return Vec::new();
         };
         let validator = validator();
         let res = match validator.lock() {
-            Ok(v) => v.validate_compiled_with_context(&compiled, obj, old, Some(&self.root)),
+            Ok(v) => {
+                v.validate_compiled_with_context(&compiled, &obj, old.as_deref(), Some(&self.root))
+            }
             Err(_) => Ok(()),
         };
         let Err(errs) = res else { return Vec::new() };
         errs.iter()
             .map(|e| {
                 let path = e.field_path.trim_start_matches('.').to_string();
-                let shown = value_type_at(obj, &path);
+                let shown = value_type_at(&obj, &path);
                 let msg = match e.kind {
                     ErrorKind::ValidationFailure => e.message.clone(),
                     _ => format!("{} (rule: {})", e.message, e.rule),
@@ -199,6 +235,23 @@ impl CelRules {
             })
             .collect()
     }
+}
+
+/// The top-level field a rule's schema path lies under (`spec` for `spec.secrets[*]`); `None`
+/// for a rule on the root.
+fn top_field(path: &str) -> Option<&str> {
+    let end = path.find(['.', '[']).unwrap_or(path.len());
+    Some(&path[..end]).filter(|f| !f.is_empty())
+}
+
+/// The object with only `fields` at the top.
+fn within(obj: &Value, fields: &[String]) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .filter_map(|f| Some((f.clone(), obj.get(f)?.clone())))
+            .collect(),
+    )
 }
 
 /// CEL's reserved words. The apiserver fails to compile `self.namespace`: a field whose name is
