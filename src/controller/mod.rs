@@ -1,6 +1,7 @@
 //! The controller: Kubernetes and Twilio I/O around the pure state machine in
 //! [`crate::rotation`]. One reconcile observes, decides, performs one action, writes status.
 
+mod accounts;
 mod copies;
 pub mod events;
 mod execute;
@@ -21,6 +22,7 @@ use crate::api::{ClusterTokenRotation, TokenRotation, STAGING_LABEL};
 use crate::metrics::Metrics;
 use crate::providers::CredentialKind;
 use crate::twilio::{AccountLimiter, TwilioClient, TwilioConfig, TwilioError};
+use accounts::Indexed;
 use failpoints::Failpoints;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -118,9 +120,9 @@ pub struct Context {
     pub config: Config,
     pub events: events::Events,
     /// The TokenRotation caches of every watched namespace (one when watching all).
-    pub stores: Vec<Store<TokenRotation>>,
+    pub stores: Vec<Indexed<TokenRotation>>,
     /// The ClusterTokenRotation cache, when the operator watches the whole cluster.
-    pub cluster_store: Option<Store<ClusterTokenRotation>>,
+    pub cluster_store: Option<Indexed<ClusterTokenRotation>>,
     pub locks: AccountLocks,
     /// The workloads in scope, trimmed (read by rotations in flight).
     pub workloads: WorkloadCache,
@@ -235,6 +237,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     let workloads = WorkloadCache::new(&scopes);
     let related = Related::default();
     let mut controllers = Vec::new();
+    let mut stores = Vec::new();
     let mut staging_stores = Vec::new();
     for scope in &scopes {
         let trs: Api<TokenRotation> = scoped_api(&client, scope);
@@ -243,15 +246,20 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         let (store, writer) = kube::runtime::reflector::store();
         staging_stores.push((scope.clone(), store));
         let staging = Staging::Cached(writer);
-        controllers.push(controller_for(&client, trs, scope, staging, &workloads, &related).await?);
+        let (controller, store) =
+            controller_for(&client, trs, scope, staging, &workloads, &related).await?;
+        controllers.push(controller);
+        stores.push(store);
     }
     // ClusterTokenRotations write into many namespaces: only an operator that watches the
     // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
-    let cluster = if config.namespaces.is_empty() {
+    let (cluster, cluster_store) = if config.namespaces.is_empty() {
         let all = Api::all(client.clone());
-        Some(controller_for(&client, all, &None, Staging::Watched, &workloads, &related).await?)
+        let (controller, store) =
+            controller_for(&client, all, &None, Staging::Watched, &workloads, &related).await?;
+        (Some(controller), Some(store))
     } else {
-        None
+        (None, None)
     };
     let ctx = Arc::new(Context {
         events: events::Events::new(
@@ -259,8 +267,8 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
             CONTROLLER_NAME.into(),
             config.instance.clone(),
         ),
-        stores: controllers.iter().map(|c| c.store()).collect(),
-        cluster_store: cluster.as_ref().map(|c| c.store()),
+        stores,
+        cluster_store,
         client,
         config,
         locks: AccountLocks::default(),
@@ -305,7 +313,8 @@ enum Staging {
 
 /// A controller for `K` (after checking its CRD is installed), also woken by changes to its
 /// staging Secrets, to the workloads that its in-flight rotations wait on, and to the other
-/// resources that concern it (announced by their reconciles, see [`Related`]).
+/// resources that concern it (announced by their reconciles, see [`Related`]); and the cache
+/// of `K` it keeps.
 async fn controller_for<K: subject::Rotated>(
     client: &Client,
     api: Api<K>,
@@ -313,7 +322,7 @@ async fn controller_for<K: subject::Rotated>(
     staging: Staging,
     workloads: &WorkloadCache,
     related: &Related,
-) -> Result<Controller<K>, Error> {
+) -> Result<(Controller<K>, Indexed<K>), Error> {
     api.list(&kube::api::ListParams::default().limit(1))
         .await
         .map_err(|source| match source {
@@ -323,8 +332,9 @@ async fn controller_for<K: subject::Rotated>(
             },
             e => Error::Kube(e),
         })?;
-    let controller = Controller::new(api, watcher::Config::default());
-    let store = controller.store();
+    let (cache, applied) = Indexed::of(watcher(api, watcher::Config::default()));
+    let store = (*cache).clone();
+    let controller = Controller::for_stream(applied, store.clone());
     let controller = controller.reconcile_on(woken_by_related(related, store.clone()));
     // Staging Secrets carry an owner reference: their changes wake their rotation.
     let secrets = scoped_api::<Secret>(client, scope);
@@ -345,7 +355,10 @@ async fn controller_for<K: subject::Rotated>(
     };
     // Workload changes (rollout progress) wake the rotations waiting on that namespace at
     // once, instead of at the next poll; the shared cache watches them.
-    Ok(controller.reconcile_on(woken_by_workloads(workloads, store)))
+    Ok((
+        controller.reconcile_on(woken_by_workloads(workloads, store)),
+        cache,
+    ))
 }
 
 /// The rotations in flight over each namespace whose workloads changed (all of them when the
@@ -400,7 +413,7 @@ async fn drive<K: subject::Rotated>(controller: Controller<K>, ctx: Arc<Context>
 /// account's Auth Token (one owner per account: a conflict is seen, and a junk claimant's
 /// credentials checked, at once), and the ones waiting for a place it may have freed.
 fn concerned<K: subject::Rotated, W: subject::Rotated>(
-    store: &Store<K>,
+    store: &Indexed<K>,
     changed: &W,
 ) -> Vec<ObjectRef<K>> {
     // Whose credential has one owner per account, by the spec it rotates with now.
@@ -410,10 +423,10 @@ fn concerned<K: subject::Rotated, W: subject::Rotated>(
     let spec = changed.effective_spec();
     let mut woken: Vec<ObjectRef<K>> = if owns(spec) {
         store
-            .state()
+            .on_account(spec)
             .iter()
             .filter(|r| r.uid() != changed.uid())
-            .filter(|r| owns(r.effective_spec()) && locks::same_account(r.effective_spec(), spec))
+            .filter(|r| owns(r.effective_spec()))
             .map(|r| ObjectRef::from_obj(r.as_ref()))
             .collect()
     } else {
@@ -452,8 +465,8 @@ impl Related {
     /// ever).
     pub fn announce<W: subject::Rotated>(
         &self,
-        stores: &[Store<TokenRotation>],
-        cluster_store: Option<&Store<ClusterTokenRotation>>,
+        stores: &[Indexed<TokenRotation>],
+        cluster_store: Option<&Indexed<ClusterTokenRotation>>,
         changed: &W,
     ) {
         let key: Woken = (W::KIND_NAME, changed.namespace(), changed.name_any());
@@ -522,34 +535,35 @@ fn woken_by_related<K: subject::Rotated>(
 /// its account and a place under `--max-concurrent-rotations`, so the resources waiting for
 /// either start now rather than at their next poll.
 fn waiters_woken_by<K: subject::Rotated, W: subject::Rotated>(
-    store: &Store<K>,
+    store: &Indexed<K>,
     changed: &W,
 ) -> Vec<ObjectRef<K>> {
-    use crate::rotation::reasons::{WAITING_FOR_ACCOUNT, WAITING_FOR_CAPACITY};
-    fn waiting_for(s: Option<&crate::api::TokenRotationStatus>) -> Option<&str> {
-        s.and_then(|s| {
-            crate::rotation::conditions::get(&s.conditions, crate::api::conditions::ROTATING)
-        })
-        .map(|c| c.reason.as_str())
-        .filter(|r| *r == WAITING_FOR_ACCOUNT || *r == WAITING_FOR_CAPACITY)
-    }
+    use crate::rotation::reasons::WAITING_FOR_ACCOUNT;
     let status = changed.rotation_status();
     let idle = status.is_none_or(|s| s.rotation.is_none());
     if !idle || waiting_for(status).is_some() {
         return Vec::new();
     }
-    let spec = changed.effective_spec();
-    store
-        .state()
-        .iter()
+    let same_account = store
+        .on_account(changed.effective_spec())
+        .into_iter()
+        .filter(|r| waiting_for(r.rotation_status()) == Some(WAITING_FOR_ACCOUNT));
+    same_account
+        .chain(store.waiting_for_capacity())
         .filter(|r| r.uid() != changed.uid())
-        .filter(|r| match waiting_for(r.rotation_status()) {
-            Some(WAITING_FOR_CAPACITY) => true,
-            Some(_) => locks::same_account(r.effective_spec(), spec),
-            None => false,
-        })
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
+}
+
+/// What a resource that is due waits for before it starts, by its `Rotating` condition: its
+/// account (`WaitingForAccount`) or a place (`WaitingForCapacity`).
+fn waiting_for(s: Option<&crate::api::TokenRotationStatus>) -> Option<&str> {
+    use crate::rotation::reasons::{WAITING_FOR_ACCOUNT, WAITING_FOR_CAPACITY};
+    s.and_then(|s| {
+        crate::rotation::conditions::get(&s.conditions, crate::api::conditions::ROTATING)
+    })
+    .map(|c| c.reason.as_str())
+    .filter(|r| *r == WAITING_FOR_ACCOUNT || *r == WAITING_FOR_CAPACITY)
 }
 
 /// Forgets deleted TokenRotations: their metric series and any account lock they held. Only a
@@ -609,19 +623,15 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn a_change_wakes_the_same_accounts_resources_once_per_version() {
-        let (store, mut writer) = reflector::store::<TokenRotation>();
+    #[tokio::test]
+    async fn a_change_wakes_the_same_accounts_resources_once_per_version() {
         let (mut a, mut b) = (tr("shop", "a", true), tr("billing", "b", false));
         a.metadata.uid = Some("uid-a".into());
         b.metadata.uid = Some("uid-b".into());
-        for obj in [a.clone(), b] {
-            writer.apply_watcher_event(&watcher::Event::Apply(obj));
-        }
         let related = Related::default();
         let mut rx = related.tx.subscribe();
+        let stores = [accounts::filled(vec![a.clone(), b]).await];
         a.metadata.resource_version = Some("1".into());
-        let stores = [store];
         related.announce(&stores, None, &a);
         let woken = rx.try_recv().unwrap();
         assert_eq!(woken, ("TokenRotation", Some("billing".into()), "b".into()));

@@ -1,7 +1,7 @@
 //! What a reconcile sees: the resource, its staging Secret, the dependent workloads, the
 //! target Secrets before the steps towards promotion, and the other resources on its account.
 
-use super::locks::{account_key, same_account, AccountUse, Replaces};
+use super::locks::{account_key, AccountUse, Replaces};
 use super::pods::Dependent;
 use super::secrets::{self, Staged};
 use super::subject::{Rotated, Subject};
@@ -293,23 +293,16 @@ impl Claim {
 }
 
 /// The resources in this process's caches (both kinds) rotating on the account of `spec`,
-/// by the spec each rotates with now. The account is compared before a claim is built: with
-/// thousands of resources, building one per resource at each look cost most of the
-/// operator's CPU.
+/// by the spec each rotates with now (from the caches' account index).
 fn claims_on<'a>(
     ctx: &'a Context,
     spec: &'a crate::api::TokenRotationSpec,
 ) -> impl Iterator<Item = Claim> + 'a {
-    let namespaced = ctx.stores.iter().flat_map(|s| s.state());
-    let cluster = ctx.cluster_store.iter().flat_map(|s| s.state());
+    let namespaced = ctx.stores.iter().flat_map(|s| s.on_account(spec));
+    let cluster = ctx.cluster_store.iter().flat_map(|s| s.on_account(spec));
     namespaced
-        .filter(move |o| same_account(o.effective_spec(), spec))
         .map(|o| Claim::of(o.as_ref()))
-        .chain(
-            cluster
-                .filter(move |o| same_account(o.effective_spec(), spec))
-                .map(|o| Claim::of(o.as_ref())),
-        )
+        .chain(cluster.map(|o| Claim::of(o.as_ref())))
 }
 
 /// Every resource with a rotation in flight, from status (both kinds).
