@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -52,16 +51,29 @@ struct Inner {
     nodes: Vec<String>,
     state: Mutex<State>,
     wake: Notify,
-    /// What the last pass decoded, by object and resourceVersion: a pass over 10,000 Secrets
-    /// decodes only those that changed.
-    decoded: Mutex<Decoded>,
-    /// Changes the Secret and ConfigMap watches have seen, and the sources built at a count:
-    /// a pass when neither changed reuses them.
-    source_changes: AtomicU64,
-    sources: Mutex<Option<(u64, Arc<Sources>)>>,
+    /// Changes to what pods read, decoded by the Secret and ConfigMap watches as they come;
+    /// the next pass applies them to `sources`.
+    source_changes: Mutex<Vec<SourceChange>>,
+    /// What pods read, by namespace and name. Only a pass locks it: kept up to date change by
+    /// change, instead of rebuilt from 10,000 Secrets whenever one changed.
+    sources: Mutex<Sources>,
 }
 
-type Decoded = HashMap<(&'static str, String, String), (String, Arc<Data>)>;
+#[derive(Clone, Copy, Debug)]
+enum SourceKind {
+    Secret,
+    ConfigMap,
+}
+
+enum SourceChange {
+    Put(SourceKind, (String, String), Arc<Data>),
+    Gone(SourceKind, (String, String)),
+    /// The watch listed again (or for the first time): the store holds every object.
+    Relisted(SourceKind),
+}
+
+/// How a source watch turns an object into what pods read.
+type Decode<K> = (SourceKind, fn(&K) -> Data);
 
 #[derive(Default)]
 struct State {
@@ -215,26 +227,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    spawn_reflector_with(
-        api,
-        reflector::store::Writer::default(),
-        inner,
-        tasks,
-        false,
-    )
-}
-
-/// A reflector of what pods read (Secrets, ConfigMaps), counting its changes.
-fn spawn_source_reflector<K>(
-    api: Api<K>,
-    inner: &Arc<Inner>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    spawn_reflector_with(api, reflector::store::Writer::default(), inner, tasks, true)
+    spawn_reflector_with(api, reflector::store::Writer::default(), inner, tasks, None)
 }
 
 /// A reflector of a kind known at run time (a CRD that may not be installed yet: the watch
@@ -246,16 +239,17 @@ fn spawn_dynamic_reflector(
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Store<DynamicObject> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    spawn_reflector_with(api, reflector::store::Writer::new(ar), inner, tasks, false)
+    spawn_reflector_with(api, reflector::store::Writer::new(ar), inner, tasks, None)
 }
 
-/// Keeps `writer`'s store in sync with `api` and wakes the simulator on every change.
+/// Keeps `writer`'s store in sync with `api` and wakes the simulator on every change; with
+/// `decode`, also queues each change of what pods read.
 fn spawn_reflector_with<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
     inner: &Arc<Inner>,
     tasks: &mut Vec<JoinHandle<()>>,
-    sources: bool,
+    decode: Option<Decode<K>>,
 ) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -268,12 +262,25 @@ where
     tasks.push(tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, "workload simulator watch error");
-            }
-            if sources {
-                // After the store took the change: a pass that reads the count first sees it.
-                inner.source_changes.fetch_add(1, Ordering::AcqRel);
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::debug!(error = %e, "workload simulator watch error");
+                    continue;
+                }
+            };
+            if let Some((kind, decode)) = decode {
+                let change = match &event {
+                    watcher::Event::Apply(o) => {
+                        Some(SourceChange::Put(kind, key_of(o), Arc::new(decode(o))))
+                    }
+                    watcher::Event::Delete(o) => Some(SourceChange::Gone(kind, key_of(o))),
+                    watcher::Event::InitDone => Some(SourceChange::Relisted(kind)),
+                    watcher::Event::Init | watcher::Event::InitApply(_) => None,
+                };
+                if let Some(change) = change {
+                    lock(&inner.source_changes).push(change);
+                }
             }
             inner.wake.notify_one();
         }
@@ -292,9 +299,8 @@ impl WorkloadSimulator {
             nodes,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
-            decoded: Mutex::new(Decoded::new()),
-            source_changes: AtomicU64::new(0),
-            sources: Mutex::new(None),
+            source_changes: Mutex::default(),
+            sources: Mutex::default(),
         });
         let mut tasks = Vec::new();
         let stores = Stores {
@@ -305,8 +311,20 @@ impl WorkloadSimulator {
             cronjobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             replicasets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             rollouts: spawn_dynamic_reflector(&client, rollout::api_resource(), &inner, &mut tasks),
-            secrets: spawn_source_reflector(Api::all(client.clone()), &inner, &mut tasks),
-            config_maps: spawn_source_reflector(Api::all(client.clone()), &inner, &mut tasks),
+            secrets: spawn_reflector_with(
+                Api::all(client.clone()),
+                reflector::store::Writer::default(),
+                &inner,
+                &mut tasks,
+                Some((SourceKind::Secret, data_of_secret)),
+            ),
+            config_maps: spawn_reflector_with(
+                Api::all(client.clone()),
+                reflector::store::Writer::default(),
+                &inner,
+                &mut tasks,
+                Some((SourceKind::ConfigMap, data_of_config_map)),
+            ),
             namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             pods: inner.opts.api_objects.then(|| {
                 // PartialObjectMeta makes the watch metadata-only.
@@ -834,6 +852,23 @@ fn data_of_config_map(c: &ConfigMap) -> Data {
     data
 }
 
+/// Every object of a source store, decoded.
+fn decoded<K>(store: &Store<K>, decode: fn(&K) -> Data) -> HashMap<(String, String), Arc<Data>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store
+        .state()
+        .iter()
+        .map(|o| (key_of(o.as_ref()), Arc::new(decode(o))))
+        .collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn key_of<K: Resource>(o: &K) -> (String, String) {
     (
         o.meta().namespace.clone().unwrap_or_default(),
@@ -858,66 +893,43 @@ impl State {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
-    /// The Secrets and ConfigMaps as they are now: those of the last pass when the watches saw
-    /// no change since.
-    fn sources(&self, stores: &Stores) -> Arc<Sources> {
-        let changes = self.source_changes.load(Ordering::Acquire);
-        let mut cache = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, s)) = cache.as_ref().filter(|(at, _)| *at == changes) {
-            return s.clone();
+    /// What pods read, with the changes the watches queued since the last pass applied.
+    fn sources(&self, stores: &Stores) -> MutexGuard<'_, Sources> {
+        let changes = std::mem::take(&mut *lock(&self.source_changes));
+        let mut sources = lock(&self.sources);
+        for change in changes {
+            match change {
+                SourceChange::Put(SourceKind::Secret, key, data) => {
+                    sources.secrets.insert(key, data);
+                }
+                SourceChange::Put(SourceKind::ConfigMap, key, data) => {
+                    sources.config_maps.insert(key, data);
+                }
+                SourceChange::Gone(SourceKind::Secret, key) => {
+                    sources.secrets.remove(&key);
+                }
+                SourceChange::Gone(SourceKind::ConfigMap, key) => {
+                    sources.config_maps.remove(&key);
+                }
+                // Later changes in the queue are in the store already; applied again after
+                // this, they change nothing.
+                SourceChange::Relisted(SourceKind::Secret) => {
+                    sources.secrets = decoded(&stores.secrets, data_of_secret);
+                }
+                SourceChange::Relisted(SourceKind::ConfigMap) => {
+                    sources.config_maps = decoded(&stores.config_maps, data_of_config_map);
+                }
+            }
         }
-        let built = Arc::new(self.build_sources(stores));
-        *cache = Some((changes, built.clone()));
-        built
-    }
-
-    /// Decodes only what changed since the last build (and forgets what is gone).
-    fn build_sources(&self, stores: &Stores) -> Sources {
-        let mut decoded = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen = HashSet::new();
-        let mut one =
-            |kind: &'static str, meta: &::kube::api::ObjectMeta, decode: &dyn Fn() -> Data| {
-                let (ns, name) = (
-                    meta.namespace.clone().unwrap_or_default(),
-                    meta.name.clone().unwrap_or_default(),
-                );
-                let rv = meta.resource_version.clone().unwrap_or_default();
-                let key = (kind, ns, name);
-                let data = match decoded.get(&key) {
-                    Some((at, d)) if *at == rv && !rv.is_empty() => d.clone(),
-                    _ => {
-                        let d = Arc::new(decode());
-                        decoded.insert(key.clone(), (rv, d.clone()));
-                        d
-                    }
-                };
-                seen.insert(key.clone());
-                ((key.1, key.2), data)
-            };
-        let secrets = stores
-            .secrets
-            .state()
-            .iter()
-            .map(|s| one("Secret", &s.metadata, &|| data_of_secret(s)))
-            .collect();
-        let config_maps = stores
-            .config_maps
-            .state()
-            .iter()
-            .map(|c| one("ConfigMap", &c.metadata, &|| data_of_config_map(c)))
-            .collect();
-        decoded.retain(|k, _| seen.contains(k));
-        Sources {
-            secrets,
-            config_maps,
-        }
+        sources
     }
 
     fn tick(&self, stores: &Stores, now: DateTime<Utc>) -> (Vec<Write>, Vec<Op>) {
         let sources = self.sources(stores);
+        let sources = &*sources;
         let terminating: HashSet<String> = stores
             .namespaces
             .state()
@@ -926,7 +938,7 @@ impl Inner {
             .map(|n| n.name_any())
             .collect();
         let tick = Tick {
-            sources: &sources,
+            sources,
             now,
         };
         let mut st = self.lock();
