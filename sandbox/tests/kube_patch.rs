@@ -463,3 +463,43 @@ async fn kube_rs_patch_flavours_and_finalizer_helper() {
         "last finalizer removed -> deleted"
     );
 }
+
+/// An update carrying no managedFields, or an empty list, leaves the recorded managers as they
+/// are (a client unaware of the field never strips it); one carrying a list sets them.
+#[tokio::test]
+async fn an_update_without_managed_fields_keeps_them() {
+    let s = ApiServer::start().await.unwrap();
+    let raw = Raw::new(&s.url());
+    raw.post(&format!("{DEPS}?fieldManager=creator"), deployment("d"))
+        .await;
+    let p = format!("{DEPS}/d");
+    let mut current = raw.get(&p).await.body;
+    assert_eq!(managers(&current), [("creator".into(), "Update".into())]);
+    for sent in [None, Some(json!([]))] {
+        match &sent {
+            None => current["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("managedFields"),
+            Some(v) => current["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .insert("managedFields".into(), v.clone()),
+        };
+        current["metadata"]["labels"] =
+            json!({"sent": if sent.is_some() { "empty" } else { "none" }});
+        let r = raw
+            .put(&format!("{p}?fieldManager=labeller"), current.clone())
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            managers(&r.body),
+            [
+                ("creator".into(), "Update".into()),
+                ("labeller".into(), "Update".into())
+            ],
+            "managedFields sent: {sent:?}"
+        );
+        current = r.body;
+    }
+}

@@ -165,10 +165,13 @@ pub fn record_update(
     scope: Scope,
     node: Node,
 ) {
-    // A request that edits managedFields itself sets the baseline.
+    // A request that edits managedFields itself sets the baseline; an empty list edits
+    // nothing (so that clients unaware of the field never strip it: `[{}]` clears it).
     let base = match (
         old,
-        meta::metadata(new).and_then(|m| m.get("managedFields")),
+        meta::metadata(new)
+            .and_then(|m| m.get("managedFields"))
+            .filter(|m| m.as_array().is_none_or(|a| !a.is_empty())),
     ) {
         (Some(o), Some(nm))
             if meta::metadata(o).and_then(|m| m.get("managedFields")) != Some(nm) =>
