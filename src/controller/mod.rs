@@ -332,7 +332,15 @@ async fn controller_for<K: subject::Rotated>(
             },
             e => Error::Kube(e),
         })?;
-    let (cache, applied) = Indexed::of(watcher(api, watcher::Config::default()));
+    // The field managers (a tree naming every field of spec and status) are never read: the
+    // cache keeps none. Absent, not empty, in what a status write sends back, they stay as
+    // they are (an API server ignores an absent or empty list).
+    let events = {
+        use kube::runtime::WatchStreamExt;
+        watcher(api, watcher::Config::default())
+            .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+    };
+    let (cache, applied) = Indexed::of(events);
     let store = (*cache).clone();
     let controller = Controller::for_stream(applied, store.clone());
     let controller = controller.reconcile_on(woken_by_related(related, store.clone()));
