@@ -12,7 +12,10 @@
 //!    p50/p99 from each one's request to Ready, a rotation's mean time by phase (from the
 //!    operator's histogram), 429s, Twilio calls and Kubernetes writes per rotation, requests by
 //!    verb, peak RSS (and the size and cost of a `/metrics` scrape), CPU of operator and sandbox;
-//! 5. resident memory after 1,000 unrelated 1 MiB Secrets.
+//! 5. every rotation due at once again, now with a pod per consumer that is ready 10 s after it
+//!    starts (so each rollout takes that long, as a real app's does): one alone, the total,
+//!    p50/p99, and the time their number adds (the total less one alone);
+//! 6. resident memory after 1,000 unrelated 1 MiB Secrets.
 //!
 //! Run: `cargo bench --bench scale` (release). Smaller: `SCALE_NAMESPACES=10`; start and idle
 //! only: `SCALE_IDLE_ONLY=1`. The operator inherits the environment (e.g.
@@ -30,7 +33,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use sandbox::kube::{ApiServer, ApiServerOptions};
 use sandbox::twilio::{KeyKind, TwilioConfig, TwilioSandbox};
-use sandbox::workloads::{SimulatorOptions, WorkloadSimulator};
+use sandbox::workloads::{SimulatorOptions, WorkloadKind, WorkloadSimulator};
 use serde_json::json;
 use token_rotator::api::{ClusterTokenRotation, Phase, TokenRotation};
 
@@ -43,6 +46,9 @@ const OPERATOR: &str = "operator";
 /// given the same limit unless `TOKEN_ROTATOR_TWILIO_CONCURRENCY_PER_ACCOUNT` says otherwise
 /// (its default, 4, is above this emulator's, so it would meet 429s).
 const TWILIO_ACCOUNT_LIMIT: usize = 2;
+/// The last round's pods: ready this long after they start, as an app behind a readiness
+/// probe (the first rounds' Deployments have no pods, so their rollouts end at once).
+const READY_AFTER: Duration = Duration::from_secs(10);
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -199,6 +205,123 @@ async fn phase_seconds(port: u16) -> (BTreeMap<String, (f64, u64)>, usize) {
     (by, body.len())
 }
 
+/// Waits until the TokenRotation has ended `rotations` rotations and is Ready; the time since
+/// `since`.
+async fn until_ready(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    rotations: i64,
+    since: Instant,
+) -> Duration {
+    loop {
+        let st = Api::<TokenRotation>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .expect("get")
+            .status
+            .unwrap_or_default();
+        if st.rotations >= rotations && st.phase == Some(Phase::Ready) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(300),
+            "{ns}/{name}: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asks every rotation now (`rotate-now: ask`, 64 requests at a time) and waits until each has
+/// ended `rotations` rotations.
+struct Due {
+    total: Duration,
+    asking: Duration,
+    /// Each one's time from its own request to Ready, sorted.
+    times: Vec<Duration>,
+    /// The operator's peak RSS seen meanwhile (KiB).
+    peak_rss: u64,
+}
+
+async fn due_at_once(
+    client: &kube::Client,
+    trs: &[(String, String, String)],
+    ask: &str,
+    rotations: i64,
+    pid: u32,
+) -> Due {
+    let due = Instant::now();
+    let asked_at: BTreeMap<(String, String), Duration> =
+        futures::stream::iter(trs.iter().map(|(ns, name, _)| {
+            let client = client.clone();
+            async move {
+                Api::<TokenRotation>::namespaced(client, ns)
+                    .patch(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"annotations": {"tokenrotator.io/rotate-now": ask}}})),
+                    )
+                    .await
+                    .expect("rotate-now");
+                ((ns.clone(), name.clone()), due.elapsed())
+            }
+        }))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let asking = due.elapsed();
+    let mut done_at: BTreeMap<(String, String), Duration> = BTreeMap::new();
+    let mut peak_rss = 0;
+    // A watch, not a list per look: listing 1,000 resources with their status every second
+    // cost the API server on the same two cores; the watch sends each change once, on time.
+    let mut changes = std::pin::pin!(kube::runtime::watcher(
+        Api::<TokenRotation>::all(client.clone()),
+        kube::runtime::watcher::Config::default(),
+    ));
+    let mut rss_tick = tokio::time::interval(Duration::from_millis(200));
+    while done_at.len() < trs.len() {
+        tokio::select! {
+            ev = changes.next() => {
+                let t = match ev {
+                    Some(Ok(kube::runtime::watcher::Event::Apply(t)))
+                    | Some(Ok(kube::runtime::watcher::Event::InitApply(t))) => t,
+                    Some(_) => continue,
+                    None => panic!("the TokenRotation watch ended"),
+                };
+                let st = t.status.clone().unwrap_or_default();
+                if st.rotations >= rotations && st.phase == Some(Phase::Ready) {
+                    let key = (
+                        t.metadata.namespace.clone().unwrap_or_default(),
+                        t.metadata.name.clone().unwrap_or_default(),
+                    );
+                    done_at.entry(key).or_insert_with(|| due.elapsed());
+                }
+            }
+            _ = rss_tick.tick() => {
+                peak_rss = peak_rss.max(kib(pid, "VmRSS:"));
+                assert!(
+                    due.elapsed() < Duration::from_secs(1800),
+                    "{} of {} rotations done after 30 min",
+                    done_at.len(),
+                    trs.len()
+                );
+            }
+        }
+    }
+    let total = due.elapsed();
+    let mut times: Vec<Duration> = done_at
+        .iter()
+        .map(|(k, at)| at.saturating_sub(asked_at.get(k).copied().unwrap_or_default()))
+        .collect();
+    times.sort();
+    Due {
+        total,
+        asking,
+        times,
+        peak_rss: peak_rss.max(kib(pid, "VmHWM:")),
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -223,7 +346,7 @@ async fn main() {
         tick_interval: Duration::from_secs(1),
         ..SimulatorOptions::default()
     };
-    let _sim = WorkloadSimulator::start(client.clone(), sim_options)
+    let sim = WorkloadSimulator::start(client.clone(), sim_options)
         .await
         .expect("simulator");
     let twilio = TwilioSandbox::start_with(TwilioConfig {
@@ -443,23 +566,7 @@ async fn main() {
         .create(&pp, &solo)
         .await
         .expect("solo");
-    loop {
-        let st = Api::<TokenRotation>::namespaced(client.clone(), ns)
-            .get("key-0")
-            .await
-            .expect("get")
-            .status
-            .unwrap_or_default();
-        if st.rotations == 1 && st.phase == Some(Phase::Ready) {
-            break;
-        }
-        assert!(
-            alone.elapsed() < Duration::from_secs(120),
-            "solo rotation: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let alone = alone.elapsed();
+    let alone = until_ready(&client, ns, "key-0", 1, alone).await;
     let (log_now, by) = requests_since(&api, log_solo);
     println!(
         "one alone: {:.2}s (mandatory waits 2.0s + Twilio latency); {} Twilio calls; {} Kubernetes requests, {} writes: {}",
@@ -481,76 +588,17 @@ async fn main() {
     );
     let twilio_before = twilio.request_count();
     let cpu_before = (cpu_seconds(pid), cpu_seconds(std::process::id()));
-    let due = Instant::now();
-    // Asked 64 at a time; each rotation's time counts from its own request.
-    let asked_at: BTreeMap<(String, String), Duration> =
-        futures::stream::iter(trs.iter().map(|(ns, name, _)| {
-            let client = client.clone();
-            async move {
-                Api::<TokenRotation>::namespaced(client, ns)
-                    .patch(
-                        name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"metadata": {"annotations": {"tokenrotator.io/rotate-now": "1"}}})),
-                    )
-                    .await
-                    .expect("rotate-now");
-                ((ns.clone(), name.clone()), due.elapsed())
-            }
-        }))
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    let asked = due.elapsed();
-    let mut done_at: BTreeMap<(String, String), Duration> = BTreeMap::new();
-    let mut peak_rss = 0;
-    // A watch, not a list per look: listing 1,000 resources with their status every second
-    // cost the API server on the same two cores; the watch sends each change once, on time.
-    let mut changes = std::pin::pin!(kube::runtime::watcher(
-        Api::<TokenRotation>::all(client.clone()),
-        kube::runtime::watcher::Config::default(),
-    ));
-    let mut rss_tick = tokio::time::interval(Duration::from_millis(200));
-    while done_at.len() < trs.len() {
-        tokio::select! {
-            ev = changes.next() => {
-                let t = match ev {
-                    Some(Ok(kube::runtime::watcher::Event::Apply(t)))
-                    | Some(Ok(kube::runtime::watcher::Event::InitApply(t))) => t,
-                    Some(_) => continue,
-                    None => panic!("the TokenRotation watch ended"),
-                };
-                let st = t.status.clone().unwrap_or_default();
-                if st.rotations >= 1 && st.phase == Some(Phase::Ready) {
-                    let key = (
-                        t.metadata.namespace.clone().unwrap_or_default(),
-                        t.metadata.name.clone().unwrap_or_default(),
-                    );
-                    done_at.entry(key).or_insert_with(|| due.elapsed());
-                }
-            }
-            _ = rss_tick.tick() => {
-                peak_rss = peak_rss.max(kib(pid, "VmRSS:"));
-                assert!(
-                    due.elapsed() < Duration::from_secs(1800),
-                    "{} of {} rotations done after 30 min",
-                    done_at.len(),
-                    trs.len()
-                );
-            }
-        }
-    }
-    let total = due.elapsed();
+    let Due {
+        total,
+        asking: asked,
+        times,
+        peak_rss,
+    } = due_at_once(&client, &trs, "1", 1, pid).await;
     let cpu = (
         cpu_seconds(pid) - cpu_before.0,
         cpu_seconds(std::process::id()) - cpu_before.1,
     );
     let (log_after, by) = requests_since(&api, log_now);
-    let mut times: Vec<Duration> = done_at
-        .iter()
-        .map(|(k, at)| at.saturating_sub(asked_at.get(k).copied().unwrap_or_default()))
-        .collect();
-    times.sort();
     let per_account = trs.len().div_ceil(accounts);
     let twilio_calls = twilio.request_count() - twilio_before;
     println!(
@@ -568,8 +616,6 @@ async fn main() {
         total.as_secs_f64() / alone.as_secs_f64(),
         percentile(&times, 0.5).as_secs_f64() / alone.as_secs_f64()
     );
-    // The peak of the rotations alone, before the scrape below adds its own.
-    let peak_rss = peak_rss.max(kib(pid, "VmHWM:"));
     // Where the time went: each phase's mean, from the operator's own histogram.
     let (phases, scraped) = phase_seconds(port).await;
     let mut in_phases = 0.0;
@@ -613,6 +659,81 @@ async fn main() {
         cpu.1,
         total.as_secs_f64() * cores() as f64,
         cores()
+    );
+
+    // Every rotation again, now with pods that take READY_AFTER to be ready: each consumer
+    // (and the lone one's) gets one replica, and each rotation's rollout waits for its new pod.
+    let consumers: Vec<(String, String)> = trs
+        .iter()
+        .map(|(ns, name, _)| (ns.clone(), name.replace("key-", "app-")))
+        .chain(std::iter::once(("solo".to_string(), "app-0".to_string())))
+        .collect();
+    for (ns, name) in &consumers {
+        sim.set_readiness_delay(WorkloadKind::Deployment, ns, name, READY_AFTER);
+    }
+    futures::stream::iter(consumers.iter().map(|(ns, name)| {
+        let client = client.clone();
+        async move {
+            Api::<Deployment>::namespaced(client, ns)
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"replicas": 1}})),
+                )
+                .await
+                .expect("scale");
+        }
+    }))
+    .buffer_unordered(64)
+    .collect::<Vec<()>>()
+    .await;
+    let scaling = Instant::now();
+    loop {
+        let ready = Api::<Deployment>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .expect("deployments")
+            .items
+            .iter()
+            .filter(|d| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(1))
+            .count();
+        if ready == consumers.len() {
+            break;
+        }
+        assert!(
+            scaling.elapsed() < Duration::from_secs(300),
+            "{ready} consumers ready"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let solo_again = Instant::now();
+    Api::<TokenRotation>::namespaced(client.clone(), ns)
+        .patch(
+            "key-0",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"tokenrotator.io/rotate-now": "2"}}}),
+            ),
+        )
+        .await
+        .expect("rotate-now");
+    let alone = until_ready(&client, ns, "key-0", 2, solo_again).await;
+    let cpu_before = (cpu_seconds(pid), cpu_seconds(std::process::id()));
+    let again = due_at_once(&client, &trs, "2", 2, pid).await;
+    let added = again.total.saturating_sub(alone);
+    println!(
+        "with a pod per consumer, ready {}s after it starts: one alone {:.1}s; all {} at once {:.1}s (p50 {:.1}s, p99 {:.1}s from its request); added by their number (the total less one alone): {:.1}s, {:.0}% of the total; CPU operator {:.1}s, sandbox {:.1}s; peak RSS {:.1} MiB",
+        READY_AFTER.as_secs(),
+        alone.as_secs_f64(),
+        trs.len(),
+        again.total.as_secs_f64(),
+        percentile(&again.times, 0.5).as_secs_f64(),
+        percentile(&again.times, 0.99).as_secs_f64(),
+        added.as_secs_f64(),
+        100.0 * added.as_secs_f64() / again.total.as_secs_f64(),
+        cpu_seconds(pid) - cpu_before.0,
+        cpu_seconds(std::process::id()) - cpu_before.1,
+        mib(again.peak_rss),
     );
 
     // Unrelated large Secrets: the label-selected watch never sees them.

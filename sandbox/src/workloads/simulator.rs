@@ -937,10 +937,7 @@ impl Inner {
             .filter(|n| n.metadata.deletion_timestamp.is_some())
             .map(|n| n.name_any())
             .collect();
-        let tick = Tick {
-            sources,
-            now,
-        };
+        let tick = Tick { sources, now };
         let mut st = self.lock();
         if let Some(pods) = &stores.pods {
             self.observe_pods(&mut st, pods, now);
