@@ -167,6 +167,17 @@ async fn schema_pruning_defaults_and_validation() {
     );
 }
 
+/// A merge patch on `path` is refused as Invalid with a message naming `why`.
+async fn refused_merge(raw: &Raw, path: &str, body: &str, why: &str) {
+    let st = assert_status(
+        &raw.patch(path, "application/merge-patch+json", body).await,
+        422,
+        "Invalid",
+    );
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{message}");
+}
+
 #[tokio::test]
 async fn cel_rules_are_enforced_including_transition_rules() {
     let s = ApiServer::start().await.unwrap();
@@ -199,24 +210,13 @@ async fn cel_rules_are_enforced_including_transition_rules() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let st = assert_status(
-        &raw.patch(
-            &format!("{ROT}/c"),
-            "application/merge-patch+json",
-            r#"{"spec":{"secretName":"b"}}"#,
-        )
-        .await,
-        422,
-        "Invalid",
-    );
-    assert!(
-        st["message"]
-            .as_str()
-            .unwrap()
-            .contains("secretName is immutable"),
-        "{}",
-        st["message"]
-    );
+    refused_merge(
+        &raw,
+        &format!("{ROT}/c"),
+        r#"{"spec":{"secretName":"b"}}"#,
+        "secretName is immutable",
+    )
+    .await;
     assert_eq!(
         raw.patch(
             &format!("{ROT}/c"),
@@ -320,24 +320,13 @@ async fn cel_rules_ratchet_on_unchanged_values() {
         .await;
     assert_eq!(r.status, 200, "label write: {}", r.text);
     // A write that changes spec is judged by the rule, even if it leaves min and max alone.
-    let st = assert_status(
-        &raw.patch(
-            &format!("{LIMITS}/old"),
-            "application/merge-patch+json",
-            r#"{"spec":{"note":"x"}}"#,
-        )
-        .await,
-        422,
-        "Invalid",
-    );
-    assert!(
-        st["message"]
-            .as_str()
-            .unwrap()
-            .contains("min must not exceed max"),
-        "{}",
-        st["message"]
-    );
+    refused_merge(
+        &raw,
+        &format!("{LIMITS}/old"),
+        r#"{"spec":{"note":"x"}}"#,
+        "min must not exceed max",
+    )
+    .await;
     let r = raw
         .patch(
             &format!("{LIMITS}/old"),
