@@ -147,9 +147,23 @@ impl MirrorState {
     /// the simulator started. Objects not desired any more are deleted.
     pub fn plan(&mut self, desired: Vec<Desired>, draining: &HashSet<Key>) -> Vec<Op> {
         let mut ops = Vec::new();
-        let wanted: HashSet<Key> = desired.iter().map(|d| d.key.clone()).collect();
+        // What is no longer desired, found before the desired are taken apart (a pass over
+        // thousands of unchanged objects clones no key).
+        let wanted: HashSet<&Key> = desired.iter().map(|d| &d.key).collect();
+        let gone: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(k, e)| !wanted.contains(k) && !e.in_flight)
+            .map(|(k, _)| k.clone())
+            .collect();
+        drop(wanted);
         for d in desired {
-            let e = self.entries.entry(d.key.clone()).or_default();
+            if !self.entries.contains_key(&d.key) {
+                self.entries.insert(d.key.clone(), Entry::default());
+            }
+            let Some(e) = self.entries.get_mut(&d.key) else {
+                continue;
+            };
             if e.in_flight {
                 continue;
             }
@@ -203,12 +217,6 @@ impl MirrorState {
             // What is written (or being written) now shows this fingerprint.
             e.fingerprint = d.fingerprint;
         }
-        let gone: Vec<Key> = self
-            .entries
-            .iter()
-            .filter(|(k, e)| !wanted.contains(*k) && !e.in_flight)
-            .map(|(k, _)| k.clone())
-            .collect();
         for key in gone {
             self.entries.remove(&key);
             let grace = match key.0 {
@@ -571,7 +579,7 @@ pub struct ReplicaSetView<'a> {
     pub revision: u64,
     pub template: &'a PodTemplateSpec,
     /// The Deployment's `spec.selector`.
-    pub selector: Value,
+    pub selector: &'a Value,
     /// Pods of this revision that are not terminating: its `spec.replicas`.
     pub replicas: usize,
     pub ready: usize,
