@@ -573,11 +573,15 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
         field_manager: Some(inner.opts.field_manager.clone()),
         ..Default::default()
     };
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(inner.opts.tick_interval) => {}
             _ = inner.wake.notified() => {}
         }
+        // A wake stores its permit, so changes during this sleep are not lost.
+        tokio::time::sleep_until(last + inner.opts.min_pass_gap).await;
+        last = tokio::time::Instant::now();
         let (writes, ops) = inner.tick(&stores, Utc::now());
         // Pods first, as the controllers do: a pod is marked for deletion before a workload's
         // status stops counting it.

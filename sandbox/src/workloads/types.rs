@@ -183,6 +183,11 @@ pub struct SimulatorOptions {
     pub secret_sync_delay: Duration,
     /// Reconcile period (watch events also trigger a pass at once).
     pub tick_interval: Duration,
+    /// The least time from one pass's start to the next: changes meanwhile are handled
+    /// together by the next pass. A pass walks every workload, so with thousands of them and a
+    /// stream of changes, passes back to back take a core where a real controller's work per
+    /// change is one object. 0 (the default) answers each change at once.
+    pub min_pass_gap: Duration,
     /// Used when a Deployment has no `spec.progressDeadlineSeconds` (the API server default is 600).
     pub default_progress_deadline_seconds: i32,
     /// Number of simulated nodes (DaemonSets run one pod per node).
@@ -209,6 +214,7 @@ impl Default for SimulatorOptions {
             readiness_delay: Duration::from_millis(200),
             secret_sync_delay: Duration::from_millis(500),
             tick_interval: Duration::from_millis(50),
+            min_pass_gap: Duration::ZERO,
             default_progress_deadline_seconds: 600,
             nodes: 2,
             initial_sync_timeout: Duration::from_secs(10),
