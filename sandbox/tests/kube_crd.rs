@@ -167,6 +167,12 @@ async fn schema_pruning_defaults_and_validation() {
     );
 }
 
+/// A merge patch on `path` is accepted.
+async fn accepted_merge(raw: &Raw, path: &str, body: &str) {
+    let r = raw.patch(path, "application/merge-patch+json", body).await;
+    assert_eq!(r.status, 200, "{body}: {}", r.text);
+}
+
 /// A merge patch on `path` is refused as Invalid with a message naming `why`.
 async fn refused_merge(raw: &Raw, path: &str, body: &str, why: &str) {
     let st = assert_status(
@@ -217,16 +223,7 @@ async fn cel_rules_are_enforced_including_transition_rules() {
         "secretName is immutable",
     )
     .await;
-    assert_eq!(
-        raw.patch(
-            &format!("{ROT}/c"),
-            "application/merge-patch+json",
-            r#"{"spec":{"schedule":"y"}}"#
-        )
-        .await
-        .status,
-        200
-    );
+    accepted_merge(&raw, &format!("{ROT}/c"), r#"{"spec":{"schedule":"y"}}"#).await;
 
     let report = sandbox::kube::cel_rule_report();
     let mine: Vec<_> = report
@@ -303,22 +300,18 @@ async fn cel_rules_ratchet_on_unchanged_values() {
     assert_eq!(r.status, 200, "{}", r.text);
 
     // Status and metadata writes leave spec as it was: accepted.
-    let r = raw
-        .patch(
-            &format!("{LIMITS}/old/status"),
-            "application/merge-patch+json",
-            r#"{"status":{"phase":"Ready"}}"#,
-        )
-        .await;
-    assert_eq!(r.status, 200, "status write: {}", r.text);
-    let r = raw
-        .patch(
-            &format!("{LIMITS}/old"),
-            "application/merge-patch+json",
-            r#"{"metadata":{"labels":{"team":"a"}}}"#,
-        )
-        .await;
-    assert_eq!(r.status, 200, "label write: {}", r.text);
+    accepted_merge(
+        &raw,
+        &format!("{LIMITS}/old/status"),
+        r#"{"status":{"phase":"Ready"}}"#,
+    )
+    .await;
+    accepted_merge(
+        &raw,
+        &format!("{LIMITS}/old"),
+        r#"{"metadata":{"labels":{"team":"a"}}}"#,
+    )
+    .await;
     // A write that changes spec is judged by the rule, even if it leaves min and max alone.
     refused_merge(
         &raw,
@@ -327,14 +320,7 @@ async fn cel_rules_ratchet_on_unchanged_values() {
         "min must not exceed max",
     )
     .await;
-    let r = raw
-        .patch(
-            &format!("{LIMITS}/old"),
-            "application/merge-patch+json",
-            r#"{"spec":{"max":5}}"#,
-        )
-        .await;
-    assert_eq!(r.status, 200, "fixing it: {}", r.text);
+    accepted_merge(&raw, &format!("{LIMITS}/old"), r#"{"spec":{"max":5}}"#).await;
     // A new object has nothing to ratchet against.
     assert_status(&raw.post(LIMITS, obj("new")).await, 422, "Invalid");
 }
