@@ -580,7 +580,9 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
             _ = inner.wake.notified() => {}
         }
         // A wake stores its permit, so changes during this sleep are not lost.
-        tokio::time::sleep_until(last + inner.opts.min_pass_gap).await;
+        if !inner.opts.min_pass_gap.is_zero() {
+            tokio::time::sleep_until(last + inner.opts.min_pass_gap).await;
+        }
         last = tokio::time::Instant::now();
         let (writes, ops) = inner.tick(&stores, Utc::now());
         // Pods first, as the controllers do: a pod is marked for deletion before a workload's
