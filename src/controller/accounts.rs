@@ -62,11 +62,7 @@ impl<K: Rotated> Indexed<K> {
             .get(&account)
             .map(|keys| keys.iter().cloned().collect())
             .unwrap_or_default();
-        candidates
-            .into_iter()
-            .filter_map(|key| self.store.get(&object_ref(key)))
-            .filter(|o| same_account(o.effective_spec(), spec))
-            .collect()
+        self.confirmed(candidates, |o| same_account(o.effective_spec(), spec))
     }
 
     /// The cached resources that wait for a place under `--max-concurrent-rotations`.
@@ -77,10 +73,16 @@ impl<K: Rotated> Indexed<K> {
             .iter()
             .cloned()
             .collect();
+        self.confirmed(candidates, |o| waits_for_capacity(o))
+    }
+
+    /// The candidates the index named whose object in the store, as it is now, still qualifies
+    /// (the index is updated just after the store).
+    fn confirmed(&self, candidates: Vec<Key>, qualifies: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
         candidates
             .into_iter()
             .filter_map(|key| self.store.get(&object_ref(key)))
-            .filter(|o| waits_for_capacity(o.as_ref()))
+            .filter(|o| qualifies(o.as_ref()))
             .collect()
     }
 }
