@@ -230,6 +230,27 @@ where
     spawn_reflector_with(api, reflector::store::Writer::default(), inner, tasks, None)
 }
 
+/// A reflector of what pods read (Secrets, ConfigMaps), queueing each change decoded.
+fn spawn_source_reflector<K>(
+    client: &Client,
+    decode: Decode<K>,
+    inner: &Arc<Inner>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let api = Api::all(client.clone());
+    spawn_reflector_with(
+        api,
+        reflector::store::Writer::default(),
+        inner,
+        tasks,
+        Some(decode),
+    )
+}
+
 /// A reflector of a kind known at run time (a CRD that may not be installed yet: the watch
 /// retries until it is).
 fn spawn_dynamic_reflector(
@@ -311,19 +332,17 @@ impl WorkloadSimulator {
             cronjobs: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             replicasets: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             rollouts: spawn_dynamic_reflector(&client, rollout::api_resource(), &inner, &mut tasks),
-            secrets: spawn_reflector_with(
-                Api::all(client.clone()),
-                reflector::store::Writer::default(),
+            secrets: spawn_source_reflector(
+                &client,
+                (SourceKind::Secret, data_of_secret),
                 &inner,
                 &mut tasks,
-                Some((SourceKind::Secret, data_of_secret)),
             ),
-            config_maps: spawn_reflector_with(
-                Api::all(client.clone()),
-                reflector::store::Writer::default(),
+            config_maps: spawn_source_reflector(
+                &client,
+                (SourceKind::ConfigMap, data_of_config_map),
                 &inner,
                 &mut tasks,
-                Some((SourceKind::ConfigMap, data_of_config_map)),
             ),
             namespaces: spawn_reflector(Api::all(client.clone()), &inner, &mut tasks),
             pods: inner.opts.api_objects.then(|| {
@@ -858,6 +877,14 @@ fn data_of_config_map(c: &ConfigMap) -> Data {
     data
 }
 
+/// What pods read of one kind.
+fn of_kind(sources: &mut Sources, kind: SourceKind) -> &mut HashMap<(String, String), Arc<Data>> {
+    match kind {
+        SourceKind::Secret => &mut sources.secrets,
+        SourceKind::ConfigMap => &mut sources.config_maps,
+    }
+}
+
 /// Every object of a source store, decoded.
 fn decoded<K>(store: &Store<K>, decode: fn(&K) -> Data) -> HashMap<(String, String), Arc<Data>>
 where
@@ -908,25 +935,19 @@ impl Inner {
         let mut sources = lock(&self.sources);
         for change in changes {
             match change {
-                SourceChange::Put(SourceKind::Secret, key, data) => {
-                    sources.secrets.insert(key, data);
+                SourceChange::Put(kind, key, data) => {
+                    of_kind(&mut sources, kind).insert(key, data);
                 }
-                SourceChange::Put(SourceKind::ConfigMap, key, data) => {
-                    sources.config_maps.insert(key, data);
-                }
-                SourceChange::Gone(SourceKind::Secret, key) => {
-                    sources.secrets.remove(&key);
-                }
-                SourceChange::Gone(SourceKind::ConfigMap, key) => {
-                    sources.config_maps.remove(&key);
+                SourceChange::Gone(kind, key) => {
+                    of_kind(&mut sources, kind).remove(&key);
                 }
                 // Later changes in the queue are in the store already; applied again after
                 // this, they change nothing.
-                SourceChange::Relisted(SourceKind::Secret) => {
-                    sources.secrets = decoded(&stores.secrets, data_of_secret);
-                }
-                SourceChange::Relisted(SourceKind::ConfigMap) => {
-                    sources.config_maps = decoded(&stores.config_maps, data_of_config_map);
+                SourceChange::Relisted(kind) => {
+                    *of_kind(&mut sources, kind) = match kind {
+                        SourceKind::Secret => decoded(&stores.secrets, data_of_secret),
+                        SourceKind::ConfigMap => decoded(&stores.config_maps, data_of_config_map),
+                    };
                 }
             }
         }
