@@ -3,9 +3,10 @@
 //! those few instead of every cached resource: with 1,000 resources those scans were a seventh
 //! of the operator's CPU while rotating, and they grow with the square of the number.
 //!
-//! The index mirrors the store: it takes the same watch events (a relist replaces it whole at
-//! its end, as it does the store), and a lookup checks each candidate against the store's
-//! current object, so it never answers with a resource the store does not show on the account.
+//! The index mirrors the store: it takes the same watch events, each just before the store
+//! does (a relist replaces it whole at its end, as it does the store), and a lookup checks each
+//! candidate against the store's current object, so it never answers with a resource the store
+//! does not show on the account.
 
 use super::locks::{account_key, same_account};
 use super::subject::Rotated;
@@ -46,9 +47,10 @@ impl<K: Rotated> Indexed<K> {
         let (store, writer) = reflector::store();
         let index: Arc<Mutex<Index>> = Arc::default();
         let kept = index.clone();
-        let applied = reflector::reflector(writer, events)
-            .inspect_ok(move |event| lock(&kept).apply(event))
-            .applied_objects();
+        // The index takes each event before the store: once the store says it is ready (what
+        // reconciles wait for), the index holds the whole list too.
+        let events = events.inspect_ok(move |event| lock(&kept).apply(event));
+        let applied = reflector::reflector(writer, events).applied_objects();
         (Self { store, index }, applied)
     }
 
@@ -77,7 +79,7 @@ impl<K: Rotated> Indexed<K> {
     }
 
     /// The candidates the index named whose object in the store, as it is now, still qualifies
-    /// (the index is updated just after the store).
+    /// (the index is updated just before the store).
     fn confirmed(&self, candidates: Vec<Key>, qualifies: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
         candidates
             .into_iter()
