@@ -680,3 +680,58 @@ async fn a_replica_set_made_directly_keeps_its_replicas() {
         .unwrap();
     assert_eq!((st.replicas, st.ready_replicas), (1, Some(1)));
 }
+
+/// With writes made ten at a time (as the scale bench runs the simulator), twenty Deployments
+/// restarted together end as they do one write after another: each with its old ReplicaSet
+/// scaled to 0, its new one holding both ready pods, and its status counting them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_made_ten_at_a_time_leave_every_rollout_as_one_at_a_time_does() {
+    let e = env_with(SimulatorOptions {
+        concurrent_writes: 10,
+        ..fast_options()
+    })
+    .await;
+    secret(&e.client, "twilio", "old-token").await;
+    let names: Vec<String> = (0..20).map(|i| format!("web-{i}")).collect();
+    for n in &names {
+        let _: Deployment = create(
+            &e.client,
+            deployment(n, 2, "twilio", json!({"type": "RollingUpdate"})),
+        )
+        .await;
+    }
+    for n in &names {
+        wait_for::<Deployment>(&e.client, n, WAIT, rollout_complete).await;
+    }
+    for n in &names {
+        let _: Deployment = merge_patch(&e.client, n, bump_template("restart-1")).await;
+    }
+    for n in &names {
+        wait_for::<Deployment>(&e.client, n, WAIT, rollout_complete).await;
+        let selector = format!("app={n}");
+        let pods = wait_pods(&e, &selector, "the old pods gone", |p| {
+            p.len() == 2 && p.iter().all(ready)
+        })
+        .await;
+        let rs: Vec<ReplicaSet> = Api::<ReplicaSet>::namespaced(e.client.clone(), NS)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(rs.len(), 2, "{n}: the old and the new ReplicaSet");
+        let replicas = |r: &ReplicaSet| r.spec.as_ref().and_then(|s| s.replicas);
+        let new = rs
+            .iter()
+            .find(|r| replicas(r) == Some(2))
+            .unwrap_or_else(|| panic!("{n}: no ReplicaSet holds 2"));
+        assert!(
+            rs.iter().any(|r| replicas(r) == Some(0)),
+            "{n}: the old ReplicaSet is scaled to 0"
+        );
+        assert_eq!(new.status.as_ref().unwrap().ready_replicas, Some(2));
+        for p in &pods {
+            let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
+            assert_eq!(Some(&owner.uid), new.metadata.uid.as_ref(), "{n}");
+        }
+    }
+}

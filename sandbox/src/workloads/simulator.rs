@@ -606,46 +606,130 @@ async fn run(inner: Arc<Inner>, stores: Stores, client: Client) {
         let (writes, ops) = inner.tick(&stores, Utc::now());
         // Pods first, as the controllers do: a pod is marked for deletion before a workload's
         // status stops counting it.
-        for op in ops {
-            mirror_write(&client, &inner, &params, op).await;
+        let n = inner.opts.concurrent_writes;
+        in_lanes(ops, op_lane, n, |op| {
+            mirror_write(&client, &inner, &params, op)
+        })
+        .await;
+        in_lanes(
+            writes,
+            |w| Some(Lane::Workload(w.workload.clone())),
+            n,
+            |w| status_write(&client, &inner, &params, w),
+        )
+        .await;
+    }
+}
+
+/// What keeps writes in order: those of one lane are made one after another.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Lane {
+    Object(mirror::Key),
+    Workload(WorkloadRef),
+    CronJobs(String),
+}
+
+/// The lane of a mirror write: its object's (None: a lane of its own).
+fn op_lane(op: &Op) -> Option<Lane> {
+    match op {
+        Op::Create { key, .. }
+        | Op::Status { key, .. }
+        | Op::Spec { key, .. }
+        | Op::Delete { key, .. }
+        | Op::Bind { key, .. } => Some(Lane::Object(key.clone())),
+        Op::AdoptPod {
+            namespace, name, ..
+        } => Some(Lane::Object((
+            ObjKind::Pod,
+            namespace.clone(),
+            name.clone(),
+        ))),
+        Op::AnnotateDeployment {
+            namespace, name, ..
+        } => Some(Lane::Workload(WorkloadRef::new(
+            WorkloadKind::Deployment,
+            namespace,
+            name,
+        ))),
+        // A CronJob's Job writes and its status, in the order its controller made them.
+        Op::CreateJob { namespace, .. }
+        | Op::DeleteJob { namespace, .. }
+        | Op::CronJobStatus { namespace, .. } => Some(Lane::CronJobs(namespace.clone())),
+        Op::Event { .. } => None,
+    }
+}
+
+/// Makes `items` with `write`, `n` lanes at once, each lane's items in their order; with
+/// `n` <= 1 one after another in the given order.
+async fn in_lanes<T, Fut>(
+    items: Vec<T>,
+    lane: impl Fn(&T) -> Option<Lane>,
+    n: usize,
+    write: impl Fn(T) -> Fut,
+) where
+    Fut: std::future::Future<Output = ()>,
+{
+    if n <= 1 {
+        for item in items {
+            write(item).await;
         }
-        for w in writes {
-            let r = &w.workload;
-            let result = match r.kind {
-                WorkloadKind::Deployment => {
-                    patch::<Deployment>(&client, r, &params, &w.patch).await
+        return;
+    }
+    let mut lanes: Vec<Vec<T>> = Vec::new();
+    let mut index: HashMap<Lane, usize> = HashMap::new();
+    for item in items {
+        match lane(&item) {
+            Some(l) => match index.get(&l) {
+                Some(&i) => lanes[i].push(item),
+                None => {
+                    index.insert(l, lanes.len());
+                    lanes.push(vec![item]);
                 }
-                WorkloadKind::StatefulSet => {
-                    patch::<StatefulSet>(&client, r, &params, &w.patch).await
-                }
-                WorkloadKind::DaemonSet => patch::<DaemonSet>(&client, r, &params, &w.patch).await,
-                WorkloadKind::Job => patch::<Job>(&client, r, &params, &w.patch).await,
-                WorkloadKind::ReplicaSet => {
-                    patch::<ReplicaSet>(&client, r, &params, &w.patch).await
-                }
-                WorkloadKind::Rollout => Api::<DynamicObject>::namespaced_with(
-                    client.clone(),
-                    &r.namespace,
-                    &rollout::api_resource(),
-                )
-                .patch_status(&r.name, &params, &Patch::Merge(&w.patch))
-                .await
-                .map(|o| o.metadata.resource_version.unwrap_or_default())
-                .map_err(anyhow::Error::from),
-                // A bare pod's status goes through the mirror.
-                WorkloadKind::Pod => continue,
-            };
-            match result {
-                Ok(rv) => {
-                    let mut st = inner.lock();
-                    if let Some(t) = st.workloads.get_mut(r).filter(|t| t.uid == w.uid) {
-                        t.written = Some((w.patch, rv));
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(workload = %r, error = %e, "workload simulator status write failed")
-                }
+            },
+            None => lanes.push(vec![item]),
+        }
+    }
+    let write = &write;
+    futures::stream::iter(lanes.into_iter().map(|items| async move {
+        for item in items {
+            write(item).await;
+        }
+    }))
+    .buffer_unordered(n)
+    .collect::<Vec<()>>()
+    .await;
+}
+
+/// A workload's status write; the version written goes back into its state.
+async fn status_write(client: &Client, inner: &Inner, params: &PatchParams, w: Write) {
+    let r = &w.workload;
+    let result = match r.kind {
+        WorkloadKind::Deployment => patch::<Deployment>(client, r, params, &w.patch).await,
+        WorkloadKind::StatefulSet => patch::<StatefulSet>(client, r, params, &w.patch).await,
+        WorkloadKind::DaemonSet => patch::<DaemonSet>(client, r, params, &w.patch).await,
+        WorkloadKind::Job => patch::<Job>(client, r, params, &w.patch).await,
+        WorkloadKind::ReplicaSet => patch::<ReplicaSet>(client, r, params, &w.patch).await,
+        WorkloadKind::Rollout => Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            &r.namespace,
+            &rollout::api_resource(),
+        )
+        .patch_status(&r.name, params, &Patch::Merge(&w.patch))
+        .await
+        .map(|o| o.metadata.resource_version.unwrap_or_default())
+        .map_err(anyhow::Error::from),
+        // A bare pod's status goes through the mirror.
+        WorkloadKind::Pod => return,
+    };
+    match result {
+        Ok(rv) => {
+            let mut st = inner.lock();
+            if let Some(t) = st.workloads.get_mut(r).filter(|t| t.uid == w.uid) {
+                t.written = Some((w.patch, rv));
             }
+        }
+        Err(e) => {
+            tracing::debug!(workload = %r, error = %e, "workload simulator status write failed")
         }
     }
 }
@@ -2146,3 +2230,49 @@ status_of!(StatefulSet, StatefulSet, min_ready);
 status_of!(DaemonSet, DaemonSet, min_ready);
 status_of!(ReplicaSet, ReplicaSet, min_ready);
 status_of!(Job, Job, |_: &Job| 0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Option<Lane> {
+        Some(Lane::Object((ObjKind::Pod, "ns".into(), name.into())))
+    }
+
+    /// Writes to one object keep their order at any concurrency; one at a time keeps the
+    /// pass's order across objects too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_of_one_lane_keep_their_order() {
+        let items: Vec<(&str, usize)> = (0..40).map(|i| (["a", "b", "c"][i % 3], i)).collect();
+        for n in [1, 2, 10] {
+            let done = Mutex::new(Vec::new());
+            in_lanes(
+                items.clone(),
+                |(lane, _)| key(lane),
+                n,
+                |(lane, i)| {
+                    let done = &done;
+                    async move {
+                        // Later items of a lane finish sooner if nothing held them back.
+                        tokio::time::sleep(Duration::from_millis(40 - i as u64)).await;
+                        lock(done).push((lane, i));
+                    }
+                },
+            )
+            .await;
+            let done = done.into_inner().unwrap();
+            assert_eq!(done.len(), items.len());
+            for lane in ["a", "b", "c"] {
+                let order: Vec<usize> = done.iter().filter(|d| d.0 == lane).map(|d| d.1).collect();
+                let mut sorted = order.clone();
+                sorted.sort();
+                assert_eq!(order, sorted, "n={n}, lane {lane}");
+            }
+            if n == 1 {
+                assert_eq!(done, items);
+            } else {
+                assert_ne!(done, items, "n={n}: the lanes ran at once");
+            }
+        }
+    }
+}

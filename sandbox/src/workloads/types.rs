@@ -188,6 +188,11 @@ pub struct SimulatorOptions {
     /// stream of changes, passes back to back take a core where a real controller's work per
     /// change is one object. 0 (the default) answers each change at once.
     pub min_pass_gap: Duration,
+    /// Writes a pass makes at once (kube-controller-manager syncs 5 Deployments and 5
+    /// ReplicaSets at once, and every node's kubelet writes its own pods). Writes to one object
+    /// keep their order, and a pass's pod and ReplicaSet writes end before its workload status
+    /// writes start. 1 (the default) makes them one after another, in the pass's order.
+    pub concurrent_writes: usize,
     /// Used when a Deployment has no `spec.progressDeadlineSeconds` (the API server default is 600).
     pub default_progress_deadline_seconds: i32,
     /// Number of simulated nodes (DaemonSets run one pod per node).
@@ -215,6 +220,7 @@ impl Default for SimulatorOptions {
             secret_sync_delay: Duration::from_millis(500),
             tick_interval: Duration::from_millis(50),
             min_pass_gap: Duration::ZERO,
+            concurrent_writes: 1,
             default_progress_deadline_seconds: 600,
             nodes: 2,
             initial_sync_timeout: Duration::from_secs(10),
