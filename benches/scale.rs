@@ -162,9 +162,17 @@ async fn statuses(client: &kube::Client) -> Vec<token_rotator::api::TokenRotatio
         .collect()
 }
 
-/// The operator's phase histogram, summed over resources: phase -> (seconds, phases ended);
-/// and the size of the whole exposition, in bytes.
-async fn phase_seconds(port: u16) -> (BTreeMap<String, (f64, u64)>, usize) {
+/// What the bench reads of one `/metrics` scrape.
+struct Scrape {
+    /// The phase histogram, summed over namespaces: phase -> (seconds, phases ended).
+    phases: BTreeMap<String, (f64, u64)>,
+    /// Reconciles so far, summed over resources.
+    reconciles: f64,
+    /// The size of the whole exposition, in bytes.
+    bytes: usize,
+}
+
+async fn scrape(port: u16) -> Scrape {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut body = String::new();
     if let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
@@ -174,7 +182,16 @@ async fn phase_seconds(port: u16) -> (BTreeMap<String, (f64, u64)>, usize) {
         }
     }
     let mut by = BTreeMap::<String, (f64, u64)>::new();
+    let mut reconciles = 0.0;
     for line in body.lines() {
+        if let Some(r) = line.strip_prefix("token_rotator_reconciles_total{") {
+            reconciles += r
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_default();
+            continue;
+        }
         let (sum, rest) = if let Some(r) =
             line.strip_prefix("token_rotator_phase_duration_seconds_sum{")
         {
@@ -202,7 +219,11 @@ async fn phase_seconds(port: u16) -> (BTreeMap<String, (f64, u64)>, usize) {
             e.1 += value as u64;
         }
     }
-    (by, body.len())
+    Scrape {
+        phases: by,
+        reconciles,
+        bytes: body.len(),
+    }
 }
 
 /// Waits until the TokenRotation has ended `rotations` rotations and is Ready; the time since
@@ -586,10 +607,10 @@ async fn main() {
 
     // Due at once: every rotation asked for now.
     let hwm = kib(pid, "VmHWM:");
-    let (phases_before, scraped) = phase_seconds(port).await;
+    let before = scrape(port).await;
     println!(
         "a /metrics scrape with 1,000 resources: {} KiB of text; peak RSS {:.1} -> {:.1} MiB",
-        scraped / 1024,
+        before.bytes / 1024,
         mib(hwm),
         mib(kib(pid, "VmHWM:"))
     );
@@ -624,11 +645,11 @@ async fn main() {
         percentile(&times, 0.5).as_secs_f64() / alone.as_secs_f64()
     );
     // Where the time went: each phase's mean, from the operator's own histogram.
-    let (phases, scraped) = phase_seconds(port).await;
+    let after = scrape(port).await;
     let mut in_phases = 0.0;
     let mut shown = Vec::new();
-    for (phase, (secs, n)) in &phases {
-        let (s0, n0) = phases_before.get(phase).copied().unwrap_or_default();
+    for (phase, (secs, n)) in &after.phases {
+        let (s0, n0) = before.phases.get(phase).copied().unwrap_or_default();
         if n - n0 == 0 {
             continue;
         }
@@ -641,6 +662,11 @@ async fn main() {
     println!(
         "  a rotation's mean time, by phase (operator histogram): {}; phases {in_phases:.1}s of the mean {mean_time:.1}s from request to Ready (the rest: from the request to the start)",
         shown.join(", ")
+    );
+    println!(
+        "  reconciles: {:.0} ({:.1} per rotation)",
+        after.reconciles - before.reconciles,
+        (after.reconciles - before.reconciles) / trs.len() as f64
     );
     println!(
         "  Twilio: {} calls ({:.1} per rotation, consumer traffic none), {} answered 429 by the emulator's limit of {TWILIO_ACCOUNT_LIMIT} per account",
@@ -657,7 +683,7 @@ async fn main() {
     println!(
         "  peak RSS while rotating: {:.1} MiB; a /metrics scrape after them: {} KiB of text, peak RSS then {:.1} MiB",
         mib(peak_rss),
-        scraped / 1024,
+        after.bytes / 1024,
         mib(kib(pid, "VmHWM:"))
     );
     println!(

@@ -258,20 +258,23 @@ fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>)
 }
 
 /// Which workloads must run the new token before promotion, plus named ones that do not exist.
-pub fn dependents(
+/// `all` may be owned workloads or the cache's shared ones: only those chosen are copied.
+pub fn dependents<W: std::borrow::Borrow<Workload>>(
     spec: Option<&WorkloadsSpec>,
     secrets: &BTreeSet<String>,
-    all: &[Workload],
+    all: &[W],
 ) -> (Vec<Workload>, Vec<WorkloadRef>) {
     let mut missing = Vec::new();
+    let all = all.iter().map(W::borrow);
     let mut chosen: Vec<Workload> = match spec {
         Some(WorkloadsSpec {
             names: Some(names), ..
         }) => {
+            let all: Vec<&Workload> = all.collect();
             let mut v = Vec::new();
             for r in names {
                 match all.iter().find(|w| w.kind == r.kind && w.name == r.name) {
-                    Some(w) => v.push(w.clone()),
+                    Some(w) => v.push((*w).clone()),
                     None => missing.push(r.clone()),
                 }
             }
@@ -281,12 +284,10 @@ pub fn dependents(
             selector: Some(sel),
             ..
         }) => all
-            .iter()
             .filter(|w| selector_matches(sel, &w.labels))
             .cloned()
             .collect(),
         _ => all
-            .iter()
             .filter(|w| !w.secrets.is_disjoint(secrets))
             .cloned()
             .collect(),

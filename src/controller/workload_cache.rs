@@ -25,8 +25,8 @@ const KINDS: [WorkloadKind; 3] = [
     WorkloadKind::DaemonSet,
 ];
 
-/// Workloads of one kind in one namespace, by name.
-type Named = BTreeMap<String, Workload>;
+/// Workloads of one kind in one namespace, by name; shared, so a read copies no workload.
+type Named = BTreeMap<String, Arc<Workload>>;
 
 /// The cache of one kind in one watched scope (a namespace, or the whole cluster).
 struct Part {
@@ -64,7 +64,7 @@ fn upsert(st: &mut PartState, namespace: String, w: Workload) {
         .get(&w.name)
         .is_some_and(|held| held.uid == w.uid && held.generation > w.generation);
     if !newer_held {
-        named.insert(w.name.clone(), w);
+        named.insert(w.name.clone(), Arc::new(w));
     }
 }
 
@@ -149,7 +149,9 @@ impl WorkloadCache {
                 Ok(Event::InitApply(o)) => {
                     if let (Some(list), Some(w)) = (relist.as_mut(), convert(&o)) {
                         let ns = o.namespace().unwrap_or_default();
-                        list.entry(ns).or_default().insert(w.name.clone(), w);
+                        list.entry(ns)
+                            .or_default()
+                            .insert(w.name.clone(), Arc::new(w));
                     }
                 }
                 Ok(Event::InitDone) => {
@@ -206,14 +208,21 @@ impl WorkloadCache {
         &self,
         client: &Client,
         namespaces: &BTreeSet<String>,
-    ) -> Result<BTreeMap<String, Vec<Workload>>, kube::Error> {
+    ) -> Result<BTreeMap<String, Vec<Arc<Workload>>>, kube::Error> {
         match self.cached(namespaces) {
             Some(out) => Ok(out),
-            None => workloads::list_in(client, namespaces).await,
+            None => Ok(workloads::list_in(client, namespaces)
+                .await?
+                .into_iter()
+                .map(|(ns, all)| (ns, all.into_iter().map(Arc::new).collect()))
+                .collect()),
         }
     }
 
-    fn cached(&self, namespaces: &BTreeSet<String>) -> Option<BTreeMap<String, Vec<Workload>>> {
+    fn cached(
+        &self,
+        namespaces: &BTreeSet<String>,
+    ) -> Option<BTreeMap<String, Vec<Arc<Workload>>>> {
         let mut out = BTreeMap::new();
         for ns in namespaces {
             let mut all = Vec::new();
@@ -270,7 +279,7 @@ mod tests {
 
     fn api(cache: &WorkloadCache) -> Workload {
         let ns = BTreeSet::from(["shop".to_string()]);
-        cache.cached(&ns).unwrap()["shop"][0].clone()
+        Workload::clone(&cache.cached(&ns).unwrap()["shop"][0])
     }
 
     #[test]
