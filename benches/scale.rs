@@ -10,8 +10,9 @@
 //! 4. every rotation due at once (asked 64 at a time): total wall time against the mandatory
 //!    waits (API key rotations of one account writing different Secrets run together),
 //!    p50/p99 from each one's request to Ready, a rotation's mean time by phase (from the
-//!    operator's histogram), 429s, Twilio calls and Kubernetes writes per rotation, requests by
-//!    verb, peak RSS (and the size and cost of a `/metrics` scrape), CPU of operator and sandbox;
+//!    operator's histogram), reconciles, 429s, Twilio calls and Kubernetes writes per
+//!    rotation, requests by verb, peak RSS (and the size and cost of a `/metrics` scrape), CPU
+//!    of operator and sandbox;
 //! 5. every rotation due at once again, now with a pod per consumer that is ready 10 s after it
 //!    starts (so each rollout takes that long, as a real app's does): one alone, the total,
 //!    p50/p99, and the time their number adds (the total less one alone);
