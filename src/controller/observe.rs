@@ -292,17 +292,42 @@ impl Claim {
     }
 }
 
+/// Which of an account's resources to make a [`Claim`] of.
+#[derive(Clone, Copy)]
+enum Among {
+    All,
+    /// Those with a rotation in flight (status says so): the others are skipped before a
+    /// claim is built (with 1,000 resources, ten per account, building one for each at every
+    /// reconcile was 7 % of the operator's CPU).
+    InFlight,
+}
+
+impl Among {
+    fn admits<K: Rotated>(self, o: &K) -> bool {
+        match self {
+            Among::All => true,
+            Among::InFlight => o.rotation_status().is_some_and(|s| s.rotation.is_some()),
+        }
+    }
+}
+
 /// The resources in this process's caches (both kinds) rotating on the account of `spec`,
 /// by the spec each rotates with now (from the caches' account index).
 fn claims_on<'a>(
     ctx: &'a Context,
     spec: &'a crate::api::TokenRotationSpec,
+    among: Among,
 ) -> impl Iterator<Item = Claim> + 'a {
     let namespaced = ctx.stores.iter().flat_map(|s| s.on_account(spec));
     let cluster = ctx.cluster_store.iter().flat_map(|s| s.on_account(spec));
     namespaced
+        .filter(move |o| among.admits(o.as_ref()))
         .map(|o| Claim::of(o.as_ref()))
-        .chain(cluster.map(|o| Claim::of(o.as_ref())))
+        .chain(
+            cluster
+                .filter(move |o| among.admits(o.as_ref()))
+                .map(|o| Claim::of(o.as_ref())),
+        )
 }
 
 /// Every resource with a rotation in flight, from status (both kinds).
@@ -351,7 +376,7 @@ pub(super) fn account_holder_for(
     // Status covers the rotations this process holds no lock for (started by another
     // replica); for the others the lock says more (status tells the replaced key only once
     // the new one is distributed).
-    claims_on(ctx, &tr.spec)
+    claims_on(ctx, &tr.spec, Among::InFlight)
         .filter(|c| c.in_flight && c.holder != tr.holder && !ctx.locks.holds(&key, &c.holder))
         .find(|c| c.uses.excludes(wants))
         .map(|c| c.holder)
@@ -370,11 +395,12 @@ fn account_conflict<K: Rotated>(
     if !me.owns_account || ctx.config.safety.skip_account_conflict {
         return None;
     }
-    let mut others: Vec<(chrono::DateTime<Utc>, Holder)> = claims_on(ctx, obj.effective_spec())
-        .filter(|c| c.owns_account && c.holder != tr.holder)
-        .filter(|c| !c.deleting && !c.credentials_refused)
-        .map(|c| (c.created, c.holder))
-        .collect();
+    let mut others: Vec<(chrono::DateTime<Utc>, Holder)> =
+        claims_on(ctx, obj.effective_spec(), Among::All)
+            .filter(|c| c.owns_account && c.holder != tr.holder)
+            .filter(|c| !c.deleting && !c.credentials_refused)
+            .map(|c| (c.created, c.holder))
+            .collect();
     others.sort();
     let first = others.first()?.clone();
     Some(if (me.created, me.holder) < first {
