@@ -19,7 +19,8 @@
 //! 6. resident memory after 1,000 unrelated 1 MiB Secrets.
 //!
 //! Run: `cargo bench --bench scale` (release). Smaller: `SCALE_NAMESPACES=10`; start and idle
-//! only: `SCALE_IDLE_ONLY=1`. The operator inherits the environment (e.g.
+//! only: `SCALE_IDLE_ONLY=1`. Another operator binary (the image's is static, for musl):
+//! `SCALE_OPERATOR_BIN=path`. The operator inherits the environment (e.g.
 //! `TOKEN_ROTATOR_RECONCILE_CONCURRENCY`).
 
 use futures::StreamExt;
@@ -490,7 +491,10 @@ async fn main() {
         .expect("port");
     let log_from = api.audit_log().len();
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-rotator"))
+    // Another build of the operator (e.g. the image's static musl binary) can be measured too.
+    let binary = std::env::var_os("SCALE_OPERATOR_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_token-rotator").into());
+    let mut child = tokio::process::Command::new(&binary)
         .arg("--kubeconfig")
         .arg(&kc)
         .args(["run", "--leader-elect=false", "--http-addr"])
@@ -508,6 +512,7 @@ async fn main() {
         .kill_on_drop(true)
         .spawn()
         .expect("operator");
+    println!("operator: {}", std::path::Path::new(&binary).display());
     let pid = child.id().expect("pid");
     loop {
         let st = statuses(&client).await;
