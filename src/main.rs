@@ -17,6 +17,13 @@ use token_rotator::server::{self, Health};
 use token_rotator::telemetry::{self, LogFormat};
 use token_rotator::twilio::{AccountLimiter, TwilioConfig};
 
+/// mimalloc, not the C library's allocator: the image's binary is static, on musl, and with
+/// musl's allocator the operator needed 37-42 % more CPU with 1,000 rotating (scale bench,
+/// README), for 13 MiB less peak memory. Built without transparent huge pages (`no_thp`):
+/// with them it held 70 MiB idle.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BoxError = Box<dyn std::error::Error>;
 
 #[derive(Parser)]
