@@ -261,10 +261,14 @@ struct Claim {
     owns_account: bool,
     /// What its rotation takes of the account.
     uses: AccountUse,
-    in_flight: bool,
     created: chrono::DateTime<Utc>,
     deleting: bool,
     credentials_refused: bool,
+}
+
+/// A rotation is in flight: status names it.
+fn flying(s: Option<&crate::api::TokenRotationStatus>) -> bool {
+    s.is_some_and(|s| s.rotation.is_some())
 }
 
 impl Claim {
@@ -280,7 +284,6 @@ impl Claim {
                 o.namespace().as_deref(),
                 Replaces::from_status(status),
             ),
-            in_flight: status.is_some_and(|s| s.rotation.is_some()),
             created: o
                 .meta()
                 .creation_timestamp
@@ -306,7 +309,7 @@ impl Among {
     fn admits<K: Rotated>(self, o: &K) -> bool {
         match self {
             Among::All => true,
-            Among::InFlight => o.rotation_status().is_some_and(|s| s.rotation.is_some()),
+            Among::InFlight => flying(o.rotation_status()),
         }
     }
 }
@@ -332,9 +335,6 @@ fn claims_on<'a>(
 
 /// Every resource with a rotation in flight, from status (both kinds).
 pub(super) fn in_flight(ctx: &Context) -> BTreeSet<Holder> {
-    fn flying(s: Option<&crate::api::TokenRotationStatus>) -> bool {
-        s.is_some_and(|s| s.rotation.is_some())
-    }
     let namespaced = ctx.stores.iter().flat_map(|s| s.state());
     let cluster = ctx.cluster_store.iter().flat_map(|s| s.state());
     namespaced
@@ -377,7 +377,7 @@ pub(super) fn account_holder_for(
     // replica); for the others the lock says more (status tells the replaced key only once
     // the new one is distributed).
     claims_on(ctx, &tr.spec, Among::InFlight)
-        .filter(|c| c.in_flight && c.holder != tr.holder && !ctx.locks.holds(&key, &c.holder))
+        .filter(|c| c.holder != tr.holder && !ctx.locks.holds(&key, &c.holder))
         .find(|c| c.uses.excludes(wants))
         .map(|c| c.holder)
 }
