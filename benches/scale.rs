@@ -362,8 +362,9 @@ async fn main() {
         .await
         .expect("API server");
     let client = api.client().await;
-    // The simulator's pass walks all 5,000 workloads, where a real Deployment controller's work
-    // per change is one object. It passes on every change it watches and on a periodic tick
+    // The simulator's pass walks all 5,000 workloads (settled ones are skipped by uid, their
+    // ReplicaSets left as written), where a real Deployment controller's work per change is one
+    // object. It passes on every change it watches and on a periodic tick
     // (for time-driven progress, which the first rounds' pod-less Deployments do not have):
     // ticks once a second, and passes at least 50 ms apart (back to back, with 1,000 rotations
     // writing, they took a third of the sandbox's CPU), keep that cost off the operator's figures.

@@ -735,3 +735,102 @@ async fn writes_made_ten_at_a_time_leave_every_rollout_as_one_at_a_time_does() {
         }
     }
 }
+
+/// A Deployment scaled to zero settles: later passes skip it and leave its ReplicaSet as
+/// written (kept, not rebuilt; not taken for gone), while a second Deployment keeps passes
+/// coming. A restart, a scale-up and a deletion of the settled one still reach the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_deployment_keeps_its_replica_set_and_still_follows_changes() {
+    let e = env().await;
+    secret(&e.client, "twilio", "old-token").await;
+    let rs_api = Api::<ReplicaSet>::namespaced(e.client.clone(), NS);
+    let replica_sets = |app: &'static str| {
+        let rs_api = rs_api.clone();
+        async move {
+            rs_api
+                .list(&ListParams::default().labels(&format!("app={app}")))
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    let _: Deployment = create(
+        &e.client,
+        deployment("idle", 0, "twilio", json!({"type": "RollingUpdate"})),
+    )
+    .await;
+    wait_for::<Deployment>(&e.client, "idle", WAIT, rollout_complete).await;
+    // Its ReplicaSet's status and spec writes follow its create: read it once they are made
+    // (the same resourceVersion over ten passes).
+    let mut first = replica_sets("idle").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let again = replica_sets("idle").await;
+        let rvs = |l: &[ReplicaSet]| {
+            l.iter()
+                .map(|r| r.metadata.resource_version.clone())
+                .collect::<Vec<_>>()
+        };
+        if rvs(&again) == rvs(&first) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ReplicaSet's writes end");
+        first = again;
+    }
+    assert_eq!(first.len(), 1, "one ReplicaSet");
+    // Passes go on (every 20 ms, and on each change of a busy neighbour) while it is settled.
+    let _: Deployment = create(
+        &e.client,
+        deployment("busy", 1, "twilio", json!({"type": "RollingUpdate"})),
+    )
+    .await;
+    for i in 0..5 {
+        let _: Deployment = merge_patch(&e.client, "busy", bump_template(&format!("b-{i}"))).await;
+        wait_for::<Deployment>(&e.client, "busy", WAIT, rollout_complete).await;
+    }
+    let later = replica_sets("idle").await;
+    assert_eq!(
+        later.iter().map(|r| &r.metadata.uid).collect::<Vec<_>>(),
+        first.iter().map(|r| &r.metadata.uid).collect::<Vec<_>>(),
+        "the settled Deployment's ReplicaSet is the same object"
+    );
+    assert_eq!(
+        later[0].metadata.resource_version, first[0].metadata.resource_version,
+        "and was not written again"
+    );
+    // A restart: a second ReplicaSet, the first kept at 0.
+    let _: Deployment = merge_patch(&e.client, "idle", bump_template("restart-1")).await;
+    wait_for::<Deployment>(&e.client, "idle", WAIT, |d| {
+        rollout_complete(d)
+            && d.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+                .map(String::as_str)
+                == Some("2")
+    })
+    .await;
+    assert_eq!(
+        replica_sets("idle").await.len(),
+        2,
+        "old and new ReplicaSet"
+    );
+    // A scale-up runs a pod again.
+    let _: Deployment = merge_patch(&e.client, "idle", json!({"spec": {"replicas": 1}})).await;
+    wait_pods(&e, "app=idle", "one ready pod", |p| {
+        p.len() == 1 && p.iter().all(ready)
+    })
+    .await;
+    wait_for::<Deployment>(&e.client, "idle", WAIT, rollout_complete).await;
+    // Deleted: the simulator removes what it wrote for it.
+    Api::<Deployment>::namespaced(e.client.clone(), NS)
+        .delete("idle", &Default::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !replica_sets("idle").await.is_empty() {
+        assert!(Instant::now() < deadline, "its ReplicaSets are deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -27,6 +27,8 @@ pub type Key = (ObjKind, String, String);
 #[derive(Clone, Debug)]
 pub struct Desired {
     pub key: Key,
+    /// The simulator's id of the workload the object belongs to.
+    pub owner: u64,
     /// The simulator's own id of the pod ("" for a ReplicaSet): a new pod with an old name
     /// (a StatefulSet's) is a new object, made once the old one is gone.
     pub sim_uid: String,
@@ -101,6 +103,8 @@ pub enum Op {
 
 #[derive(Clone, Debug, Default)]
 struct Entry {
+    /// [`Desired::owner`].
+    owner: u64,
     uid: Option<String>,
     sim_uid: String,
     /// The object of an earlier pod with this name is being removed first.
@@ -121,6 +125,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct MirrorState {
     entries: HashMap<Key, Entry>,
+    /// Owners whose entries changed other than by [`plan`](Self::plan) (a write came back,
+    /// an object vanished) since [`take_changed`](Self::take_changed).
+    changed: HashSet<u64>,
 }
 
 fn digest(v: &Value) -> u64 {
@@ -144,8 +151,14 @@ impl MirrorState {
     }
 
     /// Writes that bring the API to `desired`; `draining` are pods whose graceful deletion
-    /// the simulator started. Objects not desired any more are deleted.
-    pub fn plan(&mut self, desired: Vec<Desired>, draining: &HashSet<Key>) -> Vec<Op> {
+    /// the simulator started; the objects of `kept` owners stay as they are. Objects not
+    /// desired any more are deleted.
+    pub fn plan(
+        &mut self,
+        desired: Vec<Desired>,
+        draining: &HashSet<Key>,
+        kept: &HashSet<u64>,
+    ) -> Vec<Op> {
         let mut ops = Vec::new();
         // What is no longer desired, found before the desired are taken apart (a pass over
         // thousands of unchanged objects clones no key).
@@ -153,7 +166,7 @@ impl MirrorState {
         let gone: Vec<Key> = self
             .entries
             .iter()
-            .filter(|(k, e)| !wanted.contains(k) && !e.in_flight)
+            .filter(|(k, e)| !kept.contains(&e.owner) && !wanted.contains(k) && !e.in_flight)
             .map(|(k, _)| k.clone())
             .collect();
         drop(wanted);
@@ -164,6 +177,7 @@ impl MirrorState {
             let Some(e) = self.entries.get_mut(&d.key) else {
                 continue;
             };
+            e.owner = d.owner;
             if e.in_flight {
                 continue;
             }
@@ -233,9 +247,21 @@ impl MirrorState {
         ops
     }
 
+    /// Owners whose entries changed since the last call, other than by [`plan`](Self::plan).
+    pub fn take_changed(&mut self) -> HashSet<u64> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The entry of `key`, whose owner is marked changed.
+    fn change(&mut self, key: &Key) -> Option<&mut Entry> {
+        let e = self.entries.get_mut(key)?;
+        self.changed.insert(e.owner);
+        Some(e)
+    }
+
     /// The create came back with `uid` (None: it failed, try again next tick).
     pub fn created(&mut self, key: &Key, uid: Option<String>) {
-        if let Some(e) = self.entries.get_mut(key) {
+        if let Some(e) = self.change(key) {
             e.in_flight = false;
             e.uid = uid;
             e.status = None;
@@ -245,17 +271,22 @@ impl MirrorState {
 
     /// A delete came back: an object replaced by a new pod of the same name may now be made.
     pub fn deleted(&mut self, key: &Key) {
-        if self.entries.get(key).is_some_and(|e| e.replacing) {
-            self.entries.insert(key.clone(), Entry::default());
+        if let Some(e) = self.change(key).filter(|e| e.replacing) {
+            *e = Entry {
+                owner: e.owner,
+                ..Entry::default()
+            };
         }
     }
 
     /// A pod someone else made (a bare Pod): already in the API with `uid`, run by the
     /// simulator's pod `sim_uid`; only its status is written.
-    pub fn adopt(&mut self, key: &Key, uid: &str, sim_uid: &str) {
+    pub fn adopt(&mut self, key: &Key, uid: &str, sim_uid: &str, owner: u64) {
+        self.changed.insert(owner);
         self.entries.insert(
             key.clone(),
             Entry {
+                owner,
                 uid: Some(uid.to_owned()),
                 sim_uid: sim_uid.to_owned(),
                 seen: true,
@@ -266,7 +297,7 @@ impl MirrorState {
 
     /// A delete failed: a replacement tries it again next tick.
     pub fn delete_failed(&mut self, key: &Key) {
-        if let Some(e) = self.entries.get_mut(key) {
+        if let Some(e) = self.change(key) {
             e.in_flight = false;
             e.replacing = false;
         }
@@ -282,7 +313,7 @@ impl MirrorState {
 
     /// A write failed: send it again next tick.
     pub fn forget_write(&mut self, key: &Key) {
-        if let Some(e) = self.entries.get_mut(key) {
+        if let Some(e) = self.change(key) {
             e.status = None;
             e.spec = None;
         }
@@ -319,7 +350,9 @@ impl MirrorState {
 
     /// The object is gone from the API (deleted by someone, or garbage-collected).
     pub fn vanished(&mut self, key: &Key) {
-        self.entries.remove(key);
+        if let Some(e) = self.entries.remove(key) {
+            self.changed.insert(e.owner);
+        }
     }
 }
 
@@ -636,6 +669,7 @@ mod tests {
     fn desired(kind: ObjKind, name: &str, status: Value) -> Desired {
         Desired {
             key: key(kind, name),
+            owner: 1,
             sim_uid: "s1".into(),
             fingerprint: 0,
             body: json!({"metadata": {"name": name}}),
@@ -648,12 +682,14 @@ mod tests {
     fn creates_once_then_writes_only_changes_and_deletes_what_is_gone() {
         let mut m = MirrorState::default();
         let none = HashSet::new();
+        let no_owner = HashSet::new();
         let ops = m.plan(
             vec![
                 desired(ObjKind::Pod, "p", json!({"phase": "Pending"})),
                 desired(ObjKind::ReplicaSet, "rs", json!({})),
             ],
             &none,
+            &no_owner,
         );
         assert!(matches!(&ops[0], Op::Create { key, .. } if key.0 == ObjKind::ReplicaSet));
         assert!(matches!(&ops[1], Op::Create { key, .. } if key.0 == ObjKind::Pod));
@@ -661,38 +697,67 @@ mod tests {
         assert!(m
             .plan(
                 vec![desired(ObjKind::Pod, "p", json!({"phase": "Pending"}))],
-                &none
+                &none,
+                &no_owner
             )
             .is_empty());
         m.created(&key(ObjKind::Pod, "p"), Some("u1".into()));
         let ops = m.plan(
             vec![desired(ObjKind::Pod, "p", json!({"phase": "Pending"}))],
             &none,
+            &no_owner,
         );
         assert!(matches!(&ops[..], [Op::Status { .. }]), "{ops:?}");
         assert!(m
             .plan(
                 vec![desired(ObjKind::Pod, "p", json!({"phase": "Pending"}))],
-                &none
+                &none,
+                &no_owner
             )
             .is_empty());
         let ops = m.plan(
             vec![desired(ObjKind::Pod, "p", json!({"phase": "Running"}))],
             &none,
+            &no_owner,
         );
         assert!(matches!(&ops[..], [Op::Status { .. }]));
         let draining = HashSet::from([key(ObjKind::Pod, "p")]);
         let ops = m.plan(
             vec![desired(ObjKind::Pod, "p", json!({"phase": "Running"}))],
             &draining,
+            &no_owner,
         );
         assert!(
             matches!(&ops[..], [Op::Delete { grace: None, .. }]),
             "{ops:?}"
         );
-        let ops = m.plan(vec![], &none);
+        let ops = m.plan(vec![], &none, &no_owner);
         assert!(
             matches!(&ops[..], [Op::Delete { grace: Some(0), .. }]),
+            "{ops:?}"
+        );
+    }
+
+    #[test]
+    fn a_kept_owner_keeps_its_objects_and_a_change_to_them_is_reported() {
+        let mut m = MirrorState::default();
+        let none = HashSet::new();
+        let rs = || desired(ObjKind::ReplicaSet, "rs", json!({}));
+        m.plan(vec![rs()], &none, &HashSet::new());
+        m.created(&key(ObjKind::ReplicaSet, "rs"), Some("u1".into()));
+        assert_eq!(m.take_changed(), HashSet::from([1]), "the create came back");
+        assert!(m.take_changed().is_empty());
+        m.plan(vec![rs()], &none, &HashSet::new());
+        // Not desired, but its owner is kept: no delete.
+        assert!(m.plan(vec![], &none, &HashSet::from([1])).is_empty());
+        assert!(m.uid_of(&key(ObjKind::ReplicaSet, "rs")).is_some());
+        // A failed write is a change to the owner, which is then not kept.
+        m.forget_write(&key(ObjKind::ReplicaSet, "rs"));
+        assert_eq!(m.take_changed(), HashSet::from([1]));
+        // Neither desired nor kept: deleted.
+        let ops = m.plan(vec![], &none, &HashSet::from([2]));
+        assert!(
+            matches!(&ops[..], [Op::Delete { grace: None, .. }]),
             "{ops:?}"
         );
     }

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -90,6 +91,19 @@ struct State {
     cron_last: HashMap<String, DateTime<Utc>>,
     /// Bare pods being read in full before they run (their uids).
     adopting: HashSet<String>,
+    /// Settled workloads (see [`Settled`]) by uid: a pass finds them here before it builds
+    /// anything for them, and leaves their objects in the API as they are.
+    quiet: HashMap<String, Quiet>,
+    /// Passes so far.
+    pass: u64,
+}
+
+/// A settled workload: the resourceVersion it settled at, the pass that settled it and the
+/// last pass that met it. Knob changes forget them all.
+struct Quiet {
+    resource_version: String,
+    since: u64,
+    seen: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -101,6 +115,12 @@ struct Knobs {
 /// What the simulator keeps per workload object (reset when the uid changes).
 struct Tracked {
     uid: String,
+    /// Unique for this object: names it as the owner of its mirror entries.
+    id: u64,
+    /// This pass skipped it: settled and unchanged (see [`Quiet`]).
+    skipped: bool,
+    /// The last mirror pass over this workload found every object of it written as it is.
+    mirror_current: bool,
     pods: Vec<PodRecord>,
     /// Revision -> pod template (ReplicaSets / ControllerRevisions).
     templates: HashMap<String, Arc<PodTemplateSpec>>,
@@ -138,8 +158,8 @@ struct Tracked {
 /// A workload without pods whose object has not changed: nothing moves it on but a change
 /// (no kubelet, no rollout, nothing time-driven), so once two syncs of the same object in a
 /// row computed the status last written, the next ones are skipped until the object or its
-/// knobs change. It keeps
-/// a pass over thousands of scaled-to-zero workloads from costing a core.
+/// knobs change, and so is its mirror while that holds what was last written ([`Quiet`]).
+/// It keeps a pass over thousands of scaled-to-zero workloads from costing a core.
 struct Settled {
     resource_version: String,
     knobs: Knobs,
@@ -167,8 +187,12 @@ impl Tracked {
     }
 
     fn new(uid: String) -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Self {
             uid,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            skipped: false,
+            mirror_current: false,
             pods: Vec::new(),
             templates: HashMap::new(),
             replica_sets: BTreeSet::new(),
@@ -416,6 +440,7 @@ impl WorkloadSimulator {
             .entry(WorkloadRef::new(kind, namespace, name))
             .or_default()
             .readiness_delay = Some(delay);
+        st.quiet.clear();
         drop(st);
         self.inner.wake.notify_one();
     }
@@ -428,6 +453,7 @@ impl WorkloadSimulator {
             .entry(WorkloadRef::new(kind, namespace, name))
             .or_default()
             .fail_new_pods = fail;
+        st.quiet.clear();
     }
 
     /// Pods of one workload, by ordinal then creation time.
@@ -1050,6 +1076,7 @@ impl Inner {
             .collect();
         let tick = Tick { sources, now };
         let mut st = self.lock();
+        st.pass += 1;
         if let Some(pods) = &stores.pods {
             self.observe_pods(&mut st, pods, now);
         }
@@ -1135,7 +1162,18 @@ impl Inner {
                 writes.push(w);
             }
         }
-        st.workloads.retain(|r, _| live.contains(r));
+        let State {
+            workloads,
+            quiet,
+            pass,
+            ..
+        } = &mut *st;
+        quiet.retain(|_, q| q.seen == *pass);
+        workloads.retain(|r, t| {
+            let q = quiet.get(&t.uid);
+            t.skipped = q.is_some_and(|q| q.since < *pass);
+            q.is_some() || live.contains(r)
+        });
         st.reindex();
         let ops = if self.opts.api_objects {
             Self::mirror_ops(&mut st, now)
@@ -1439,8 +1477,9 @@ impl Inner {
             false,
             now,
         );
-        st.mirror.adopt(&(ObjKind::Pod, ns, name), &uid, rec.uid());
-        let mut t = Tracked::new(uid);
+        let mut t = Tracked::new(uid.clone());
+        st.mirror
+            .adopt(&(ObjKind::Pod, ns, name), &uid, rec.uid(), t.id);
         t.pods.push(rec);
         st.workloads.insert(r, t);
         self.wake.notify_one();
@@ -1524,7 +1563,18 @@ impl Inner {
             to_bind,
             ..
         } = &mut *st;
+        // Workloads this pass skipped whose objects are written as they are: their entries
+        // are kept as they stand, with nothing built or compared.
+        let changed = mirror.take_changed();
+        let mut kept = HashSet::new();
         for (r, t) in workloads.iter_mut() {
+            if t.skipped && t.mirror_current && !changed.contains(&t.id) {
+                kept.insert(t.id);
+                continue;
+            }
+            // Whether every object of this workload is written as it is.
+            let mut as_written = true;
+            let id = t.id;
             if matches!(r.kind, WorkloadKind::Deployment | WorkloadKind::Rollout) {
                 // As the Deployment controller does: the Deployment names its current revision
                 // (kubectl rollout undo patches this annotation).
@@ -1533,6 +1583,7 @@ impl Inner {
                 {
                     t.annotated = current;
                     if let Some(n) = current {
+                        as_written = false;
                         extra.push(Op::AnnotateDeployment {
                             namespace: r.namespace.clone(),
                             name: r.name.clone(),
@@ -1572,10 +1623,12 @@ impl Inner {
                     let (body, status, spec) = if mirror.is_current(&key, "", fingerprint) {
                         (Value::Null, Value::Null, None)
                     } else {
+                        as_written = false;
                         let (body, status, patch) = mirror::replica_set_object(&view);
                         (body, status, Some(patch))
                     };
                     desired.push(Desired {
+                        owner: id,
                         sim_uid: String::new(),
                         fingerprint,
                         key,
@@ -1590,6 +1643,7 @@ impl Inner {
                 // Events once the object exists, as the scheduler and kubelet write them.
                 if let Some(uid) = mirror.object_of(&key, rec.uid()).map(str::to_owned) {
                     for e in rec.due_events() {
+                        as_written = false;
                         extra.push(Op::Event {
                             namespace: r.namespace.clone(),
                             body: mirror::pod_event(rec, &uid, e, now),
@@ -1610,6 +1664,7 @@ impl Inner {
                     | WorkloadKind::Pod => Some(t.uid.clone()),
                 };
                 let Some(owner) = owner else {
+                    as_written = false;
                     continue;
                 };
                 let key = (ObjKind::Pod, r.namespace.clone(), rec.pod.name.clone());
@@ -1620,9 +1675,11 @@ impl Inner {
                 let (body, status) = if mirror.is_current(&key, rec.uid(), fingerprint) {
                     (Value::Null, Value::Null)
                 } else {
+                    as_written = false;
                     mirror::pod_object(rec, &owner)
                 };
                 desired.push(Desired {
+                    owner: id,
                     key,
                     sim_uid: rec.uid().to_owned(),
                     fingerprint,
@@ -1631,9 +1688,10 @@ impl Inner {
                     spec: None,
                 });
             }
+            t.mirror_current = as_written;
         }
         let mut ops = std::mem::take(to_bind);
-        ops.extend(mirror.plan(desired, &draining));
+        ops.extend(mirror.plan(desired, &draining, &kept));
         ops.extend(extra);
         ops
     }
@@ -1657,23 +1715,17 @@ impl Inner {
         if meta.deletion_timestamp.is_some() || terminating.contains(namespace) {
             return None;
         }
-        let r = WorkloadRef::new(K::KIND, namespace, meta.name.as_deref().unwrap_or_default());
         let uid = meta.uid.as_deref().unwrap_or_default();
         let rv = meta.resource_version.as_deref().unwrap_or_default();
-        let knobs = st.knobs.get(&r).copied().unwrap_or_default();
-        let unchanged = |s: &Settled| s.resource_version == rv && s.knobs == knobs;
-        // Settled: nothing to do, and nothing cloned (a pass meets thousands of these).
-        let settled = st.workloads.get(&r).is_some_and(|t| {
-            t.uid == uid
-                && t.pods.is_empty()
-                && t.settled
-                    .as_ref()
-                    .is_some_and(|s| s.quiet >= 2 && unchanged(s))
-        });
-        if settled {
-            live.insert(r);
+        // Settled and unchanged: nothing to do, nothing built (a pass meets thousands).
+        let pass = st.pass;
+        if let Some(q) = st.quiet.get_mut(uid).filter(|q| q.resource_version == rv) {
+            q.seen = pass;
             return None;
         }
+        let r = WorkloadRef::new(K::KIND, namespace, meta.name.as_deref().unwrap_or_default());
+        let knobs = st.knobs.get(&r).copied().unwrap_or_default();
+        let unchanged = |s: &Settled| s.resource_version == rv && s.knobs == knobs;
         live.insert(r.clone());
         let uid = uid.to_owned();
         let rv = rv.to_owned();
@@ -1703,6 +1755,18 @@ impl Inner {
                 quiet: if needs_write { 0 } else { (before + 1).min(2) },
             }
         });
+        if tracked.settled.as_ref().is_some_and(|s| s.quiet >= 2) {
+            st.quiet.insert(
+                uid.clone(),
+                Quiet {
+                    resource_version: rv.clone(),
+                    since: pass,
+                    seen: pass,
+                },
+            );
+        } else {
+            st.quiet.remove(&uid);
+        }
         let counted = || tracked.pods.iter().filter(|p| !p.terminating());
         let sample = CountSample {
             at: tick.now,
