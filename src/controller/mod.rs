@@ -395,7 +395,7 @@ fn in_flight_over<K: subject::Rotated>(
     store
         .state()
         .iter()
-        .filter(|r| r.rotation_status().is_some_and(|s| s.rotation.is_some()))
+        .filter(|r| r.flying())
         .filter(|r| namespace.is_none_or(|ns| r.covers(ns)))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()

@@ -266,11 +266,6 @@ struct Claim {
     credentials_refused: bool,
 }
 
-/// A rotation is in flight: status names it.
-fn flying(s: Option<&crate::api::TokenRotationStatus>) -> bool {
-    s.is_some_and(|s| s.rotation.is_some())
-}
-
 impl Claim {
     fn of<K: Rotated>(o: &K) -> Self {
         let spec = o.effective_spec();
@@ -309,7 +304,7 @@ impl Among {
     fn admits<K: Rotated>(self, o: &K) -> bool {
         match self {
             Among::All => true,
-            Among::InFlight => flying(o.rotation_status()),
+            Among::InFlight => o.flying(),
         }
     }
 }
@@ -338,13 +333,9 @@ pub(super) fn in_flight(ctx: &Context) -> BTreeSet<Holder> {
     let namespaced = ctx.stores.iter().flat_map(|s| s.state());
     let cluster = ctx.cluster_store.iter().flat_map(|s| s.state());
     namespaced
-        .filter(|o| flying(o.rotation_status()))
+        .filter(|o| o.flying())
         .map(|o| o.identity().1)
-        .chain(
-            cluster
-                .filter(|o| flying(o.rotation_status()))
-                .map(|o| o.identity().1),
-        )
+        .chain(cluster.filter(|o| o.flying()).map(|o| o.identity().1))
         .collect()
 }
 

@@ -52,6 +52,10 @@ pub trait Rotated:
     fn identity(&self) -> (String, Holder) {
         Self::identity_of(self.namespace().as_deref(), &self.name_any())
     }
+    /// A rotation is in flight: status names it.
+    fn flying(&self) -> bool {
+        self.rotation_status().is_some_and(|s| s.rotation.is_some())
+    }
     /// The spec it rotates with now: the one pinned when the rotation in flight started (edits
     /// apply to the next rotation), else its own.
     fn effective_spec(&self) -> &TokenRotationSpec {
