@@ -436,11 +436,8 @@ impl WorkloadSimulator {
         delay: Duration,
     ) {
         let mut st = self.inner.lock();
-        st.knobs
-            .entry(WorkloadRef::new(kind, namespace, name))
-            .or_default()
+        st.knobs_mut(WorkloadRef::new(kind, namespace, name))
             .readiness_delay = Some(delay);
-        st.quiet.clear();
         drop(st);
         self.inner.wake.notify_one();
     }
@@ -448,12 +445,10 @@ impl WorkloadSimulator {
     /// While on, pods created for this workload never become ready (their readiness probe never
     /// passes). Pods keep the setting they were created with. May be set before the workload exists.
     pub fn fail_new_pods(&self, kind: WorkloadKind, namespace: &str, name: &str, fail: bool) {
-        let mut st = self.inner.lock();
-        st.knobs
-            .entry(WorkloadRef::new(kind, namespace, name))
-            .or_default()
+        self.inner
+            .lock()
+            .knobs_mut(WorkloadRef::new(kind, namespace, name))
             .fail_new_pods = fail;
-        st.quiet.clear();
     }
 
     /// Pods of one workload, by ordinal then creation time.
@@ -1024,6 +1019,13 @@ fn rv_number(rv: Option<&str>) -> Option<u64> {
 }
 
 impl State {
+    /// The knobs of `r`, to change: every settled workload is synced again (a knob can move
+    /// one on, and settled ones are known by uid, not by name).
+    fn knobs_mut(&mut self, r: WorkloadRef) -> &mut Knobs {
+        self.quiet.clear();
+        self.knobs.entry(r).or_default()
+    }
+
     fn reindex(&mut self) {
         self.live = self
             .workloads
