@@ -280,21 +280,33 @@ pub fn dependents<W: std::borrow::Borrow<Workload>>(
             }
             v
         }
-        Some(WorkloadsSpec {
-            selector: Some(sel),
-            ..
-        }) => all
-            .filter(|w| selector_matches(sel, &w.labels))
-            .cloned()
-            .collect(),
         _ => all
-            .filter(|w| !w.secrets.is_disjoint(secrets))
+            .filter(|w| depends_on(spec, secrets.iter().map(String::as_str), w))
             .cloned()
             .collect(),
     };
     chosen.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     chosen.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
     (chosen, missing)
+}
+
+/// Whether `w` is a dependent [`dependents`] would choose: named in `spec`, selected by it, or
+/// (when it names or selects none) reading one of the `targets`.
+pub fn depends_on<'a>(
+    spec: Option<&WorkloadsSpec>,
+    mut targets: impl Iterator<Item = &'a str>,
+    w: &Workload,
+) -> bool {
+    match spec {
+        Some(WorkloadsSpec {
+            names: Some(names), ..
+        }) => names.iter().any(|r| r.kind == w.kind && r.name == w.name),
+        Some(WorkloadsSpec {
+            selector: Some(sel),
+            ..
+        }) => selector_matches(sel, &w.labels),
+        _ => targets.any(|t| w.secrets.contains(t)),
+    }
 }
 
 /// How far a workload is with running `stamp` (under annotation `key`). Done means: the stamp

@@ -33,7 +33,7 @@ use kube::{Api, Client, ResourceExt};
 use locks::AccountLocks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use workload_cache::WorkloadCache;
+use workload_cache::{Change, WorkloadCache};
 
 /// (region, edge, suppress e-mail notification) of a Twilio client.
 type ClientKey = (Option<String>, Option<String>, bool);
@@ -369,8 +369,8 @@ async fn controller_for<K: subject::Rotated>(
     ))
 }
 
-/// The rotations in flight over each namespace whose workloads changed (all of them when the
-/// receiver fell behind and changes were lost).
+/// The rotations in flight that each workload change concerns (all of them when the receiver
+/// fell behind and changes were lost).
 fn woken_by_workloads<K: subject::Rotated>(
     workloads: &WorkloadCache,
     store: Store<K>,
@@ -378,27 +378,50 @@ fn woken_by_workloads<K: subject::Rotated>(
     use tokio::sync::broadcast::error::RecvError;
     let changes = futures::stream::unfold(workloads.subscribe(), |mut rx| async move {
         match rx.recv().await {
-            Ok(ns) => Some((Some(ns), rx)),
+            Ok(change) => Some((Some(change), rx)),
             Err(RecvError::Lagged(_)) => Some((None, rx)),
             Err(RecvError::Closed) => None,
         }
     });
-    changes.flat_map(move |ns| futures::stream::iter(in_flight_over(&store, ns.as_deref())))
+    changes.flat_map(move |c| futures::stream::iter(in_flight_over(&store, c.as_ref())))
 }
 
-/// The rotations in flight that cover `namespace` (every one in flight for `None`); idle ones
-/// ignore workload churn.
+/// The rotations in flight that `change` concerns (every one in flight for `None`); idle ones
+/// ignore workload churn, and so do those in flight over other workloads: with ten rotations
+/// in a namespace, each rollout step woke all ten.
 fn in_flight_over<K: subject::Rotated>(
     store: &Store<K>,
-    namespace: Option<&str>,
+    change: Option<&Change>,
 ) -> Vec<ObjectRef<K>> {
     store
         .state()
         .iter()
         .filter(|r| r.flying())
-        .filter(|r| namespace.is_none_or(|ns| r.covers(ns)))
+        .filter(|r| change.is_none_or(|c| concerns(r.as_ref(), c)))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
+}
+
+/// Whether a workload change concerns rotation `r`: in a namespace it covers, the workload,
+/// before or after the change, is one of its dependents or reads one of its Secrets (its pods
+/// count at the Pod-level barrier even when `spec.workloads` names others). A dependent that
+/// stops reading the Secret, or is deleted, ends a wait as much as one that rolls out. After
+/// a relist, any workload may have changed.
+fn concerns<K: subject::Rotated>(r: &K, change: &Change) -> bool {
+    if !r.covers(change.namespace()) {
+        return false;
+    }
+    match change {
+        Change::Namespace(_) => true,
+        Change::One { before, after, .. } => {
+            let spec = r.effective_spec();
+            let targets = || spec.secrets.iter().map(|s| s.name.as_str());
+            [before, after].into_iter().flatten().any(|w| {
+                crate::workloads::depends_on(None, targets(), w)
+                    || crate::workloads::depends_on(spec.workloads.as_ref(), targets(), w)
+            })
+        }
+    }
 }
 
 /// Runs one controller's reconciles until its stream ends.
@@ -656,28 +679,137 @@ mod tests {
         assert!(rx.try_recv().is_ok(), "a new version is announced");
     }
 
+    /// A Deployment named `name` whose pod template reads the Secrets `reads`.
+    fn deployment(name: &str, reads: &[&str]) -> Arc<crate::workloads::Workload> {
+        Arc::new(crate::workloads::Workload {
+            kind: crate::api::WorkloadKind::Deployment,
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            labels: Default::default(),
+            secrets: reads.iter().map(|s| s.to_string()).collect(),
+            stamps: Default::default(),
+            generation: 1,
+            observed_generation: 1,
+            desired: 1,
+            current: 1,
+            updated: 1,
+            available: 1,
+            paused: false,
+            deadline_exceeded: false,
+            revisions_differ: false,
+        })
+    }
+
+    fn one(
+        ns: &str,
+        before: Option<Arc<crate::workloads::Workload>>,
+        after: Option<Arc<crate::workloads::Workload>>,
+    ) -> Change {
+        Change::One {
+            namespace: ns.into(),
+            before,
+            after,
+        }
+    }
+
     #[test]
-    fn workload_events_wake_only_in_flight_rotations_of_their_namespace() {
+    fn workload_events_wake_only_in_flight_rotations_they_concern() {
         let (store, mut writer) = reflector::store::<TokenRotation>();
+        // `tr` rotates Secret "c"; "other-secret" rotates Secret "d" in the same namespace.
+        let mut other = tr("shop", "other-secret", true);
+        other.spec.secrets[0].name = "d".into();
         for obj in [
             tr("shop", "rotating", true),
             tr("shop", "idle", false),
+            other,
             tr("billing", "rotating-elsewhere", true),
         ] {
             writer.apply_watcher_event(&watcher::Event::Apply(obj));
         }
-        let names = |ns| -> Vec<String> {
-            in_flight_over(&store, ns)
+        let names = |change: Option<Change>| -> Vec<String> {
+            let mut v: Vec<String> = in_flight_over(&store, change.as_ref())
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            v.sort();
+            v
+        };
+        let reads_c = deployment("api", &["c"]);
+        let reads_nothing = deployment("api", &[]);
+        // A dependent rolls out: only the rotation of the Secret it reads.
+        assert_eq!(
+            names(Some(one(
+                "shop",
+                Some(reads_c.clone()),
+                Some(reads_c.clone())
+            ))),
+            ["rotating"]
+        );
+        // Created, deleted, or no longer reading it: the wait it was part of changes.
+        assert_eq!(
+            names(Some(one("shop", None, Some(reads_c.clone())))),
+            ["rotating"]
+        );
+        assert_eq!(
+            names(Some(one("shop", Some(reads_c.clone()), None))),
+            ["rotating"]
+        );
+        assert_eq!(
+            names(Some(one(
+                "shop",
+                Some(reads_c.clone()),
+                Some(reads_nothing.clone())
+            ))),
+            ["rotating"]
+        );
+        // A workload no rotation depends on wakes none; nor one in another namespace.
+        assert!(names(Some(one("shop", None, Some(reads_nothing)))).is_empty());
+        assert!(names(Some(one("quiet", None, Some(reads_c)))).is_empty());
+        // A relist of the namespace: every rotation in flight there looks again.
+        assert_eq!(
+            names(Some(Change::Namespace("shop".into()))),
+            ["other-secret", "rotating"]
+        );
+        // Changes were lost (a lagging receiver): every rotation in flight looks again.
+        assert_eq!(
+            names(None),
+            ["other-secret", "rotating", "rotating-elsewhere"]
+        );
+    }
+
+    #[test]
+    fn workload_events_follow_the_named_or_selected_dependents() {
+        let (store, mut writer) = reflector::store::<TokenRotation>();
+        let mut named = tr("shop", "named", true);
+        named.spec.workloads = serde_json::from_value(serde_json::json!(
+            {"names": [{"kind": "Deployment", "name": "api"}]}
+        ))
+        .unwrap();
+        let mut selected = tr("shop", "selected", true);
+        selected.spec.workloads = serde_json::from_value(serde_json::json!(
+            {"selector": {"matchLabels": {"app": "web"}}}
+        ))
+        .unwrap();
+        for obj in [named, selected] {
+            writer.apply_watcher_event(&watcher::Event::Apply(obj));
+        }
+        let names = |w: Arc<crate::workloads::Workload>| -> Vec<String> {
+            in_flight_over(&store, Some(&one("shop", None, Some(w))))
                 .into_iter()
                 .map(|r| r.name)
                 .collect()
         };
-        assert_eq!(names(Some("shop")), ["rotating"]);
-        assert!(names(Some("quiet")).is_empty());
-        // Changes were lost (a lagging receiver): every rotation in flight looks again.
-        let mut all = names(None);
-        all.sort();
-        assert_eq!(all, ["rotating", "rotating-elsewhere"]);
+        // Named: by kind and name, whatever it reads.
+        assert_eq!(names(deployment("api", &[])), ["named"]);
+        assert!(names(deployment("worker", &[])).is_empty());
+        // Reading the Secret, named or not: its pods count at the Pod-level barrier.
+        let mut both = names(deployment("worker", &["c"]));
+        both.sort();
+        assert_eq!(both, ["named", "selected"]);
+        // Selected: by its labels.
+        let mut web = crate::workloads::Workload::clone(&deployment("web", &[]));
+        web.labels.insert("app".into(), "web".into());
+        assert_eq!(names(Arc::new(web)), ["selected"]);
     }
 
     #[test]
@@ -703,7 +835,7 @@ mod tests {
         ] {
             writer.apply_watcher_event(&watcher::Event::Apply(obj));
         }
-        let woken: Vec<String> = in_flight_over(&store, Some("shop"))
+        let woken: Vec<String> = in_flight_over(&store, Some(&Change::Namespace("shop".into())))
             .into_iter()
             .map(|r| r.name)
             .collect();

@@ -2,7 +2,8 @@
 //! scope: a watch per kind and scope (not per controller), each object cut down to a
 //! [`Workload`] (its labels, the Secrets its pod template reads, its restart stamps and rollout
 //! counts) as it arrives. A rotation in flight reads its workloads here instead of LISTing them
-//! at every reconcile, and a change wakes the rotations in flight over its namespace.
+//! at every reconcile, and a change of a workload wakes the rotations in flight that depend on
+//! it (before or after the change).
 //!
 //! Until a kind's first full list has arrived (or while its watch is refused, e.g. RBAC), reads
 //! fall back to a LIST, so the error a reconcile reports is the API server's own.
@@ -58,13 +59,44 @@ impl Part {
 
 /// Keeps `w` unless the cache holds a newer generation of the same object: what we wrote
 /// ourselves ([`WorkloadCache::wrote`]) must not be undone by a watch event from before it.
-fn upsert(st: &mut PartState, namespace: String, w: Workload) {
+/// Returns the workload held before and the one held now.
+fn upsert(
+    st: &mut PartState,
+    namespace: String,
+    w: Workload,
+) -> (Option<Arc<Workload>>, Arc<Workload>) {
     let named = st.by_namespace.entry(namespace).or_default();
-    let newer_held = named
-        .get(&w.name)
-        .is_some_and(|held| held.uid == w.uid && held.generation > w.generation);
-    if !newer_held {
-        named.insert(w.name.clone(), Arc::new(w));
+    let before = named.get(&w.name).cloned();
+    match &before {
+        Some(held) if held.uid == w.uid && held.generation > w.generation => {
+            (before.clone(), held.clone())
+        }
+        _ => {
+            let now = Arc::new(w);
+            named.insert(now.name.clone(), now.clone());
+            (before, now)
+        }
+    }
+}
+
+/// What the cache saw change, for waking the rotations it concerns.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// One workload: as held before (`None`: new) and after (`None`: deleted).
+    One {
+        namespace: String,
+        before: Option<Arc<Workload>>,
+        after: Option<Arc<Workload>>,
+    },
+    /// Any workload of the namespace may have changed (a relist replaced it).
+    Namespace(String),
+}
+
+impl Change {
+    pub fn namespace(&self) -> &str {
+        match self {
+            Change::One { namespace, .. } | Change::Namespace(namespace) => namespace,
+        }
     }
 }
 
@@ -72,8 +104,8 @@ fn upsert(st: &mut PartState, namespace: String, w: Workload) {
 #[derive(Clone)]
 pub struct WorkloadCache {
     parts: Arc<Vec<Part>>,
-    /// Namespaces whose workloads changed.
-    changed: broadcast::Sender<String>,
+    /// Workloads that changed.
+    changed: broadcast::Sender<Change>,
 }
 
 impl WorkloadCache {
@@ -95,9 +127,9 @@ impl WorkloadCache {
         }
     }
 
-    /// Namespaces whose workloads change from now on. A receiver that falls behind gets
-    /// `Lagged` and must treat every namespace as changed.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+    /// Workloads that change from now on. A receiver that falls behind gets `Lagged` and must
+    /// treat every workload as changed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changed.subscribe()
     }
 
@@ -164,22 +196,32 @@ impl WorkloadCache {
                         st.ready = true;
                     }
                     for ns in touched {
-                        let _ = self.changed.send(ns);
+                        let _ = self.changed.send(Change::Namespace(ns));
                     }
                 }
                 Ok(Event::Apply(o)) => {
                     let ns = o.namespace().unwrap_or_default();
                     if let Some(w) = convert(&o) {
-                        upsert(&mut part.write(), ns.clone(), w);
-                        let _ = self.changed.send(ns);
+                        let (before, after) = upsert(&mut part.write(), ns.clone(), w);
+                        let _ = self.changed.send(Change::One {
+                            namespace: ns,
+                            before,
+                            after: Some(after),
+                        });
                     }
                 }
                 Ok(Event::Delete(o)) => {
                     let ns = o.namespace().unwrap_or_default();
-                    if let Some(named) = part.write().by_namespace.get_mut(&ns) {
-                        named.remove(&o.name_any());
-                    }
-                    let _ = self.changed.send(ns);
+                    let before = part
+                        .write()
+                        .by_namespace
+                        .get_mut(&ns)
+                        .and_then(|named| named.remove(&o.name_any()));
+                    let _ = self.changed.send(Change::One {
+                        namespace: ns,
+                        before,
+                        after: None,
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(kind = part.kind.as_str(), error = %e, "workload watch failed; retrying")
@@ -292,12 +334,15 @@ mod tests {
         ready(&cache);
         cache.wrote("shop", workload("u1", 2, Some("r1")));
         // The watch delivers the version before our stamp after we wrote.
-        upsert(
+        let (before, after) = upsert(
             &mut cache.parts[0].write(),
             "shop".into(),
             workload("u1", 1, None),
         );
         assert_eq!(api(&cache).stamp("tokenrotator.io/rotation-x"), Some("r1"));
+        // What it tells: the version held before and after (both ours).
+        assert_eq!(before.as_deref(), Some(&api(&cache)));
+        assert_eq!(*after, api(&cache));
         // Status updates of our version and later ones replace it.
         let mut later = workload("u1", 2, Some("r1"));
         later.available = 0;
