@@ -1054,8 +1054,14 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             "no rotation has been needed yet",
         ),
     };
+    // The step that ended the last rotation wrote a Ready message naming it: kept, so the
+    // look that follows (its own status write's watch event) writes nothing.
+    let status = if ready { "True" } else { "False" };
+    let ready_msg = conditions::get(&b.status.conditions, READY)
+        .filter(|c| c.status == status && c.reason == ready_reason)
+        .map_or_else(|| ready_msg.to_owned(), |c| c.message.clone());
     b.status.phase = Some(phase);
-    b.cond(READY, ready, ready_reason, ready_msg);
+    b.cond(READY, ready, ready_reason, ready_msg.clone());
     b.cond(ROTATING, false, reasons::IDLE, "no rotation in flight");
     // A failed run's reason (refused credentials) stays until a run succeeds; a resolved
     // account conflict does not.
@@ -1064,14 +1070,11 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
             .is_some_and(|c| c.status == "True" && c.reason != reasons::ACCOUNT_CONFLICT);
     if !schedule_broken && !keep_degraded {
         b.healthy();
-        let msg = match (&b.status.next_rotation_time, plan.suspend) {
-            (_, true) => "suspended: no rotation starts until spec.suspend is false".to_string(),
-            (Some(t), false) => format!("next rotation at {}", from_k8s(t).to_rfc3339()),
-            (None, false) => format!(
-                "{ready_msg}; annotate with tokenrotator.io/rotate-now or tokenrotator.io/schedule to rotate"
-            ),
-        };
-        b.status.message = Some(msg);
+        b.status.message = Some(resting_message(
+            &ready_msg,
+            b.status.next_rotation_time.as_ref(),
+            plan.suspend,
+        ));
     }
     let requeue = b
         .status
@@ -1084,6 +1087,22 @@ fn decide_idle(mut b: Builder<'_>, plan: &Plan) -> Decision {
         return b.finish(Action::None, None);
     }
     b.finish(Action::None, requeue)
+}
+
+/// The message of a resource with no rotation in flight: what the last one came to, then
+/// what comes next. The step that ends a rotation writes the same as the looks after it.
+fn resting_message(
+    outcome: &str,
+    next: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    suspend: bool,
+) -> String {
+    match (next, suspend) {
+        (_, true) => "suspended: no rotation starts until spec.suspend is false".to_string(),
+        (Some(t), false) => format!("{outcome}; next rotation at {}", from_k8s(t).to_rfc3339()),
+        (None, false) => format!(
+            "{outcome}; annotate with tokenrotator.io/rotate-now or tokenrotator.io/schedule to rotate"
+        ),
+    }
 }
 
 fn current_id(b: &Builder<'_>) -> String {
@@ -1581,13 +1600,11 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
     if let Ok(Some(s)) = &plan.schedule {
         b.status.next_rotation_time = next_scheduled(&b, plan, s, Some(promoted));
     }
-    b.status.message = Some(match &b.status.next_rotation_time {
-        Some(t) => format!(
-            "rotation {id} succeeded; next rotation at {}",
-            from_k8s(t).to_rfc3339()
-        ),
-        None => format!("rotation {id} succeeded"),
-    });
+    b.status.message = Some(resting_message(
+        &format!("rotation {id} succeeded"),
+        b.status.next_rotation_time.as_ref(),
+        plan.suspend,
+    ));
     let note = match (plan.credential, delete_keys.is_empty()) {
         (CredentialKind::AuthToken, _) => "the previous token is retired".to_string(),
         (CredentialKind::ApiKey, true) => "no previous API key to delete".to_string(),
@@ -1726,15 +1743,15 @@ fn decide_aborting(mut b: Builder<'_>, plan: &Plan) -> Decision {
             b.status.rotation = None;
             b.status.phase = Some(Phase::Aborted);
             end_attempt(&mut b, plan, RotationResult::Aborted);
-            b.cond(
-                READY,
-                false,
-                reasons::ROTATION_ABORTED,
-                format!("rotation {id} was aborted; the old token is in use"),
-            );
+            let outcome = format!("rotation {id} was aborted; the old token is in use");
+            b.cond(READY, false, reasons::ROTATION_ABORTED, outcome.clone());
             b.cond(ROTATING, false, reasons::IDLE, "no rotation in flight");
             b.healthy();
-            b.status.message = Some(format!("rotation {id} aborted; the old token is in use"));
+            b.status.message = Some(resting_message(
+                &outcome,
+                b.status.next_rotation_time.as_ref(),
+                plan.suspend,
+            ));
             b.event(
                 true,
                 reasons::ROTATION_ABORTED,

@@ -775,7 +775,7 @@ fn verification_failure_waits_through_propagation_then_degrades() {
 fn retiring_waits_propagation_plus_overlap_then_completes() {
     let d = decide(&obs(at_phase(Phase::Promoting)));
     let promoted = d.status.clone();
-    let mut o = obs(promoted);
+    let mut o = obs(promoted.clone());
     o.now = t0() + CD::minutes(5);
     let d = decide(&o);
     assert_eq!(d.action, Action::None);
@@ -799,6 +799,46 @@ fn retiring_waits_propagation_plus_overlap_then_completes() {
     assert!(is_true(&d.status.conditions, READY));
     assert!(!is_true(&d.status.conditions, ROTATING));
     assert_eq!(d.events[0].reason, "RotationSucceeded");
+    assert_eq!(
+        get(&d.status.conditions, READY).unwrap().message,
+        format!("rotation {} succeeded", id(&promoted))
+    );
+    // What it writes is the resting state: the next look (its own status write's watch
+    // event) finds nothing to change and writes nothing.
+    o.status = d.status.clone();
+    let again = decide(&o);
+    assert_eq!(again.action, Action::None);
+    assert_eq!(again.status, d.status);
+    assert!(again.events.is_empty());
+}
+
+#[test]
+fn a_scheduled_rotation_ends_in_its_resting_state() {
+    let plan = || Plan::new(&spec(), Some("@every 720h"));
+    let mut o = obs(at_phase(Phase::Promoting));
+    o.plan = plan();
+    let promoted = decide(&o).status;
+    let mut o = obs(promoted);
+    o.plan = plan();
+    o.now = t0() + CD::minutes(6);
+    let d = decide(&o);
+    assert!(matches!(d.action, Action::Retire { .. }));
+    let next = d.status.next_rotation_time.clone();
+    assert!(next.is_some());
+    assert!(
+        d.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("next rotation at"),
+        "{:?}",
+        d.status.message
+    );
+    o.status = d.status.clone();
+    o.now += CD::seconds(1);
+    let again = decide(&o);
+    assert_eq!(again.action, Action::None);
+    assert_eq!(again.status, d.status, "a second write after the rotation");
 }
 
 #[test]
@@ -874,6 +914,14 @@ fn abort_before_promotion_rolls_back_in_order() {
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
         ("False", "RotationAborted")
+    );
+    // The end of the abort is the resting state: the next look writes nothing.
+    let mut rest = o.clone();
+    rest.status = d.status.clone();
+    let again = decide(&rest);
+    assert_eq!(
+        (again.action, again.status),
+        (Action::None, d.status.clone())
     );
 
     // The stale abort annotation does not abort the next rotation.
