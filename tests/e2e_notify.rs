@@ -199,3 +199,90 @@ async fn a_repeated_event_is_counted_into_one_events_series() {
         .unwrap();
     assert!(other.series.is_none());
 }
+
+/// Events sent by a reconcile are queued, not awaited: they keep their order and their time
+/// (taken when sent), a repeat is still counted into one series, and a full lane makes the
+/// sender wait rather than drop an Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_events_keep_their_order_and_none_is_dropped() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+    use token_rotator::controller::events::{Events, Note};
+    let w = world(1).await;
+    let events = Events::new(w.client.clone(), "token-rotator".into(), None);
+    let regarding = ObjectReference {
+        api_version: Some("tokenrotator.io/v1alpha1".into()),
+        kind: Some("TokenRotation".into()),
+        namespace: Some(NS.into()),
+        name: Some("twilio".into()),
+        uid: Some("u1".into()),
+        ..Default::default()
+    };
+    // More than a lane holds (256), all for one object, so all in one lane.
+    const SENT: usize = 600;
+    for i in 0..SENT {
+        let (action, note) = (format!("Rotate-{i}"), format!("step {i}"));
+        let n = Note {
+            warning: false,
+            reason: "RotationProgress",
+            action: &action,
+            note: &note,
+        };
+        events.send(&n, &regarding).await;
+    }
+    for _ in 0..3 {
+        let n = Note {
+            warning: false,
+            reason: "AbortIgnored",
+            action: "Rotate-x",
+            note: "nothing to abort",
+        };
+        events.send(&n, &regarding).await;
+    }
+    let api = Api::<Event>::namespaced(w.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let list = loop {
+        let list = api.list(&Default::default()).await.unwrap().items;
+        let repeated = list
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("AbortIgnored"));
+        let done = list.len() >= SENT + 1
+            && repeated.and_then(|e| e.series.as_ref()).map(|s| s.count) == Some(3);
+        if done || tokio::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut steps: Vec<(usize, _)> = list
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("RotationProgress"))
+        .map(|e| {
+            let i = e.note.as_deref().unwrap()["step ".len()..].parse().unwrap();
+            // (The sandbox numbers its writes in order.)
+            let written: u64 = e
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (i, (e.event_time.clone().unwrap().0, written))
+        })
+        .collect();
+    assert_eq!(steps.len(), SENT, "every queued Event was posted");
+    steps.sort_by_key(|(i, _)| *i);
+    assert!(
+        steps.windows(2).all(|p| p[0].1 .0 <= p[1].1 .0),
+        "timed when sent (to the microsecond)"
+    );
+    assert!(
+        steps.windows(2).all(|p| p[0].1 .1 < p[1].1 .1),
+        "posted in the order they were sent"
+    );
+    let repeated: Vec<&Event> = list
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("AbortIgnored"))
+        .collect();
+    assert_eq!(repeated.len(), 1, "a repeat is counted, not posted again");
+    assert_eq!(repeated[0].series.as_ref().map(|s| s.count), Some(3));
+}

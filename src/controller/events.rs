@@ -4,6 +4,12 @@
 //! the name and count of each recent Event, not the whole Event, and sweeps the expired ones
 //! at most once a minute instead of at every publish: with 1,000 rotations in flight the
 //! `Recorder` held ~8,000 whole Events and walked all of them 8,000 times.
+//!
+//! A reconcile does not wait for its Events ([`Events::send`]): like client-go's broadcaster,
+//! they are queued (timed when queued) and posted by workers, one lane per object so that an
+//! object's Events keep their order. The queues are bounded: a slow API server slows the
+//! reconciles that send, and no Event is dropped. Events still queued when the process stops
+//! or loses its Lease are lost, as one not yet sent at a crash always was.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
@@ -12,12 +18,16 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 
 /// How long an Event counts for repeats (kube's `Recorder` and client-go use six minutes).
 const REPEAT_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 /// How often expired entries are swept.
 const SWEEP_EVERY: SignedDuration = SignedDuration::from_mins(1);
+/// Workers posting queued Events, and how many Events each may hold queued.
+const LANES: usize = 8;
+const LANE_DEPTH: usize = 256;
 
 /// One Event to publish.
 pub struct Note<'a> {
@@ -34,7 +44,33 @@ struct Recent {
     last: Timestamp,
 }
 
+/// An Event waiting in a lane, timed when it was sent.
+struct Queued {
+    warning: bool,
+    reason: String,
+    action: String,
+    note: String,
+    regarding: ObjectReference,
+    at: Timestamp,
+}
+
+impl Queued {
+    fn note(&self) -> Note<'_> {
+        Note {
+            warning: self.warning,
+            reason: &self.reason,
+            action: &self.action,
+            note: &self.note,
+        }
+    }
+}
+
 pub struct Events {
+    publisher: Arc<Publisher>,
+    lanes: Vec<mpsc::Sender<Queued>>,
+}
+
+struct Publisher {
     client: Client,
     controller: String,
     instance: Option<String>,
@@ -42,23 +78,84 @@ pub struct Events {
 }
 
 impl Events {
+    /// Starts the lanes' workers (on the current Tokio runtime); they end once this is dropped
+    /// and their queues are empty.
     pub fn new(client: Client, controller: String, instance: Option<String>) -> Self {
-        Self {
+        let publisher = Arc::new(Publisher {
             client,
             controller,
             instance,
             recent: Mutex::new((HashMap::new(), Timestamp::now())),
-        }
+        });
+        let lanes = (0..LANES)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<Queued>(LANE_DEPTH);
+                let publisher = publisher.clone();
+                tokio::spawn(async move {
+                    while let Some(q) = rx.recv().await {
+                        publisher.post(&q).await;
+                    }
+                });
+                tx
+            })
+            .collect();
+        Self { publisher, lanes }
     }
 
     /// Creates the Event, or counts it into the series of the same recent Event (same type,
-    /// reason, action and object).
+    /// reason, action and object), and returns once that is done.
     pub async fn publish(
         &self,
         n: &Note<'_>,
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
-        let now = Timestamp::now();
+        self.publisher.publish(n, regarding, Timestamp::now()).await
+    }
+
+    /// Queues the Event, timed now, behind the Events already queued for the same object;
+    /// waits only while its lane is full. A failure to post it is logged.
+    pub async fn send(&self, n: &Note<'_>, regarding: &ObjectReference) {
+        let q = Queued {
+            warning: n.warning,
+            reason: n.reason.to_owned(),
+            action: n.action.to_owned(),
+            note: n.note.to_owned(),
+            regarding: regarding.clone(),
+            at: Timestamp::now(),
+        };
+        let lane = lane_of(regarding, self.lanes.len());
+        match self.lanes.get(lane) {
+            Some(tx) => {
+                if let Err(mpsc::error::SendError(q)) = tx.send(q).await {
+                    // The lane's worker is gone (its runtime is shutting down): post it here.
+                    self.publisher.post(&q).await;
+                }
+            }
+            None => self.publisher.post(&q).await,
+        }
+    }
+}
+
+/// The lane of an object's Events: by its UID (its name when it has none).
+fn lane_of(regarding: &ObjectReference, lanes: usize) -> usize {
+    let id = regarding.uid.as_ref().or(regarding.name.as_ref());
+    let h = crate::hash::fnv1a32(id.map(String::as_bytes).unwrap_or_default().iter().copied());
+    h as usize % lanes.max(1)
+}
+
+impl Publisher {
+    async fn post(&self, q: &Queued) {
+        if let Err(err) = self.publish(&q.note(), &q.regarding, q.at).await {
+            tracing::warn!(reason = %q.reason, error = %err, "could not publish Event");
+        }
+    }
+
+    async fn publish(
+        &self,
+        n: &Note<'_>,
+        regarding: &ObjectReference,
+        now: Timestamp,
+    ) -> Result<(), kube::Error> {
         let key = key(n, regarding);
         let repeat = {
             let mut guard = self.recent.lock().unwrap_or_else(|e| e.into_inner());

@@ -293,9 +293,7 @@ async fn publish(ctx: &Context, tr: &Subject, events: Vec<rotation::EventNote>) 
             action: &event_action(&note),
             note: &note,
         };
-        if let Err(err) = ctx.events.publish(&ev, &tr.reference).await {
-            tracing::warn!(reason = e.reason, error = %err, "could not publish Event");
-        }
+        ctx.events.send(&ev, &tr.reference).await;
     }
 }
 
