@@ -132,8 +132,7 @@ pub struct Context {
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
     /// The resourceVersion of each resource as a reconcile last read it from the API server or
     /// wrote it (by namespace and name).
-    known_versions:
-        versions::KnownVersions<(Option<String>, String), Arc<dyn std::any::Any + Send + Sync>>,
+    known_versions: versions::KnownVersions<(Option<String>, String)>,
     /// Permissions the API server granted in the last seconds (the pre-Stage check).
     grants: permissions::Grants,
     /// The staging Secrets as the watch shows them.
@@ -155,7 +154,6 @@ impl Context {
     /// read fresh or wrote: then it has caught up with our own writes and the GET can be
     /// skipped. A change by anyone else since is as unseen as it would be had it come just
     /// after a GET, and the status write, which carries the version decided on, fails on it.
-    /// A cache behind only by our own writes gives the resource as we last wrote it.
     pub fn up_to_date<K: subject::Rotated>(
         &self,
         namespace: Option<&str>,
@@ -163,29 +161,15 @@ impl Context {
     ) -> Option<K> {
         let cached = K::cached(self, namespace, name)?;
         let key = (namespace.map(str::to_owned), name.to_owned());
-        match self
-            .known_versions
-            .lookup(&key, cached.resource_version().as_deref())
-        {
-            versions::Lookup::Current => Some((*cached).clone()),
-            versions::Lookup::Written(obj) => obj.downcast_ref::<K>().cloned(),
-            versions::Lookup::Unknown => None,
-        }
+        self.known_versions
+            .is_current(&key, cached.resource_version().as_deref())
+            .then(|| (*cached).clone())
     }
 
-    /// Remembers the version of a resource just read fresh.
+    /// Remembers the version of a resource just read fresh or written.
     pub fn saw<K: subject::Rotated>(&self, obj: &K) {
         self.known_versions
             .record((obj.namespace(), obj.name_any()), obj.resource_version());
-    }
-
-    /// Remembers a resource as our write of it returned it.
-    pub fn wrote<K: subject::Rotated>(&self, obj: &K) {
-        if let Some(version) = obj.resource_version() {
-            let copy: Arc<dyn std::any::Any + Send + Sync> = Arc::new(obj.clone());
-            self.known_versions
-                .wrote((obj.namespace(), obj.name_any()), version, copy);
-        }
     }
 
     /// Forgets a deleted resource's version.

@@ -50,7 +50,7 @@ async fn reconcile_one<K: Rotated>(
     let api = K::api_for(&ctx.client, ns.as_deref());
     // The cache can lag our own last status write, and acting on a stale phase could repeat a
     // step that must not be repeated: read fresh unless the cache holds the very version we
-    // last read fresh or wrote, or is behind only by our own writes (then what we wrote).
+    // last read fresh or wrote.
     let current = match ctx.up_to_date::<K>(ns.as_deref(), &name) {
         Some(obj) => Some(obj),
         None => api.get_opt(&name).await?,
@@ -151,11 +151,11 @@ async fn reconcile_one<K: Rotated>(
     // rotation back or finishes it; it is there before the first step that creates anything.
     if decision.status.rotation.is_some() && !obs.deleting && !ctx.config.safety.skip_finalizer {
         obj = set_finalizer(&api, obj, true).await?;
-        ctx.wrote(&obj);
+        ctx.saw(&obj);
     }
     if let Some(before) = &decision.before {
         obj = write_status(&api, obj, before).await?;
-        ctx.wrote(&obj);
+        ctx.saw(&obj);
     }
     ctx.config.failpoints.hit(&format!("before:{step}")).await;
     let result = execute(&ctx, &tr, &obs, staging.as_ref(), &action).await;
@@ -185,7 +185,7 @@ async fn reconcile_one<K: Rotated>(
     }
     let idle = status.rotation.is_none();
     let obj = write_status(&api, obj, &status).await?;
-    ctx.wrote(&obj);
+    ctx.saw(&obj);
     let metrics = &ctx.config.metrics;
     metrics.reconciled(&metrics_ns, &name);
     metrics.status_written(&metrics_ns, &name, &obs.status, &status, Utc::now());
@@ -194,7 +194,7 @@ async fn reconcile_one<K: Rotated>(
         ctx.locks.release(&lock_key, &me);
         // Nothing in flight: nothing for a deletion to wait on (and a deletion goes on now).
         let obj = set_finalizer(&api, obj, false).await?;
-        ctx.wrote(&obj);
+        ctx.saw(&obj);
     }
     publish(&ctx, &tr, events).await;
     Ok(match requeue_after {

@@ -14,14 +14,14 @@ use kube::{Api, Client, ResourceExt};
 use std::sync::Arc;
 
 use super::secrets::{self, Staged};
-use super::versions::{KnownVersions, Lookup};
+use super::versions::KnownVersions;
 
 #[derive(Default)]
 pub struct StagingCache {
     /// One store per watched scope (`None`: every namespace).
     stores: Vec<(Option<String>, Store<Secret>)>,
     /// The version of each staging Secret as this process last wrote or read it.
-    known: KnownVersions<(String, String), ()>,
+    known: KnownVersions<(String, String)>,
 }
 
 impl StagingCache {
@@ -40,10 +40,9 @@ impl StagingCache {
             .find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))?;
         let cached = store.1.get(&ObjectRef::new(name).within(namespace))?;
         let key = (namespace.to_owned(), name.to_owned());
-        let current = self
-            .known
-            .lookup(&key, cached.resource_version().as_deref());
-        (current == Lookup::Current).then_some(cached)
+        self.known
+            .is_current(&key, cached.resource_version().as_deref())
+            .then_some(cached)
     }
 
     /// Remembers the version just written or read (`None`: not known, or deleted).
