@@ -143,21 +143,25 @@ async fn a_receiver_that_is_down_never_blocks_a_rotation() {
     assert_eq!(refused, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_event_is_counted_into_one_events_series() {
-    use k8s_openapi::api::core::v1::ObjectReference;
-    use k8s_openapi::api::events::v1::Event;
-    use token_rotator::controller::events::{Events, Note};
-    let w = world(1).await;
-    let events = Events::new(w.client.clone(), "token-rotator".into(), None);
-    let regarding = ObjectReference {
+/// What the Event tests' Events are about.
+fn a_token_rotation() -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some("tokenrotator.io/v1alpha1".into()),
         kind: Some("TokenRotation".into()),
         namespace: Some(NS.into()),
         name: Some("twilio".into()),
         uid: Some("u1".into()),
         ..Default::default()
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_event_is_counted_into_one_events_series() {
+    use k8s_openapi::api::events::v1::Event;
+    use token_rotator::controller::events::{Events, Note};
+    let w = world(1).await;
+    let events = Events::new(w.client.clone(), "token-rotator".into(), None);
+    let regarding = a_token_rotation();
     let note = |action, note| Note {
         warning: false,
         reason: "AbortIgnored",
@@ -205,19 +209,11 @@ async fn a_repeated_event_is_counted_into_one_events_series() {
 /// sender wait rather than drop an Event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_events_keep_their_order_and_none_is_dropped() {
-    use k8s_openapi::api::core::v1::ObjectReference;
     use k8s_openapi::api::events::v1::Event;
     use token_rotator::controller::events::{Events, Note};
     let w = world(1).await;
     let events = Events::new(w.client.clone(), "token-rotator".into(), None);
-    let regarding = ObjectReference {
-        api_version: Some("tokenrotator.io/v1alpha1".into()),
-        kind: Some("TokenRotation".into()),
-        namespace: Some(NS.into()),
-        name: Some("twilio".into()),
-        uid: Some("u1".into()),
-        ..Default::default()
-    };
+    let regarding = a_token_rotation();
     // More than a lane holds (256), all for one object, so all in one lane.
     const SENT: usize = 600;
     for i in 0..SENT {

@@ -9,7 +9,8 @@
 //! they are queued (timed when queued) and posted by workers, one lane per object so that an
 //! object's Events keep their order. The queues are bounded: a slow API server slows the
 //! reconciles that send, and no Event is dropped. Events still queued when the process stops
-//! or loses its Lease are lost, as one not yet sent at a crash always was.
+//! are lost, as one not yet sent at a crash always was; after a lost Lease the lanes still
+//! post what was queued (it tells of steps already taken).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
