@@ -39,6 +39,31 @@ pub struct Workload {
     pub revisions_differ: bool,
 }
 
+#[cfg(test)]
+impl Workload {
+    /// A test Deployment `name` (uid `uid-{name}`) with one replica, fully rolled out, reading
+    /// nothing: tests override the fields they are about.
+    pub fn settled(name: &str) -> Self {
+        Workload {
+            kind: WorkloadKind::Deployment,
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            labels: BTreeMap::new(),
+            secrets: BTreeSet::new(),
+            stamps: BTreeMap::new(),
+            generation: 1,
+            observed_generation: 1,
+            desired: 1,
+            current: 1,
+            updated: 1,
+            available: 1,
+            paused: false,
+            deadline_exceeded: false,
+            revisions_differ: false,
+        }
+    }
+}
+
 impl Workload {
     /// The value of pod-template annotation `key` (a resource's restart stamp).
     pub fn stamp(&self, key: &str) -> Option<&str> {
@@ -569,21 +594,13 @@ mod tests {
 
     fn workload(name: &str, spec: PodSpec) -> Workload {
         Workload {
-            kind: WorkloadKind::Deployment,
-            name: name.into(),
-            uid: format!("uid-{name}"),
             labels: BTreeMap::from([("app".into(), name.into())]),
             secrets: secrets_referenced(&template(spec, None)),
-            stamps: BTreeMap::new(),
-            generation: 1,
-            observed_generation: 1,
             desired: 3,
             current: 3,
             updated: 3,
             available: 3,
-            paused: false,
-            deadline_exceeded: false,
-            revisions_differ: false,
+            ..Workload::settled(name)
         }
     }
 

@@ -415,10 +415,11 @@ fn concerns<K: subject::Rotated>(r: &K, change: &Change) -> bool {
         Change::Namespace(_) => true,
         Change::One { before, after, .. } => {
             let spec = r.effective_spec();
-            let targets = || spec.secrets.iter().map(|s| s.name.as_str());
             [before, after].into_iter().flatten().any(|w| {
-                crate::workloads::depends_on(None, targets(), w)
-                    || crate::workloads::depends_on(spec.workloads.as_ref(), targets(), w)
+                spec.secrets.iter().any(|t| w.secrets.contains(&t.name))
+                    || spec.workloads.as_ref().is_some_and(|ws| {
+                        crate::workloads::depends_on(Some(ws), std::iter::empty(), w)
+                    })
             })
         }
     }
@@ -682,21 +683,8 @@ mod tests {
     /// A Deployment named `name` whose pod template reads the Secrets `reads`.
     fn deployment(name: &str, reads: &[&str]) -> Arc<crate::workloads::Workload> {
         Arc::new(crate::workloads::Workload {
-            kind: crate::api::WorkloadKind::Deployment,
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            labels: Default::default(),
             secrets: reads.iter().map(|s| s.to_string()).collect(),
-            stamps: Default::default(),
-            generation: 1,
-            observed_generation: 1,
-            desired: 1,
-            current: 1,
-            updated: 1,
-            available: 1,
-            paused: false,
-            deadline_exceeded: false,
-            revisions_differ: false,
+            ..crate::workloads::Workload::settled(name)
         })
     }
 

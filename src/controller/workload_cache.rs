@@ -293,23 +293,13 @@ mod tests {
 
     fn workload(uid: &str, generation: i64, stamp: Option<&str>) -> Workload {
         Workload {
-            kind: WorkloadKind::Deployment,
-            name: "api".into(),
             uid: uid.into(),
-            labels: BTreeMap::new(),
-            secrets: BTreeSet::new(),
             stamps: stamp
                 .map(|s| BTreeMap::from([("tokenrotator.io/rotation-x".into(), s.into())]))
                 .unwrap_or_default(),
             generation,
             observed_generation: generation,
-            desired: 1,
-            current: 1,
-            updated: 1,
-            available: 1,
-            paused: false,
-            deadline_exceeded: false,
-            revisions_differ: false,
+            ..Workload::settled("api")
         }
     }
 
