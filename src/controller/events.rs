@@ -68,7 +68,7 @@ impl Queued {
 
 pub struct Events {
     publisher: Arc<Publisher>,
-    lanes: Vec<mpsc::Sender<Queued>>,
+    lanes: [mpsc::Sender<Queued>; LANES],
 }
 
 struct Publisher {
@@ -88,18 +88,16 @@ impl Events {
             instance,
             recent: Mutex::new((HashMap::new(), Timestamp::now())),
         });
-        let lanes = (0..LANES)
-            .map(|_| {
-                let (tx, mut rx) = mpsc::channel::<Queued>(LANE_DEPTH);
-                let publisher = publisher.clone();
-                tokio::spawn(async move {
-                    while let Some(q) = rx.recv().await {
-                        publisher.post(&q).await;
-                    }
-                });
-                tx
-            })
-            .collect();
+        let lanes = std::array::from_fn(|_| {
+            let (tx, mut rx) = mpsc::channel::<Queued>(LANE_DEPTH);
+            let publisher = publisher.clone();
+            tokio::spawn(async move {
+                while let Some(q) = rx.recv().await {
+                    publisher.post(&q).await;
+                }
+            });
+            tx
+        });
         Self { publisher, lanes }
     }
 
@@ -124,24 +122,18 @@ impl Events {
             regarding: regarding.clone(),
             at: Timestamp::now(),
         };
-        let lane = lane_of(regarding, self.lanes.len());
-        match self.lanes.get(lane) {
-            Some(tx) => {
-                if let Err(mpsc::error::SendError(q)) = tx.send(q).await {
-                    // The lane's worker is gone (its runtime is shutting down): post it here.
-                    self.publisher.post(&q).await;
-                }
-            }
-            None => self.publisher.post(&q).await,
+        if let Err(mpsc::error::SendError(q)) = self.lanes[lane_of(regarding)].send(q).await {
+            // The lane's worker is gone (its runtime is shutting down): post it here.
+            self.publisher.post(&q).await;
         }
     }
 }
 
 /// The lane of an object's Events: by its UID (its name when it has none).
-fn lane_of(regarding: &ObjectReference, lanes: usize) -> usize {
+fn lane_of(regarding: &ObjectReference) -> usize {
     let id = regarding.uid.as_ref().or(regarding.name.as_ref());
     let h = crate::hash::fnv1a32(id.map(String::as_bytes).unwrap_or_default().iter().copied());
-    h as usize % lanes.max(1)
+    h as usize % LANES
 }
 
 impl Publisher {
