@@ -26,6 +26,12 @@ const KINDS: [WorkloadKind; 3] = [
     WorkloadKind::DaemonSet,
 ];
 
+/// Workloads per page of a (re)list. A page arrives whole, every workload in full (pod
+/// template, managed fields) until it is cut down: with kube's default of 500, the first list
+/// of 5,000 small Deployments held 12 MB at once (scale bench, heaptrack), more with real pod
+/// specs. 100 costs 4 more LISTs per 500 workloads, once per relist.
+const LIST_PAGE: u32 = 100;
+
 /// Workloads of one kind in one namespace, by name; shared, so a read copies no workload.
 type Named = BTreeMap<String, Arc<Workload>>;
 
@@ -170,7 +176,7 @@ impl WorkloadCache {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
         };
-        let mut events = watcher::watcher(api, watcher::Config::default())
+        let mut events = watcher::watcher(api, watcher::Config::default().page_size(LIST_PAGE))
             .default_backoff()
             .boxed();
         // A relist builds here and replaces the part at once when complete.
