@@ -357,9 +357,9 @@ async fn controller_for<K: subject::Rotated>(
             let changes = kube::runtime::reflector(writer, trimmed)
                 .default_backoff()
                 .touched_objects();
-            controller.owns_stream(changes)
+            controller.watches_stream(changes, |s| owners::<K>(&s))
         }
-        Staging::Watched => controller.owns(secrets, labelled),
+        Staging::Watched => controller.watches(secrets, labelled, |s| owners::<K>(&s)),
     };
     // Workload changes (rollout progress) wake the rotations waiting on that namespace at
     // once, instead of at the next poll; the shared cache watches them.
@@ -367,6 +367,23 @@ async fn controller_for<K: subject::Rotated>(
         controller.reconcile_on(woken_by_workloads(workloads, store)),
         cache,
     ))
+}
+
+/// The resources of kind `K` that own `secret` (its staging Secret). Not kube's `owns`: that
+/// gives a cluster-scoped owner the Secret's namespace, its store still finds the owner by
+/// that reference, and its runner, taking `shop/shared` and `shared` for two objects, then
+/// reconciled one ClusterTokenRotation twice at once.
+fn owners<K: subject::Rotated>(secret: &Secret) -> Vec<ObjectRef<K>> {
+    let ns = if K::NAMESPACED {
+        secret.namespace()
+    } else {
+        None
+    };
+    secret
+        .owner_references()
+        .iter()
+        .filter_map(|o| ObjectRef::from_owner_ref(ns.as_deref(), o, ()))
+        .collect()
 }
 
 /// The rotations in flight that each workload change concerns (all of them when the receiver
@@ -828,5 +845,48 @@ mod tests {
             .map(|r| r.name)
             .collect();
         assert_eq!(woken, ["covers-shop"]);
+    }
+
+    /// A staging Secret wakes its owner under the owner's own reference: for a
+    /// ClusterTokenRotation with no namespace, so the runner never holds it under two keys.
+    #[test]
+    fn a_staging_secret_wakes_its_owner_under_the_owners_own_reference() {
+        use kube::Resource;
+        let ctr: ClusterTokenRotation = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tokenrotator.io/v1alpha1", "kind": "ClusterTokenRotation",
+            "metadata": {"name": "shared", "uid": "u-ctr"},
+            "spec": {"namespaces": {"names": ["shop"]}, "credentialsNamespace": "shop",
+                     "rotation": tr("x", "x", false).spec}
+        }))
+        .unwrap();
+        let mut namespaced = tr("shop", "twilio", false);
+        namespaced.metadata.uid = Some("u-tr".into());
+        let mut secret = Secret::default();
+        secret.metadata.namespace = Some("shop".into());
+        secret.metadata.owner_references = Some(vec![
+            ctr.controller_owner_ref(&()).unwrap(),
+            namespaced.controller_owner_ref(&()).unwrap(),
+        ]);
+        assert_eq!(
+            owners::<ClusterTokenRotation>(&secret),
+            [ObjectRef::from_obj(&ctr)]
+        );
+        assert_eq!(owners::<ClusterTokenRotation>(&secret)[0].namespace, None);
+        assert_eq!(
+            owners::<TokenRotation>(&secret),
+            [ObjectRef::from_obj(&namespaced)]
+        );
+
+        // What kube's `owns` builds: another key for the runner, the same object for the store.
+        let (store, mut writer) = reflector::store::<ClusterTokenRotation>();
+        writer.apply_watcher_event(&watcher::Event::Apply(ctr.clone()));
+        let owns = ObjectRef::<ClusterTokenRotation>::from_owner_ref(
+            Some("shop"),
+            &ctr.controller_owner_ref(&()).unwrap(),
+            (),
+        )
+        .unwrap();
+        assert_ne!(owns, ObjectRef::from_obj(&ctr));
+        assert!(store.get(&owns).is_some());
     }
 }
