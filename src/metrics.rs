@@ -70,6 +70,11 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     endpoint: String,
     outcome: String,
@@ -179,6 +184,7 @@ struct Inner {
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconciles: Family<ResourceLabels, Counter>,
     twilio_calls: Family<CallLabels, Counter>,
+    put_off: Family<KindLabels, Counter>,
     leader: Gauge,
     /// The label values each resource's counters and histograms have, so its series can be
     /// dropped with it (the families cannot be listed).
@@ -246,6 +252,12 @@ impl Metrics {
             "Twilio API calls (retries included in one call) by endpoint and outcome.",
             twilio_calls.clone(),
         );
+        let put_off = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "token_rotator_reconciles_put_off",
+            "Reconciles put off because another of the same resource was running, by kind.",
+            put_off.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "token_rotator_leader",
@@ -261,6 +273,7 @@ impl Metrics {
                 reconcile_errors,
                 reconciles,
                 twilio_calls,
+                put_off,
                 leader,
                 series: Mutex::default(),
             }),
@@ -326,6 +339,26 @@ impl Metrics {
                 name: name.to_owned(),
             })
             .inc();
+    }
+
+    /// A reconcile put off: another of the same resource was running.
+    pub fn reconcile_put_off(&self, kind: &str) {
+        self.inner
+            .put_off
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Reconciles of `kind` put off so far.
+    pub fn reconciles_put_off(&self, kind: &str) -> u64 {
+        self.inner
+            .put_off
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .get()
     }
 
     pub fn reconcile_error(&self, namespace: &str, name: &str, reason: &str) {

@@ -1145,3 +1145,66 @@ async fn gitops_re_apply_keeps_the_stamp_and_others_keys_survive() {
         Some("kept")
     );
 }
+
+/// ClusterTokenRotation `shared` (credentials and staging Secret in `shop`), its first
+/// reconcile frozen right after Stage: the staging Secret is written, its status is not. After
+/// 2 s (the staging Secret's watch event, several put-offs of 200 ms): its status, and how many
+/// reconciles of it were put off meanwhile.
+async fn frozen_after_stage(safety: SafetyOverrides) -> (TokenRotationStatus, u64) {
+    let w = world(1).await;
+    label_shared(&w, NS).await;
+    let (fp, mut hits) = Failpoints::new();
+    fp.arm("after:Stage");
+    let mut cfg = config(&w, fp);
+    cfg.safety = safety;
+    let metrics = cfg.metrics.clone();
+    let ctl = start_controller_with(&w, cfg);
+    let api = Api::<ClusterTokenRotation>::all(w.client.clone());
+    api.create(&PostParams::default(), &shared_rotation(&w, NS))
+        .await
+        .unwrap();
+    let hit = tokio::time::timeout(Duration::from_secs(30), hits.recv())
+        .await
+        .expect("Stage reached");
+    assert_eq!(hit.as_deref(), Some("after:Stage"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = api.get("shared").await.unwrap().status.unwrap_or_default();
+    ctl.abort();
+    (st, metrics.reconciles_put_off("ClusterTokenRotation"))
+}
+
+/// The staging Secret's change wakes the ClusterTokenRotation under its own reference, which
+/// waits behind the running reconcile: nothing is put off, nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_rotation_is_reconciled_once_at_a_time() {
+    let (st, put_off) = frozen_after_stage(SafetyOverrides::default()).await;
+    assert_eq!(st.phase, Some(Phase::Staging));
+    assert_eq!(put_off, 0);
+}
+
+/// With kube's `owns` mapping (the Secret's namespace on a cluster-scoped owner) the change
+/// comes under a second reference: the guard puts that reconcile off, nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_with_kubes_owner_refs_a_second_reconcile_is_put_off() {
+    let safety = SafetyOverrides {
+        kube_owner_refs: true,
+        ..SafetyOverrides::default()
+    };
+    let (st, put_off) = frozen_after_stage(safety).await;
+    assert_eq!(st.phase, Some(Phase::Staging));
+    assert!(put_off > 0, "the second reference never came");
+}
+
+/// Without the guard too, the second reconcile runs beside the frozen one and takes the
+/// rotation on, past the step the first has not finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_without_the_guard_a_second_reconcile_runs_beside_the_first() {
+    let safety = SafetyOverrides {
+        kube_owner_refs: true,
+        skip_reconcile_guard: true,
+        ..SafetyOverrides::default()
+    };
+    let (st, put_off) = frozen_after_stage(safety).await;
+    assert_eq!(put_off, 0);
+    assert_ne!(st.phase, Some(Phase::Staging), "{st:#?}");
+}

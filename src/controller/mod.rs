@@ -12,6 +12,7 @@ mod permissions;
 mod pods;
 pub mod preview;
 mod reconcile;
+mod running;
 pub mod secrets;
 mod staging;
 pub mod subject;
@@ -113,6 +114,11 @@ pub struct SafetyOverrides {
     /// Let two API key rotations of one account write one Secret, or replace one key, at once
     /// (as if each wrote Secrets of its own and replaced a key of its own).
     pub skip_key_turns: bool,
+    /// Wake a staging Secret's owner as kube's `owns` does: under the Secret's namespace, also
+    /// a ClusterTokenRotation (a second reference to it).
+    pub kube_owner_refs: bool,
+    /// Let a reconcile run beside another of the same resource.
+    pub skip_reconcile_guard: bool,
 }
 
 pub struct Context {
@@ -128,6 +134,8 @@ pub struct Context {
     pub workloads: WorkloadCache,
     /// Wake-ups a reconcile sends to the resources its resource's change concerns.
     pub related: Related,
+    /// The resources a reconcile runs for now.
+    running: running::Running,
     /// One HTTP client per (region, edge, e-mail notification), built on first use.
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
     /// The resourceVersion of each resource as a reconcile last read it from the API server or
@@ -236,6 +244,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     };
     let workloads = WorkloadCache::new(&scopes);
     let related = Related::default();
+    let kube_refs = config.safety.kube_owner_refs;
     let mut controllers = Vec::new();
     let mut stores = Vec::new();
     let mut staging_stores = Vec::new();
@@ -246,8 +255,10 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         let (store, writer) = kube::runtime::reflector::store();
         staging_stores.push((scope.clone(), store));
         let staging = Staging::Cached(writer);
-        let (controller, store) =
-            controller_for(&client, trs, scope, staging, &workloads, &related).await?;
+        let (controller, store) = controller_for(
+            &client, trs, scope, staging, &workloads, &related, kube_refs,
+        )
+        .await?;
         controllers.push(controller);
         stores.push(store);
     }
@@ -255,8 +266,16 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
     let (cluster, cluster_store) = if config.namespaces.is_empty() {
         let all = Api::all(client.clone());
-        let (controller, store) =
-            controller_for(&client, all, &None, Staging::Watched, &workloads, &related).await?;
+        let (controller, store) = controller_for(
+            &client,
+            all,
+            &None,
+            Staging::Watched,
+            &workloads,
+            &related,
+            kube_refs,
+        )
+        .await?;
         (Some(controller), Some(store))
     } else {
         (None, None)
@@ -274,6 +293,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         locks: AccountLocks::default(),
         workloads,
         related,
+        running: running::Running::default(),
         twilio_clients: Mutex::new(HashMap::new()),
         known_versions: versions::KnownVersions::default(),
         grants: permissions::Grants::default(),
@@ -322,6 +342,7 @@ async fn controller_for<K: subject::Rotated>(
     staging: Staging,
     workloads: &WorkloadCache,
     related: &Related,
+    kube_owner_refs: bool,
 ) -> Result<(Controller<K>, Indexed<K>), Error> {
     api.list(&kube::api::ListParams::default().limit(1))
         .await
@@ -357,9 +378,11 @@ async fn controller_for<K: subject::Rotated>(
             let changes = kube::runtime::reflector(writer, trimmed)
                 .default_backoff()
                 .touched_objects();
-            controller.watches_stream(changes, |s| owners::<K>(&s))
+            controller.watches_stream(changes, move |s| owners::<K>(&s, kube_owner_refs))
         }
-        Staging::Watched => controller.watches(secrets, labelled, |s| owners::<K>(&s)),
+        Staging::Watched => {
+            controller.watches(secrets, labelled, move |s| owners::<K>(&s, kube_owner_refs))
+        }
     };
     // Workload changes (rollout progress) wake the rotations waiting on that namespace at
     // once, instead of at the next poll; the shared cache watches them.
@@ -373,8 +396,9 @@ async fn controller_for<K: subject::Rotated>(
 /// gives a cluster-scoped owner the Secret's namespace, its store still finds the owner by
 /// that reference, and its runner, taking `shop/shared` and `shared` for two objects, then
 /// reconciled one ClusterTokenRotation twice at once.
-fn owners<K: subject::Rotated>(secret: &Secret) -> Vec<ObjectRef<K>> {
-    let ns = if K::NAMESPACED {
+/// (`kube_owner_refs`: as kube's `owns` does, for the negative control.)
+fn owners<K: subject::Rotated>(secret: &Secret, kube_owner_refs: bool) -> Vec<ObjectRef<K>> {
+    let ns = if K::NAMESPACED || kube_owner_refs {
         secret.namespace()
     } else {
         None
@@ -867,25 +891,19 @@ mod tests {
             ctr.controller_owner_ref(&()).unwrap(),
             namespaced.controller_owner_ref(&()).unwrap(),
         ]);
+        let of_ctr = owners::<ClusterTokenRotation>(&secret, false);
+        assert_eq!(of_ctr, [ObjectRef::from_obj(&ctr)]);
+        assert_eq!(of_ctr[0].namespace, None);
         assert_eq!(
-            owners::<ClusterTokenRotation>(&secret),
-            [ObjectRef::from_obj(&ctr)]
-        );
-        assert_eq!(owners::<ClusterTokenRotation>(&secret)[0].namespace, None);
-        assert_eq!(
-            owners::<TokenRotation>(&secret),
+            owners::<TokenRotation>(&secret, false),
             [ObjectRef::from_obj(&namespaced)]
         );
 
         // What kube's `owns` builds: another key for the runner, the same object for the store.
         let (store, mut writer) = reflector::store::<ClusterTokenRotation>();
         writer.apply_watcher_event(&watcher::Event::Apply(ctr.clone()));
-        let owns = ObjectRef::<ClusterTokenRotation>::from_owner_ref(
-            Some("shop"),
-            &ctr.controller_owner_ref(&()).unwrap(),
-            (),
-        )
-        .unwrap();
+        let owns = owners::<ClusterTokenRotation>(&secret, true).remove(0);
+        assert_eq!(owns.namespace.as_deref(), Some("shop"));
         assert_ne!(owns, ObjectRef::from_obj(&ctr));
         assert!(store.get(&owns).is_some());
     }

@@ -16,11 +16,27 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
+/// How soon a reconcile put off by another of the same resource is tried again.
+const PUT_OFF: Duration = Duration::from_millis(200);
+
 pub async fn reconcile<K: Rotated>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let name = obj.name_any();
     let ns = obj.namespace();
     let span =
         tracing::info_span!("reconcile", namespace = %ns.as_deref().unwrap_or(""), name = %name);
+    let _running = if ctx.config.safety.skip_reconcile_guard {
+        None
+    } else {
+        match ctx.running.start((K::KIND_NAME, ns.clone(), name.clone())) {
+            Some(held) => Some(held),
+            None => {
+                let _enter = span.enter();
+                tracing::debug!("another reconcile of this resource is running; put off");
+                ctx.config.metrics.reconcile_put_off(K::KIND_NAME);
+                return Ok(Requeue::requeue(PUT_OFF));
+            }
+        }
+    };
     reconcile_one::<K>(ctx, ns, name).instrument(span).await
 }
 
