@@ -1153,20 +1153,13 @@ async fn gitops_re_apply_keeps_the_stamp_and_others_keys_survive() {
 async fn frozen_after_stage(safety: SafetyOverrides) -> (TokenRotationStatus, u64) {
     let w = world(1).await;
     label_shared(&w, NS).await;
-    let (fp, mut hits) = Failpoints::new();
-    fp.arm("after:Stage");
-    let mut cfg = config(&w, fp);
-    cfg.safety = safety;
-    let metrics = cfg.metrics.clone();
-    let ctl = start_controller_with(&w, cfg);
     let api = Api::<ClusterTokenRotation>::all(w.client.clone());
-    api.create(&PostParams::default(), &shared_rotation(&w, NS))
-        .await
-        .unwrap();
-    let hit = tokio::time::timeout(Duration::from_secs(30), hits.recv())
-        .await
-        .expect("Stage reached");
-    assert_eq!(hit.as_deref(), Some("after:Stage"));
+    let (ctl, metrics) = freeze_at(&w, safety, "after:Stage", async |w: &World| {
+        api.create(&PostParams::default(), &shared_rotation(w, NS))
+            .await
+            .unwrap();
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = api.get("shared").await.unwrap().status.unwrap_or_default();
     ctl.abort();

@@ -407,18 +407,33 @@ pub fn crash_points(steps: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Starts the controller with failpoint `point` armed, runs `start` (create the resource,
-/// annotate it, ...), and kills the controller once it freezes there: what a crash at exactly
-/// that point looks like from outside.
-pub async fn crash_at(w: &World, point: &str, start: impl AsyncFnOnce(&World)) {
+/// Starts the controller with `safety` and failpoint `point` armed, runs `start` (create the
+/// resource, annotate it, ...), and returns once the reconcile that reached `point` froze
+/// there: the controller (still running every other reconcile) and its metrics.
+pub async fn freeze_at(
+    w: &World,
+    safety: controller::SafetyOverrides,
+    point: &str,
+    start: impl AsyncFnOnce(&World),
+) -> (tokio::task::JoinHandle<()>, token_rotator::metrics::Metrics) {
     let (fp, mut hits) = Failpoints::new();
     fp.arm(point);
-    let first = start_controller(w, fp);
+    let mut cfg = config(w, fp);
+    cfg.safety = safety;
+    let metrics = cfg.metrics.clone();
+    let ctl = start_controller_with(w, cfg);
     start(w).await;
     let hit = tokio::time::timeout(Duration::from_secs(30), hits.recv())
         .await
         .unwrap_or_else(|_| panic!("failpoint {point} never reached"));
     assert_eq!(hit.as_deref(), Some(point));
+    (ctl, metrics)
+}
+
+/// [`freeze_at`], then kills the controller: what a crash at exactly that point looks like
+/// from outside.
+pub async fn crash_at(w: &World, point: &str, start: impl AsyncFnOnce(&World)) {
+    let (first, _) = freeze_at(w, Default::default(), point, start).await;
     first.abort();
     let _ = first.await;
 }
