@@ -39,6 +39,10 @@ use workload_cache::{Change, WorkloadCache};
 /// (region, edge, suppress e-mail notification) of a Twilio client.
 type ClientKey = (Option<String>, Option<String>, bool);
 
+/// A resource as our last write of it returned it (a `TokenRotation` or a
+/// `ClusterTokenRotation`; the lookup downcasts to the kind asked for).
+type Written = Arc<dyn std::any::Any + Send + Sync>;
+
 pub const CONTROLLER_NAME: &str = "token-rotator";
 
 /// Errors that stop a reconcile before its action (observing the world, writing status). Action
@@ -139,8 +143,8 @@ pub struct Context {
     /// One HTTP client per (region, edge, e-mail notification), built on first use.
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
     /// The resourceVersion of each resource as a reconcile last read it from the API server or
-    /// wrote it (by namespace and name).
-    known_versions: versions::KnownVersions<(Option<String>, String)>,
+    /// wrote it (by namespace and name), and the resource as our last write returned it.
+    known_versions: versions::KnownVersions<(Option<String>, String), Written>,
     /// Permissions the API server granted in the last seconds (the pre-Stage check).
     grants: permissions::Grants,
     /// The staging Secrets as the watch shows them.
@@ -162,6 +166,8 @@ impl Context {
     /// read fresh or wrote: then it has caught up with our own writes and the GET can be
     /// skipped. A change by anyone else since is as unseen as it would be had it come just
     /// after a GET, and the status write, which carries the version decided on, fails on it.
+    /// A cache behind only by our own chain of writes gives the resource as we last wrote it
+    /// (see [`versions`]).
     pub fn up_to_date<K: subject::Rotated>(
         &self,
         namespace: Option<&str>,
@@ -169,15 +175,33 @@ impl Context {
     ) -> Option<K> {
         let cached = K::cached(self, namespace, name)?;
         let key = (namespace.map(str::to_owned), name.to_owned());
-        self.known_versions
-            .is_current(&key, cached.resource_version().as_deref())
-            .then(|| (*cached).clone())
+        match self
+            .known_versions
+            .lookup(&key, cached.resource_version().as_deref())
+        {
+            versions::Lookup::Current => Some((*cached).clone()),
+            versions::Lookup::Written(obj) => obj.downcast_ref::<K>().cloned(),
+            versions::Lookup::Unknown => None,
+        }
     }
 
-    /// Remembers the version of a resource just read fresh or written.
+    /// Remembers the version of a resource just read fresh.
     pub fn saw<K: subject::Rotated>(&self, obj: &K) {
         self.known_versions
             .record((obj.namespace(), obj.name_any()), obj.resource_version());
+    }
+
+    /// Remembers our write that turned version `from` into `obj` (as the API server returned
+    /// it). Only a write that happened, from the version last known, is kept as ours.
+    pub fn wrote<K: subject::Rotated>(&self, from: Option<&str>, obj: &K) {
+        let Some(to) = obj.resource_version() else {
+            return;
+        };
+        // Kept as the cache keeps it: without the field managers, half of what a write returns.
+        let mut copy = obj.clone();
+        copy.meta_mut().managed_fields = None;
+        self.known_versions
+            .wrote((obj.namespace(), obj.name_any()), from, to, Arc::new(copy));
     }
 
     /// Forgets a deleted resource's version.
