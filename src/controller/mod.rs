@@ -3,6 +3,7 @@
 
 mod accounts;
 mod copies;
+mod echoes;
 pub mod events;
 mod execute;
 pub mod failpoints;
@@ -42,6 +43,26 @@ type ClientKey = (Option<String>, Option<String>, bool);
 /// A resource as our last write of it returned it (a `TokenRotation` or a
 /// `ClusterTokenRotation`; the lookup downcasts to the kind asked for).
 type Written = Arc<dyn std::any::Any + Send + Sync>;
+
+/// What the reconciles know of their own writes of the resources (by namespace and name),
+/// shared with the watches that see those writes come back.
+#[derive(Default)]
+struct OwnWrites {
+    /// The resourceVersion of each resource as a reconcile last read it from the API server
+    /// or wrote it, and the resource as our last write returned it.
+    versions: versions::KnownVersions<(Option<String>, String), Written>,
+    /// The watch events of our own writes that need no reconcile.
+    echoes: echoes::Echoes,
+}
+
+impl OwnWrites {
+    /// A watch event of a resource at `version`, already in the cache: once the cache holds
+    /// our last write, the copy of it is let go; whether the event is an echo to let go too.
+    fn seen(&self, key: &(Option<String>, String), version: Option<&str>) -> bool {
+        let _ = self.versions.lookup(key, version);
+        self.echoes.is_echo(key, version)
+    }
+}
 
 pub const CONTROLLER_NAME: &str = "token-rotator";
 
@@ -142,9 +163,8 @@ pub struct Context {
     running: running::Running,
     /// One HTTP client per (region, edge, e-mail notification), built on first use.
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
-    /// The resourceVersion of each resource as a reconcile last read it from the API server or
-    /// wrote it (by namespace and name), and the resource as our last write returned it.
-    known_versions: versions::KnownVersions<(Option<String>, String), Written>,
+    /// What the reconciles know of their own writes of the resources.
+    own: Arc<OwnWrites>,
     /// Permissions the API server granted in the last seconds (the pre-Stage check).
     grants: permissions::Grants,
     /// The staging Secrets as the watch shows them.
@@ -176,7 +196,8 @@ impl Context {
         let cached = K::cached(self, namespace, name)?;
         let key = (namespace.map(str::to_owned), name.to_owned());
         match self
-            .known_versions
+            .own
+            .versions
             .lookup(&key, cached.resource_version().as_deref())
         {
             versions::Lookup::Current => Some((*cached).clone()),
@@ -187,7 +208,8 @@ impl Context {
 
     /// Remembers the version of a resource just read fresh.
     pub fn saw<K: subject::Rotated>(&self, obj: &K) {
-        self.known_versions
+        self.own
+            .versions
             .record((obj.namespace(), obj.name_any()), obj.resource_version());
     }
 
@@ -200,14 +222,25 @@ impl Context {
         // Kept as the cache keeps it: without the field managers, half of what a write returns.
         let mut copy = obj.clone();
         copy.meta_mut().managed_fields = None;
-        self.known_versions
+        self.own
+            .versions
             .wrote((obj.namespace(), obj.name_any()), from, to, Arc::new(copy));
     }
 
     /// Forgets a deleted resource's version.
     pub fn forget(&self, namespace: Option<&str>, name: &str) {
-        self.known_versions
-            .record((namespace.map(str::to_owned), name.to_owned()), None);
+        let key = (namespace.map(str::to_owned), name.to_owned());
+        self.own.echoes.forget(&key);
+        self.own.versions.record(key, None);
+    }
+
+    /// Lets the watch event of our write of `obj` go without a reconcile (see `echoes`).
+    pub fn expect_echo<K: subject::Rotated>(&self, obj: &K) {
+        if let Some(version) = obj.resource_version() {
+            self.own
+                .echoes
+                .expect((obj.namespace(), obj.name_any()), version);
+        }
     }
 
     /// The Twilio client for a resource: its region and edge, and whether its Auth Token
@@ -268,7 +301,13 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     };
     let workloads = WorkloadCache::new(&scopes);
     let related = Related::default();
-    let kube_refs = config.safety.kube_owner_refs;
+    let own = Arc::new(OwnWrites::default());
+    let wakes = Wakes {
+        workloads: &workloads,
+        related: &related,
+        own: &own,
+        kube_owner_refs: config.safety.kube_owner_refs,
+    };
     let mut controllers = Vec::new();
     let mut stores = Vec::new();
     let mut staging_stores = Vec::new();
@@ -279,10 +318,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         let (store, writer) = kube::runtime::reflector::store();
         staging_stores.push((scope.clone(), store));
         let staging = Staging::Cached(writer);
-        let (controller, store) = controller_for(
-            &client, trs, scope, staging, &workloads, &related, kube_refs,
-        )
-        .await?;
+        let (controller, store) = controller_for(&client, trs, scope, staging, &wakes).await?;
         controllers.push(controller);
         stores.push(store);
     }
@@ -290,16 +326,8 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
     let (cluster, cluster_store) = if config.namespaces.is_empty() {
         let all = Api::all(client.clone());
-        let (controller, store) = controller_for(
-            &client,
-            all,
-            &None,
-            Staging::Watched,
-            &workloads,
-            &related,
-            kube_refs,
-        )
-        .await?;
+        let (controller, store) =
+            controller_for(&client, all, &None, Staging::Watched, &wakes).await?;
         (Some(controller), Some(store))
     } else {
         (None, None)
@@ -319,7 +347,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         related,
         running: running::Running::default(),
         twilio_clients: Mutex::new(HashMap::new()),
-        known_versions: versions::KnownVersions::default(),
+        own,
         grants: permissions::Grants::default(),
         staging: staging::StagingCache::new(staging_stores),
     });
@@ -355,19 +383,32 @@ enum Staging {
     Watched,
 }
 
+/// What wakes (or does not wake) the reconciles of every controller.
+struct Wakes<'a> {
+    workloads: &'a WorkloadCache,
+    related: &'a Related,
+    own: &'a Arc<OwnWrites>,
+    /// Staging Secrets name their owner as kube's `owns` does (the negative control).
+    kube_owner_refs: bool,
+}
+
 /// A controller for `K` (after checking its CRD is installed), also woken by changes to its
 /// staging Secrets, to the workloads that its in-flight rotations wait on, and to the other
-/// resources that concern it (announced by their reconciles, see [`Related`]); and the cache
-/// of `K` it keeps.
+/// resources that concern it (announced by their reconciles, see [`Related`]), but not by the
+/// echoes of its own waits; and the cache of `K` it keeps.
 async fn controller_for<K: subject::Rotated>(
     client: &Client,
     api: Api<K>,
     scope: &Option<String>,
     staging: Staging,
-    workloads: &WorkloadCache,
-    related: &Related,
-    kube_owner_refs: bool,
+    wakes: &Wakes<'_>,
 ) -> Result<(Controller<K>, Indexed<K>), Error> {
+    let Wakes {
+        workloads,
+        related,
+        own,
+        kube_owner_refs,
+    } = *wakes;
     api.list(&kube::api::ListParams::default().limit(1))
         .await
         .map_err(|source| match source {
@@ -386,6 +427,19 @@ async fn controller_for<K: subject::Rotated>(
             .modify(|o: &mut K| o.meta_mut().managed_fields = None)
     };
     let (cache, applied) = Indexed::of(events);
+    // The echoes of our own waits' status writes wake nothing (see `echoes`).
+    let applied = {
+        let own = own.clone();
+        applied.filter(move |o| {
+            let echo = o.as_ref().is_ok_and(|o| {
+                own.seen(
+                    &(o.namespace(), o.name_any()),
+                    o.resource_version().as_deref(),
+                )
+            });
+            futures::future::ready(!echo)
+        })
+    };
     let store = (*cache).clone();
     let controller = Controller::for_stream(applied, store.clone());
     let controller = controller.reconcile_on(woken_by_related(related, store.clone()));
@@ -701,6 +755,31 @@ async fn prune_deleted(ctx: &Context) {
 mod tests {
     use super::*;
     use kube::runtime::reflector;
+
+    /// Our write's watch event lets the copy of the write go (the cache holds it now), and,
+    /// when a waiting reconcile expected it, wakes nothing; anyone else's event wakes.
+    #[test]
+    fn the_watch_event_of_our_write_lets_its_copy_go() {
+        let own = OwnWrites::default();
+        let key = (Some("shop".to_owned()), "twilio".to_owned());
+        let copy: Written = Arc::new(7_u8);
+        own.versions.record(key.clone(), Some("1".into()));
+        own.versions.wrote(key.clone(), Some("1"), "2".into(), copy);
+        own.echoes.expect(key.clone(), "2".into());
+        assert!(matches!(
+            own.versions.lookup(&key, Some("1")),
+            versions::Lookup::Written(_)
+        ));
+        assert!(own.seen(&key, Some("2")), "the expected echo");
+        assert!(
+            matches!(
+                own.versions.lookup(&key, Some("1")),
+                versions::Lookup::Unknown
+            ),
+            "the copy is let go once the cache holds the write"
+        );
+        assert!(!own.seen(&key, Some("3")), "someone else's change");
+    }
 
     fn tr(ns: &str, name: &str, in_flight: bool) -> TokenRotation {
         let mut status = serde_json::json!({"phase": "Ready"});

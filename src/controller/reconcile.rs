@@ -163,13 +163,16 @@ async fn reconcile_one<K: Rotated>(
             tracing::info!(rotation = %r.id, phase = ?obs.status.phase, action = step, "performing step");
         }
     }
+    // Deciding on what this reconcile writes, with nothing done meanwhile, decides the same: a
+    // reconcile that only waits lets its own writes' watch events go (see `echoes`).
+    let quiet = action == Action::None;
     // A rotation in flight holds the finalizer, so that deleting the resource first rolls the
     // rotation back or finishes it; it is there before the first step that creates anything.
     if decision.status.rotation.is_some() && !obs.deleting && !ctx.config.safety.skip_finalizer {
-        obj = set_finalizer(&ctx, &api, obj, true).await?;
+        obj = set_finalizer(&ctx, &api, obj, true, quiet).await?;
     }
     if let Some(before) = &decision.before {
-        obj = write_status(&ctx, &api, obj, before).await?;
+        obj = write_status(&ctx, &api, obj, before, quiet).await?;
     }
     ctx.config.failpoints.hit(&format!("before:{step}")).await;
     let result = execute(&ctx, &tr, &obs, staging.as_ref(), &action).await;
@@ -198,7 +201,7 @@ async fn reconcile_one<K: Rotated>(
         status.namespaces = tr.targets.clone();
     }
     let idle = status.rotation.is_none();
-    let obj = write_status(&ctx, &api, obj, &status).await?;
+    let mut obj = write_status(&ctx, &api, obj, &status, quiet).await?;
     let metrics = &ctx.config.metrics;
     metrics.reconciled(&metrics_ns, &name);
     metrics.status_written(&metrics_ns, &name, &obs.status, &status, Utc::now());
@@ -206,7 +209,12 @@ async fn reconcile_one<K: Rotated>(
     if idle {
         ctx.locks.release(&lock_key, &me);
         // Nothing in flight: nothing for a deletion to wait on (and a deletion goes on now).
-        set_finalizer(&ctx, &api, obj, false).await?;
+        obj = set_finalizer(&ctx, &api, obj, false, quiet).await?;
+    }
+    if quiet {
+        // No reconcile on its echo announces it: what changed here may concern others.
+        ctx.related
+            .announce(&ctx.stores, ctx.cluster_store.as_ref(), &obj);
     }
     publish(&ctx, &tr, events).await;
     Ok(match requeue_after {
@@ -217,12 +225,13 @@ async fn reconcile_one<K: Rotated>(
 
 /// Adds or removes this operator's finalizer; the patch carries the resourceVersion the
 /// decision was made on, so it fails (409) if anything changed meanwhile. A write made is
-/// remembered as ours ([`Context::wrote`]).
+/// remembered as ours ([`Context::wrote`]), and by a `quiet` reconcile, its echo expected.
 async fn set_finalizer<K: Rotated>(
     ctx: &Context,
     api: &Api<K>,
     obj: K,
     present: bool,
+    quiet: bool,
 ) -> Result<K, Error> {
     let mut finalizers = obj.finalizers().to_vec();
     if finalizers.iter().any(|f| f == FINALIZER) == present {
@@ -247,6 +256,9 @@ async fn set_finalizer<K: Rotated>(
     {
         Ok(updated) => {
             ctx.wrote(obj.resource_version().as_deref(), &updated);
+            if quiet {
+                ctx.expect_echo(&updated);
+            }
             Ok(updated)
         }
         // Removing the last finalizer of a deleted resource: it is gone now.
@@ -256,12 +268,14 @@ async fn set_finalizer<K: Rotated>(
 }
 
 /// Writes `status` and returns the resource as written (remembered as ours,
-/// [`Context::wrote`]); unchanged, nothing is written.
+/// [`Context::wrote`], and by a `quiet` reconcile, its echo expected); unchanged, nothing is
+/// written.
 async fn write_status<K: Rotated>(
     ctx: &Context,
     api: &Api<K>,
     obj: K,
     status: &TokenRotationStatus,
+    quiet: bool,
 ) -> Result<K, Error> {
     if obj.rotation_status() == Some(status) {
         return Ok(obj);
@@ -275,6 +289,9 @@ async fn write_status<K: Rotated>(
         .replace_status(&updated.name_any(), &PostParams::default(), &updated)
         .await?;
     ctx.wrote(from.as_deref(), &written);
+    if quiet {
+        ctx.expect_echo(&written);
+    }
     Ok(written)
 }
 
