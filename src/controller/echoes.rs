@@ -1,9 +1,11 @@
-//! The watch events of our own status writes that need no reconcile. A reconcile that decided
-//! to do nothing but write a status (a wait: propagation, overlap, a rollout's progress)
-//! already asked to run again when the wait ends; the event its own write comes back as
-//! carries that very status, so a reconcile on it would decide the same and do nothing. Those
-//! echoes were about one reconcile in eight with a thousand rotations in flight, each one
-//! reading the targets again before promotion.
+//! The watch events of our own status writes that need no reconcile. A reconcile that took
+//! no step but wrote a status (a start, a wait: propagation, overlap, a rollout's progress)
+//! already asked to run again when there is something to do: at once after a start, when a
+//! wait ends. The event its own write comes back as carries only what it decided: a
+//! reconcile on it either came when the requeue comes anyway (after a start) or, before the
+//! wait ended, took no step. Changes of anything else it waits on (workloads, staging
+//! Secrets, other resources) wake it by their own triggers. With a thousand rotations in
+//! flight those echoes were more than a fifth of the reconciles.
 //!
 //! Only an event at exactly the version our write returned is let go; anything else (anyone
 //! else's change, or ours after theirs) wakes the resource as before. A reconcile that took a

@@ -163,8 +163,9 @@ async fn reconcile_one<K: Rotated>(
             tracing::info!(rotation = %r.id, phase = ?obs.status.phase, action = step, "performing step");
         }
     }
-    // Deciding on what this reconcile writes, with nothing done meanwhile, decides the same: a
-    // reconcile that only waits lets its own writes' watch events go (see `echoes`).
+    // A reconcile that takes no step has asked to run again when there is something to do
+    // (its requeue); its own writes' watch events carry only what it decided, so they wake
+    // nothing (see `echoes`).
     let quiet = action == Action::None;
     // A rotation in flight holds the finalizer, so that deleting the resource first rolls the
     // rotation back or finishes it; it is there before the first step that creates anything.
