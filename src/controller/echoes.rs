@@ -62,6 +62,11 @@ impl Echoes {
     pub fn forget(&self, key: &Key) {
         self.lock().remove(key);
     }
+
+    /// Keeps only the resources `live` keeps.
+    pub fn retain(&self, live: impl Fn(&Key) -> bool) {
+        self.lock().retain(|k, _| live(k));
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,13 @@ impl OwnWrites {
         let _ = self.versions.lookup(key, version);
         self.echoes.is_echo(key, version)
     }
+
+    /// Keeps only what concerns the resources `live` keeps (forgetting one is always safe:
+    /// its next read is a GET, its next event wakes it).
+    fn retain(&self, live: impl Fn(&(Option<String>, String)) -> bool) {
+        self.versions.retain(&live);
+        self.echoes.retain(&live);
+    }
 }
 
 pub const CONTROLLER_NAME: &str = "token-rotator";
@@ -748,6 +755,20 @@ async fn prune_deleted(ctx: &Context) {
             .metrics
             .retain(|ns, name| series.contains(format!("{ns}/{name}").as_str()));
         ctx.locks.retain_holders(|holder| holders.contains(holder));
+        // What we know of our writes of deleted resources (no reconcile may see them go).
+        let keys: std::collections::HashSet<(Option<String>, String)> = ctx
+            .stores
+            .iter()
+            .flat_map(|s| s.state())
+            .map(|o| (o.namespace(), o.name_any()))
+            .chain(
+                ctx.cluster_store
+                    .iter()
+                    .flat_map(|s| s.state())
+                    .map(|o| (o.namespace(), o.name_any())),
+            )
+            .collect();
+        ctx.own.retain(|key| keys.contains(key));
     }
 }
 
@@ -779,6 +800,14 @@ mod tests {
             "the copy is let go once the cache holds the write"
         );
         assert!(!own.seen(&key, Some("3")), "someone else's change");
+        // Deleted (no longer in the cache): forgotten.
+        own.echoes.expect(key.clone(), "4".into());
+        own.retain(|_| false);
+        assert!(matches!(
+            own.versions.lookup(&key, Some("3")),
+            versions::Lookup::Unknown
+        ));
+        assert!(!own.seen(&key, Some("4")));
     }
 
     fn tr(ns: &str, name: &str, in_flight: bool) -> TokenRotation {

@@ -123,6 +123,11 @@ impl<K: Eq + Hash, V: Clone> KnownVersions<K, V> {
         }
     }
 
+    /// Keeps only the objects `live` keeps.
+    pub fn retain(&self, live: impl Fn(&K) -> bool) {
+        self.lock().retain(|k, _| live(k));
+    }
+
     /// Whether a cached object at `version` is the one last read or written.
     pub fn is_current(&self, key: &K, version: Option<&str>) -> bool {
         matches!(self.lookup(key, version), Lookup::Current)
