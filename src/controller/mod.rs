@@ -3,6 +3,7 @@
 
 mod accounts;
 mod copies;
+mod echoes;
 pub mod events;
 mod execute;
 pub mod failpoints;
@@ -38,6 +39,37 @@ use workload_cache::{Change, WorkloadCache};
 
 /// (region, edge, suppress e-mail notification) of a Twilio client.
 type ClientKey = (Option<String>, Option<String>, bool);
+
+/// A resource as our last write of it returned it (a `TokenRotation` or a
+/// `ClusterTokenRotation`; the lookup downcasts to the kind asked for).
+type Written = Arc<dyn std::any::Any + Send + Sync>;
+
+/// What the reconciles know of their own writes of the resources (by namespace and name),
+/// shared with the watches that see those writes come back.
+#[derive(Default)]
+struct OwnWrites {
+    /// The resourceVersion of each resource as a reconcile last read it from the API server
+    /// or wrote it, and the resource as our last write returned it.
+    versions: versions::KnownVersions<(Option<String>, String), Written>,
+    /// The watch events of our own writes that need no reconcile.
+    echoes: echoes::Echoes,
+}
+
+impl OwnWrites {
+    /// A watch event of a resource at `version`, already in the cache: once the cache holds
+    /// our last write, the copy of it is let go; whether the event is an echo to let go too.
+    fn seen(&self, key: &(Option<String>, String), version: Option<&str>) -> bool {
+        let _ = self.versions.lookup(key, version);
+        self.echoes.is_echo(key, version)
+    }
+
+    /// Keeps only what concerns the resources `live` keeps (forgetting one is always safe:
+    /// its next read is a GET, its next event wakes it).
+    fn retain(&self, live: impl Fn(&(Option<String>, String)) -> bool) {
+        self.versions.retain(&live);
+        self.echoes.retain(&live);
+    }
+}
 
 pub const CONTROLLER_NAME: &str = "token-rotator";
 
@@ -138,9 +170,8 @@ pub struct Context {
     running: running::Running,
     /// One HTTP client per (region, edge, e-mail notification), built on first use.
     twilio_clients: Mutex<HashMap<ClientKey, TwilioClient>>,
-    /// The resourceVersion of each resource as a reconcile last read it from the API server or
-    /// wrote it (by namespace and name).
-    known_versions: versions::KnownVersions<(Option<String>, String)>,
+    /// What the reconciles know of their own writes of the resources.
+    own: Arc<OwnWrites>,
     /// Permissions the API server granted in the last seconds (the pre-Stage check).
     grants: permissions::Grants,
     /// The staging Secrets as the watch shows them.
@@ -162,6 +193,8 @@ impl Context {
     /// read fresh or wrote: then it has caught up with our own writes and the GET can be
     /// skipped. A change by anyone else since is as unseen as it would be had it come just
     /// after a GET, and the status write, which carries the version decided on, fails on it.
+    /// A cache behind only by our own chain of writes gives the resource as we last wrote it
+    /// (see [`versions`]).
     pub fn up_to_date<K: subject::Rotated>(
         &self,
         namespace: Option<&str>,
@@ -169,21 +202,52 @@ impl Context {
     ) -> Option<K> {
         let cached = K::cached(self, namespace, name)?;
         let key = (namespace.map(str::to_owned), name.to_owned());
-        self.known_versions
-            .is_current(&key, cached.resource_version().as_deref())
-            .then(|| (*cached).clone())
+        match self
+            .own
+            .versions
+            .lookup(&key, cached.resource_version().as_deref())
+        {
+            versions::Lookup::Current => Some((*cached).clone()),
+            versions::Lookup::Written(obj) => obj.downcast_ref::<K>().cloned(),
+            versions::Lookup::Unknown => None,
+        }
     }
 
-    /// Remembers the version of a resource just read fresh or written.
+    /// Remembers the version of a resource just read fresh.
     pub fn saw<K: subject::Rotated>(&self, obj: &K) {
-        self.known_versions
+        self.own
+            .versions
             .record((obj.namespace(), obj.name_any()), obj.resource_version());
+    }
+
+    /// Remembers our write that turned version `from` into `obj` (as the API server returned
+    /// it). Only a write that happened, from the version last known, is kept as ours.
+    pub fn wrote<K: subject::Rotated>(&self, from: Option<&str>, obj: &K) {
+        let Some(to) = obj.resource_version() else {
+            return;
+        };
+        // Kept as the cache keeps it: without the field managers, half of what a write returns.
+        let mut copy = obj.clone();
+        copy.meta_mut().managed_fields = None;
+        self.own
+            .versions
+            .wrote((obj.namespace(), obj.name_any()), from, to, Arc::new(copy));
     }
 
     /// Forgets a deleted resource's version.
     pub fn forget(&self, namespace: Option<&str>, name: &str) {
-        self.known_versions
-            .record((namespace.map(str::to_owned), name.to_owned()), None);
+        let key = (namespace.map(str::to_owned), name.to_owned());
+        self.own.echoes.forget(&key);
+        self.own.versions.record(key, None);
+    }
+
+    /// Lets the watch event of our write of `obj` go without a reconcile (see `echoes`).
+    pub fn expect_echo<K: subject::Rotated>(&self, obj: &K) {
+        if let Some(version) = obj.resource_version() {
+            self.own
+                .echoes
+                .expect((obj.namespace(), obj.name_any()), version);
+        }
     }
 
     /// The Twilio client for a resource: its region and edge, and whether its Auth Token
@@ -244,7 +308,13 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     };
     let workloads = WorkloadCache::new(&scopes);
     let related = Related::default();
-    let kube_refs = config.safety.kube_owner_refs;
+    let own = Arc::new(OwnWrites::default());
+    let wakes = Wakes {
+        workloads: &workloads,
+        related: &related,
+        own: &own,
+        kube_owner_refs: config.safety.kube_owner_refs,
+    };
     let mut controllers = Vec::new();
     let mut stores = Vec::new();
     let mut staging_stores = Vec::new();
@@ -255,10 +325,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         let (store, writer) = kube::runtime::reflector::store();
         staging_stores.push((scope.clone(), store));
         let staging = Staging::Cached(writer);
-        let (controller, store) = controller_for(
-            &client, trs, scope, staging, &workloads, &related, kube_refs,
-        )
-        .await?;
+        let (controller, store) = controller_for(&client, trs, scope, staging, &wakes).await?;
         controllers.push(controller);
         stores.push(store);
     }
@@ -266,16 +333,8 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     // whole cluster (and has the cluster-wide RBAC for it) reconciles them.
     let (cluster, cluster_store) = if config.namespaces.is_empty() {
         let all = Api::all(client.clone());
-        let (controller, store) = controller_for(
-            &client,
-            all,
-            &None,
-            Staging::Watched,
-            &workloads,
-            &related,
-            kube_refs,
-        )
-        .await?;
+        let (controller, store) =
+            controller_for(&client, all, &None, Staging::Watched, &wakes).await?;
         (Some(controller), Some(store))
     } else {
         (None, None)
@@ -295,7 +354,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         related,
         running: running::Running::default(),
         twilio_clients: Mutex::new(HashMap::new()),
-        known_versions: versions::KnownVersions::default(),
+        own,
         grants: permissions::Grants::default(),
         staging: staging::StagingCache::new(staging_stores),
     });
@@ -331,19 +390,32 @@ enum Staging {
     Watched,
 }
 
+/// What wakes (or does not wake) the reconciles of every controller.
+struct Wakes<'a> {
+    workloads: &'a WorkloadCache,
+    related: &'a Related,
+    own: &'a Arc<OwnWrites>,
+    /// Staging Secrets name their owner as kube's `owns` does (the negative control).
+    kube_owner_refs: bool,
+}
+
 /// A controller for `K` (after checking its CRD is installed), also woken by changes to its
 /// staging Secrets, to the workloads that its in-flight rotations wait on, and to the other
-/// resources that concern it (announced by their reconciles, see [`Related`]); and the cache
-/// of `K` it keeps.
+/// resources that concern it (announced by their reconciles, see [`Related`]), but not by the
+/// echoes of its own waits; and the cache of `K` it keeps.
 async fn controller_for<K: subject::Rotated>(
     client: &Client,
     api: Api<K>,
     scope: &Option<String>,
     staging: Staging,
-    workloads: &WorkloadCache,
-    related: &Related,
-    kube_owner_refs: bool,
+    wakes: &Wakes<'_>,
 ) -> Result<(Controller<K>, Indexed<K>), Error> {
+    let Wakes {
+        workloads,
+        related,
+        own,
+        kube_owner_refs,
+    } = *wakes;
     api.list(&kube::api::ListParams::default().limit(1))
         .await
         .map_err(|source| match source {
@@ -362,6 +434,19 @@ async fn controller_for<K: subject::Rotated>(
             .modify(|o: &mut K| o.meta_mut().managed_fields = None)
     };
     let (cache, applied) = Indexed::of(events);
+    // The echoes of our own waits' status writes wake nothing (see `echoes`).
+    let applied = {
+        let own = own.clone();
+        applied.filter(move |o| {
+            let echo = o.as_ref().is_ok_and(|o| {
+                own.seen(
+                    &(o.namespace(), o.name_any()),
+                    o.resource_version().as_deref(),
+                )
+            });
+            futures::future::ready(!echo)
+        })
+    };
     let store = (*cache).clone();
     let controller = Controller::for_stream(applied, store.clone());
     let controller = controller.reconcile_on(woken_by_related(related, store.clone()));
@@ -670,6 +755,20 @@ async fn prune_deleted(ctx: &Context) {
             .metrics
             .retain(|ns, name| series.contains(format!("{ns}/{name}").as_str()));
         ctx.locks.retain_holders(|holder| holders.contains(holder));
+        // What we know of our writes of deleted resources (no reconcile may see them go).
+        let keys: std::collections::HashSet<(Option<String>, String)> = ctx
+            .stores
+            .iter()
+            .flat_map(|s| s.state())
+            .map(|o| (o.namespace(), o.name_any()))
+            .chain(
+                ctx.cluster_store
+                    .iter()
+                    .flat_map(|s| s.state())
+                    .map(|o| (o.namespace(), o.name_any())),
+            )
+            .collect();
+        ctx.own.retain(|key| keys.contains(key));
     }
 }
 
@@ -677,6 +776,39 @@ async fn prune_deleted(ctx: &Context) {
 mod tests {
     use super::*;
     use kube::runtime::reflector;
+
+    /// Our write's watch event lets the copy of the write go (the cache holds it now), and,
+    /// when a waiting reconcile expected it, wakes nothing; anyone else's event wakes.
+    #[test]
+    fn the_watch_event_of_our_write_lets_its_copy_go() {
+        let own = OwnWrites::default();
+        let key = (Some("shop".to_owned()), "twilio".to_owned());
+        let copy: Written = Arc::new(7_u8);
+        own.versions.record(key.clone(), Some("1".into()));
+        own.versions.wrote(key.clone(), Some("1"), "2".into(), copy);
+        own.echoes.expect(key.clone(), "2".into());
+        assert!(matches!(
+            own.versions.lookup(&key, Some("1")),
+            versions::Lookup::Written(_)
+        ));
+        assert!(own.seen(&key, Some("2")), "the expected echo");
+        assert!(
+            matches!(
+                own.versions.lookup(&key, Some("1")),
+                versions::Lookup::Unknown
+            ),
+            "the copy is let go once the cache holds the write"
+        );
+        assert!(!own.seen(&key, Some("3")), "someone else's change");
+        // Deleted (no longer in the cache): forgotten.
+        own.echoes.expect(key.clone(), "4".into());
+        own.retain(|_| false);
+        assert!(matches!(
+            own.versions.lookup(&key, Some("3")),
+            versions::Lookup::Unknown
+        ));
+        assert!(!own.seen(&key, Some("4")));
+    }
 
     fn tr(ns: &str, name: &str, in_flight: bool) -> TokenRotation {
         let mut status = serde_json::json!({"phase": "Ready"});

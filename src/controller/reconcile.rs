@@ -66,7 +66,7 @@ async fn reconcile_one<K: Rotated>(
     let api = K::api_for(&ctx.client, ns.as_deref());
     // The cache can lag our own last status write, and acting on a stale phase could repeat a
     // step that must not be repeated: read fresh unless the cache holds the very version we
-    // last read fresh or wrote.
+    // last read fresh or wrote, or is behind only by our own writes (then what we wrote).
     let current = match ctx.up_to_date::<K>(ns.as_deref(), &name) {
         Some(obj) => Some(obj),
         None => api.get_opt(&name).await?,
@@ -163,15 +163,17 @@ async fn reconcile_one<K: Rotated>(
             tracing::info!(rotation = %r.id, phase = ?obs.status.phase, action = step, "performing step");
         }
     }
+    // A reconcile that takes no step has asked to run again when there is something to do
+    // (its requeue); its own writes' watch events carry only what it decided, so they wake
+    // nothing (see `echoes`).
+    let quiet = action == Action::None;
     // A rotation in flight holds the finalizer, so that deleting the resource first rolls the
     // rotation back or finishes it; it is there before the first step that creates anything.
     if decision.status.rotation.is_some() && !obs.deleting && !ctx.config.safety.skip_finalizer {
-        obj = set_finalizer(&api, obj, true).await?;
-        ctx.saw(&obj);
+        obj = set_finalizer(&ctx, &api, obj, true, quiet).await?;
     }
     if let Some(before) = &decision.before {
-        obj = write_status(&api, obj, before).await?;
-        ctx.saw(&obj);
+        obj = write_status(&ctx, &api, obj, before, quiet).await?;
     }
     ctx.config.failpoints.hit(&format!("before:{step}")).await;
     let result = execute(&ctx, &tr, &obs, staging.as_ref(), &action).await;
@@ -200,8 +202,7 @@ async fn reconcile_one<K: Rotated>(
         status.namespaces = tr.targets.clone();
     }
     let idle = status.rotation.is_none();
-    let obj = write_status(&api, obj, &status).await?;
-    ctx.saw(&obj);
+    let mut obj = write_status(&ctx, &api, obj, &status, quiet).await?;
     let metrics = &ctx.config.metrics;
     metrics.reconciled(&metrics_ns, &name);
     metrics.status_written(&metrics_ns, &name, &obs.status, &status, Utc::now());
@@ -209,8 +210,12 @@ async fn reconcile_one<K: Rotated>(
     if idle {
         ctx.locks.release(&lock_key, &me);
         // Nothing in flight: nothing for a deletion to wait on (and a deletion goes on now).
-        let obj = set_finalizer(&api, obj, false).await?;
-        ctx.saw(&obj);
+        obj = set_finalizer(&ctx, &api, obj, false, quiet).await?;
+    }
+    if quiet {
+        // No reconcile on its echo announces it: what changed here may concern others.
+        ctx.related
+            .announce(&ctx.stores, ctx.cluster_store.as_ref(), &obj);
     }
     publish(&ctx, &tr, events).await;
     Ok(match requeue_after {
@@ -220,8 +225,15 @@ async fn reconcile_one<K: Rotated>(
 }
 
 /// Adds or removes this operator's finalizer; the patch carries the resourceVersion the
-/// decision was made on, so it fails (409) if anything changed meanwhile.
-async fn set_finalizer<K: Rotated>(api: &Api<K>, obj: K, present: bool) -> Result<K, Error> {
+/// decision was made on, so it fails (409) if anything changed meanwhile. A write made is
+/// remembered as ours ([`Context::wrote`]), and by a `quiet` reconcile, its echo expected.
+async fn set_finalizer<K: Rotated>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: K,
+    present: bool,
+    quiet: bool,
+) -> Result<K, Error> {
     let mut finalizers = obj.finalizers().to_vec();
     if finalizers.iter().any(|f| f == FINALIZER) == present {
         return Ok(obj);
@@ -243,29 +255,45 @@ async fn set_finalizer<K: Rotated>(api: &Api<K>, obj: K, present: bool) -> Resul
         )
         .await
     {
-        Ok(updated) => Ok(updated),
+        Ok(updated) => {
+            ctx.wrote(obj.resource_version().as_deref(), &updated);
+            if quiet {
+                ctx.expect_echo(&updated);
+            }
+            Ok(updated)
+        }
         // Removing the last finalizer of a deleted resource: it is gone now.
         Err(kube::Error::Api(e)) if e.code == 404 && !present => Ok(obj),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Writes `status` and returns the resource as written.
+/// Writes `status` and returns the resource as written (remembered as ours,
+/// [`Context::wrote`], and by a `quiet` reconcile, its echo expected); unchanged, nothing is
+/// written.
 async fn write_status<K: Rotated>(
+    ctx: &Context,
     api: &Api<K>,
     obj: K,
     status: &TokenRotationStatus,
+    quiet: bool,
 ) -> Result<K, Error> {
     if obj.rotation_status() == Some(status) {
         return Ok(obj);
     }
+    let from = obj.resource_version();
     let mut updated = obj;
     updated.set_rotation_status(status.clone());
     // A replace carrying the resourceVersion we decided on: if anything changed meanwhile the
     // write fails with 409 and the next round decides again on fresh state.
-    Ok(api
+    let written = api
         .replace_status(&updated.name_any(), &PostParams::default(), &updated)
-        .await?)
+        .await?;
+    ctx.wrote(from.as_deref(), &written);
+    if quiet {
+        ctx.expect_echo(&written);
+    }
+    Ok(written)
 }
 
 /// API servers refuse an Event whose note exceeds 1 KiB (many workloads, many namespaces):
