@@ -44,13 +44,16 @@ type ClientKey = (Option<String>, Option<String>, bool);
 /// `ClusterTokenRotation`; the lookup downcasts to the kind asked for).
 type Written = Arc<dyn std::any::Any + Send + Sync>;
 
+/// (namespace, name) of a TokenRotation or ClusterTokenRotation.
+type ResourceKey = (Option<String>, String);
+
 /// What the reconciles know of their own writes of the resources (by namespace and name),
 /// shared with the watches that see those writes come back.
 #[derive(Default)]
 struct OwnWrites {
     /// The resourceVersion of each resource as a reconcile last read it from the API server
     /// or wrote it, and the resource as our last write returned it.
-    versions: versions::KnownVersions<(Option<String>, String), Written>,
+    versions: versions::KnownVersions<ResourceKey, Written>,
     /// The watch events of our own writes that need no reconcile.
     echoes: echoes::Echoes,
 }
@@ -58,14 +61,14 @@ struct OwnWrites {
 impl OwnWrites {
     /// A watch event of a resource at `version`, already in the cache: once the cache holds
     /// our last write, the copy of it is let go; whether the event is an echo to let go too.
-    fn seen(&self, key: &(Option<String>, String), version: Option<&str>) -> bool {
+    fn seen(&self, key: &ResourceKey, version: Option<&str>) -> bool {
         let _ = self.versions.lookup(key, version);
         self.echoes.is_echo(key, version)
     }
 
     /// Keeps only what concerns the resources `live` keeps (forgetting one is always safe:
     /// its next read is a GET, its next event wakes it).
-    fn retain(&self, live: impl Fn(&(Option<String>, String)) -> bool) {
+    fn retain(&self, live: impl Fn(&ResourceKey) -> bool) {
         self.versions.retain(&live);
         self.echoes.retain(&live);
     }
@@ -732,44 +735,39 @@ async fn prune_deleted(ctx: &Context) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         tick.tick().await;
-        use subject::Rotated;
-        // (metrics namespace label, lock holder) of every live resource.
-        let live: Vec<(String, crate::rotation::Holder)> = ctx
+        // One walk of the caches: (metrics series, lock holder, resource key) of every live
+        // resource.
+        let live: Vec<(String, crate::rotation::Holder, ResourceKey)> = ctx
             .stores
             .iter()
             .flat_map(|s| s.state())
-            .map(|o| (o.identity(), o.name_any()))
+            .map(|o| live_entry(o.as_ref()))
             .chain(
                 ctx.cluster_store
                     .iter()
                     .flat_map(|s| s.state())
-                    .map(|o| (o.identity(), o.name_any())),
+                    .map(|o| live_entry(o.as_ref())),
             )
-            .map(|((ns, holder), name)| (format!("{ns}/{name}"), holder))
             .collect();
         let series: std::collections::HashSet<&str> =
-            live.iter().map(|(s, _)| s.as_str()).collect();
+            live.iter().map(|(s, _, _)| s.as_str()).collect();
         let holders: std::collections::HashSet<&crate::rotation::Holder> =
-            live.iter().map(|(_, h)| h).collect();
+            live.iter().map(|(_, h, _)| h).collect();
+        let keys: std::collections::HashSet<&ResourceKey> =
+            live.iter().map(|(_, _, k)| k).collect();
         ctx.config
             .metrics
             .retain(|ns, name| series.contains(format!("{ns}/{name}").as_str()));
         ctx.locks.retain_holders(|holder| holders.contains(holder));
         // What we know of our writes of deleted resources (no reconcile may see them go).
-        let keys: std::collections::HashSet<(Option<String>, String)> = ctx
-            .stores
-            .iter()
-            .flat_map(|s| s.state())
-            .map(|o| (o.namespace(), o.name_any()))
-            .chain(
-                ctx.cluster_store
-                    .iter()
-                    .flat_map(|s| s.state())
-                    .map(|o| (o.namespace(), o.name_any())),
-            )
-            .collect();
         ctx.own.retain(|key| keys.contains(key));
     }
+}
+
+/// A live resource's metrics series (`namespace/name`), lock holder and key.
+fn live_entry<K: subject::Rotated>(o: &K) -> (String, crate::rotation::Holder, ResourceKey) {
+    let ((ns, holder), name) = (o.identity(), o.name_any());
+    (format!("{ns}/{name}"), holder, (o.namespace(), name))
 }
 
 #[cfg(test)]
