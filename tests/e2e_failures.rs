@@ -293,6 +293,17 @@ enum Second {
     SameKey,
 }
 
+/// Makes `other-creds`, unread, as a copy of `twilio-creds`: the same key in two Secrets.
+async fn copy_into_other_creds(w: &World) {
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
+    let mut copy = secrets.get("twilio-creds").await.unwrap();
+    copy.metadata = kube::api::ObjectMeta {
+        name: Some("other-creds".into()),
+        ..Default::default()
+    };
+    secrets.create(&Default::default(), &copy).await.unwrap();
+}
+
 /// Two API key rotations of one account asked for together (`first` writes `twilio-creds`,
 /// read by Deployment `api`, whose pods become ready 2 s after they start).
 async fn two_api_key_rotations(second: Second, safety: SafetyOverrides) -> TwoKeys {
@@ -305,13 +316,7 @@ async fn two_api_key_rotations(second: Second, safety: SafetyOverrides) -> TwoKe
         Second::SameSecret => "twilio-creds",
     };
     if let Second::SameKey = second {
-        let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
-        let mut copy = secrets.get("twilio-creds").await.unwrap();
-        copy.metadata = kube::api::ObjectMeta {
-            name: Some("other-creds".into()),
-            ..Default::default()
-        };
-        secrets.create(&Default::default(), &copy).await.unwrap();
+        copy_into_other_creds(&w).await;
     }
     let traffic = key_traffic(&w, Duration::from_millis(20));
     let mut cfg = config(&w, Failpoints::default());
@@ -518,13 +523,7 @@ struct Held {
 async fn replacing_one_key_with_first_held(safety: SafetyOverrides) -> Held {
     capture_logs();
     let w = key_world(1, sandbox::twilio::KeyKind::Standard).await;
-    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
-    let mut copy = secrets.get("twilio-creds").await.unwrap();
-    copy.metadata = kube::api::ObjectMeta {
-        name: Some("other-creds".into()),
-        ..Default::default()
-    };
-    secrets.create(&Default::default(), &copy).await.unwrap();
+    copy_into_other_creds(&w).await;
     let traffic = key_traffic(&w, Duration::from_millis(20));
     let (ctl, _) = freeze_at(&w, safety, "before:Restart", async |w| {
         create(w, &key_rotation(w, "first", serde_json::json!({}))).await
