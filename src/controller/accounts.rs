@@ -14,12 +14,10 @@ use crate::api::TokenRotationSpec;
 use futures::{Stream, TryStreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// (namespace, name) of a cached resource.
-type Key = (Option<String>, String);
+use super::subject::ResourceKey as Key;
 
 /// A resource cache and its index by account.
 pub struct Indexed<K: Rotated> {
@@ -135,7 +133,7 @@ impl Index {
     fn apply<K: Rotated>(&mut self, event: &watcher::Event<K>) {
         match event {
             watcher::Event::Apply(o) => self.current.place(o),
-            watcher::Event::Delete(o) => self.current.remove(&key(o)),
+            watcher::Event::Delete(o) => self.current.remove(&o.resource_key()),
             watcher::Event::Init => self.relisted = Some(Entries::default()),
             watcher::Event::InitApply(o) => self.relisted.get_or_insert_default().place(o),
             watcher::Event::InitDone => self.current = self.relisted.take().unwrap_or_default(),
@@ -143,13 +141,9 @@ impl Index {
     }
 }
 
-fn key<K: Rotated>(o: &K) -> Key {
-    (o.namespace(), o.name_any())
-}
-
 impl Entries {
     fn place<K: Rotated>(&mut self, o: &K) {
-        let key = key(o);
+        let key = o.resource_key();
         let spec = o.effective_spec();
         let account = account_key(&spec.twilio.account_sid, spec.twilio.region.as_deref());
         if waits_for_capacity(o) {
@@ -191,6 +185,7 @@ mod tests {
     use super::*;
     use crate::api::TokenRotation;
     use futures::StreamExt;
+    use kube::ResourceExt;
 
     fn tr(ns: &str, name: &str, account: &str, waiting: bool) -> TokenRotation {
         let status = if waiting {

@@ -14,8 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-/// (namespace, name) of a resource.
-type Key = (Option<String>, String);
+use super::subject::ResourceKey as Key;
 
 /// At most this many expected echoes per resource (a reconcile writes at most four times).
 const PER_RESOURCE: usize = 4;

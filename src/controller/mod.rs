@@ -35,6 +35,7 @@ use kube::{Api, Client, ResourceExt};
 use locks::AccountLocks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use subject::ResourceKey;
 use workload_cache::{Change, WorkloadCache};
 
 /// (region, edge, suppress e-mail notification) of a Twilio client.
@@ -43,9 +44,6 @@ type ClientKey = (Option<String>, Option<String>, bool);
 /// A resource as our last write of it returned it (a `TokenRotation` or a
 /// `ClusterTokenRotation`; the lookup downcasts to the kind asked for).
 type Written = Arc<dyn std::any::Any + Send + Sync>;
-
-/// (namespace, name) of a TokenRotation or ClusterTokenRotation.
-type ResourceKey = (Option<String>, String);
 
 /// What the reconciles know of their own writes of the resources (by namespace and name),
 /// shared with the watches that see those writes come back.
@@ -220,7 +218,7 @@ impl Context {
     pub fn saw<K: subject::Rotated>(&self, obj: &K) {
         self.own
             .versions
-            .record((obj.namespace(), obj.name_any()), obj.resource_version());
+            .record(obj.resource_key(), obj.resource_version());
     }
 
     /// Remembers our write that turned version `from` into `obj` (as the API server returned
@@ -234,7 +232,7 @@ impl Context {
         copy.meta_mut().managed_fields = None;
         self.own
             .versions
-            .wrote((obj.namespace(), obj.name_any()), from, to, Arc::new(copy));
+            .wrote(obj.resource_key(), from, to, Arc::new(copy));
     }
 
     /// Forgets a deleted resource's version.
@@ -247,9 +245,7 @@ impl Context {
     /// Lets the watch event of our write of `obj` go without a reconcile (see `echoes`).
     pub fn expect_echo<K: subject::Rotated>(&self, obj: &K) {
         if let Some(version) = obj.resource_version() {
-            self.own
-                .echoes
-                .expect((obj.namespace(), obj.name_any()), version);
+            self.own.echoes.expect(obj.resource_key(), version);
         }
     }
 
@@ -441,12 +437,9 @@ async fn controller_for<K: subject::Rotated>(
     let applied = {
         let own = own.clone();
         applied.filter(move |o| {
-            let echo = o.as_ref().is_ok_and(|o| {
-                own.seen(
-                    &(o.namespace(), o.name_any()),
-                    o.resource_version().as_deref(),
-                )
-            });
+            let echo = o
+                .as_ref()
+                .is_ok_and(|o| own.seen(&o.resource_key(), o.resource_version().as_deref()));
             futures::future::ready(!echo)
         })
     };
@@ -766,8 +759,8 @@ async fn prune_deleted(ctx: &Context) {
 
 /// A live resource's metrics series (`namespace/name`), lock holder and key.
 fn live_entry<K: subject::Rotated>(o: &K) -> (String, crate::rotation::Holder, ResourceKey) {
-    let ((ns, holder), name) = (o.identity(), o.name_any());
-    (format!("{ns}/{name}"), holder, (o.namespace(), name))
+    let ((ns, holder), key) = (o.identity(), o.resource_key());
+    (format!("{ns}/{}", key.1), holder, key)
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 
+/// (namespace, name) of a TokenRotation or ClusterTokenRotation: how what the controller
+/// keeps per resource (account index, our writes, their echoes) is keyed.
+pub type ResourceKey = (Option<String>, String);
+
 /// What the reconciler needs from either kind.
 pub trait Rotated:
     Resource<DynamicType = ()>
@@ -51,6 +55,9 @@ pub trait Rotated:
     fn identity_of(namespace: Option<&str>, name: &str) -> (String, Holder);
     fn identity(&self) -> (String, Holder) {
         Self::identity_of(self.namespace().as_deref(), &self.name_any())
+    }
+    fn resource_key(&self) -> ResourceKey {
+        (self.namespace(), self.name_any())
     }
     /// A rotation is in flight: status names it.
     fn flying(&self) -> bool {
