@@ -7,6 +7,7 @@ mod echoes;
 pub mod events;
 mod execute;
 pub mod failpoints;
+mod listed_pod;
 pub mod locks;
 mod observe;
 mod permissions;

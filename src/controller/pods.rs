@@ -1,6 +1,7 @@
 //! The Pod-level barrier's I/O: the pods that read a target Secret (paged, uncached LISTs, only
-//! once the workloads are through), who owns each (one GET per ReplicaSet and Rollout met), and
-//! the two writes the barrier may ask for: an Argo Rollout's `spec.restartAt`, and deleting an
+//! once the workloads are through, decoded down to what is read: [`super::listed_pod`]), who
+//! owns each (one GET per ReplicaSet, of its metadata only, and per Rollout met), and the two
+//! writes the barrier may ask for: an Argo Rollout's `spec.restartAt`, and deleting an
 //! unmanaged pod by UID.
 
 use super::subject::Subject;
@@ -53,11 +54,10 @@ pub(super) async fn observe(
     };
     for ns in &tr.targets {
         let mut owners = Owners::new(client, ns);
-        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
         let mut lp = ListParams::default().limit(500);
         loop {
-            let page = api.list(&lp).await?;
-            for p in &page.items {
+            let page = super::listed_pod::list(client, ns, &lp).await?;
+            for p in &page.pods {
                 let Some(spec) = &p.spec else { continue };
                 let reads = workloads::reads(spec, &targets);
                 if !reads.at_start && !reads.files {
@@ -86,9 +86,9 @@ pub(super) async fn observe(
                     }),
                 });
             }
-            match page.metadata.continue_ {
-                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
-                _ => break,
+            match page.next {
+                Some(c) => lp = lp.continue_token(&c),
+                None => break,
             }
         }
     }
@@ -200,7 +200,7 @@ impl<'a> Owners<'a> {
         }
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), self.namespace);
         let owner = api
-            .get_opt(name)
+            .get_metadata_opt(name)
             .await?
             .and_then(|rs| controller_of(rs.metadata.owner_references.as_ref()).cloned());
         self.replica_sets.insert(name.to_owned(), owner.clone());

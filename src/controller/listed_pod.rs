@@ -1,0 +1,225 @@
+//! A LIST page of pods decoded down to what the Pod-level barrier reads. A page holds up to
+//! 500 pods, and a real pod is mostly what the barrier never reads (managedFields, resources,
+//! probes, images, conditions): these types name only the fields read, serde skips the rest
+//! without building it, and each pod becomes a `Pod` holding just those, so the barrier's
+//! reading of a pod stays in one place ([`super::pods`]).
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStatus, EnvFromSource, EnvVar, Pod, PodSpec, PodStatus,
+    Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, OwnerReference, Time};
+use kube::api::ListParams;
+use kube::Client;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One page of a pod LIST in `namespace`.
+pub(super) struct Page {
+    pub pods: Vec<Pod>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<String>,
+}
+
+pub(super) async fn list(
+    client: &Client,
+    namespace: &str,
+    lp: &ListParams,
+) -> Result<Page, kube::Error> {
+    let url = format!("/api/v1/namespaces/{namespace}/pods");
+    let req = kube::core::Request::new(url)
+        .list(lp)
+        .map_err(kube::Error::BuildRequest)?;
+    let page: List = client.request(req).await?;
+    Ok(Page {
+        pods: page.items.into_iter().map(Pod::from).collect(),
+        next: page.metadata.continue_.filter(|c| !c.is_empty()),
+    })
+}
+
+#[derive(Deserialize)]
+struct List {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(default)]
+    items: Vec<Listed>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    #[serde(default)]
+    metadata: Meta,
+    spec: Option<Spec>,
+    status: Option<Status>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    name: Option<String>,
+    uid: Option<String>,
+    annotations: Option<BTreeMap<String, String>>,
+    owner_references: Option<Vec<OwnerReference>>,
+    deletion_timestamp: Option<Time>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    #[serde(default)]
+    containers: Vec<Reader>,
+    init_containers: Option<Vec<Reader>>,
+    volumes: Option<Vec<Volume>>,
+}
+
+/// A container as far as it reads Secrets at its start.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reader {
+    #[serde(default)]
+    name: String,
+    env: Option<Vec<EnvVar>>,
+    env_from: Option<Vec<EnvFromSource>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    phase: Option<String>,
+    start_time: Option<Time>,
+    container_statuses: Option<Vec<Started>>,
+}
+
+/// A container's status as far as it tells when the container started.
+#[derive(Deserialize)]
+struct Started {
+    state: Option<ContainerState>,
+}
+
+impl From<Reader> for Container {
+    fn from(c: Reader) -> Self {
+        Container {
+            name: c.name,
+            env: c.env,
+            env_from: c.env_from,
+            ..Container::default()
+        }
+    }
+}
+
+impl From<Listed> for Pod {
+    fn from(p: Listed) -> Self {
+        let m = p.metadata;
+        Pod {
+            metadata: ObjectMeta {
+                name: m.name,
+                uid: m.uid,
+                annotations: m.annotations,
+                owner_references: m.owner_references,
+                deletion_timestamp: m.deletion_timestamp,
+                ..ObjectMeta::default()
+            },
+            spec: p.spec.map(|s| PodSpec {
+                containers: s.containers.into_iter().map(Container::from).collect(),
+                init_containers: s
+                    .init_containers
+                    .map(|cs| cs.into_iter().map(Container::from).collect()),
+                volumes: s.volumes,
+                ..PodSpec::default()
+            }),
+            status: p.status.map(|s| PodStatus {
+                phase: s.phase,
+                start_time: s.start_time,
+                container_statuses: s.container_statuses.map(|cs| {
+                    cs.into_iter()
+                        .map(|c| ContainerStatus {
+                            state: c.state,
+                            ..ContainerStatus::default()
+                        })
+                        .collect()
+                }),
+                ..PodStatus::default()
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field the barrier reads survives the slim decoding unchanged; what it does not
+    /// read is not kept.
+    #[test]
+    fn a_listed_pod_keeps_what_the_barrier_reads() {
+        let full = serde_json::json!({
+            "metadata": {
+                "name": "api-7d9f-abc", "namespace": "shop", "uid": "u1",
+                "annotations": {"rotator.example/stamp": "s1"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "api-7d9f", "uid": "r1", "controller": true}],
+                "deletionTimestamp": "2026-12-03T10:00:00Z",
+                "managedFields": [{"manager": "kubelet", "operation": "Update",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]
+            },
+            "spec": {
+                "containers": [{"name": "app", "image": "app:1",
+                    "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef":
+                        {"name": "twilio-creds", "key": "token"}}}],
+                    "envFrom": [{"secretRef": {"name": "other"}}],
+                    "resources": {"limits": {"cpu": "1"}}}],
+                "initContainers": [{"name": "init", "image": "init:1",
+                    "envFrom": [{"secretRef": {"name": "twilio-creds"}}]}],
+                "volumes": [{"name": "creds", "secret": {"secretName": "twilio-creds",
+                    "items": [{"key": "token", "path": "token"}]}}],
+                "nodeName": "node-1"
+            },
+            "status": {
+                "phase": "Running", "startTime": "2026-12-03T09:00:00Z",
+                "containerStatuses": [{"name": "app", "image": "app:1", "imageID": "x",
+                    "ready": true, "restartCount": 0,
+                    "state": {"running": {"startedAt": "2026-12-03T09:00:05Z"}}}],
+                "conditions": [{"type": "Ready", "status": "True"}]
+            }
+        });
+        let pod: Pod = serde_json::from_value(full.clone()).unwrap();
+        let listed: Listed = serde_json::from_value(full).unwrap();
+        let slim = Pod::from(listed);
+
+        let (m, s) = (&pod.metadata, &slim.metadata);
+        assert_eq!(s.name, m.name);
+        assert_eq!(s.uid, m.uid);
+        assert_eq!(s.annotations, m.annotations);
+        assert_eq!(s.owner_references, m.owner_references);
+        assert_eq!(s.deletion_timestamp, m.deletion_timestamp);
+        assert_eq!(s.managed_fields, None);
+
+        let (p, q) = (pod.spec.unwrap(), slim.spec.unwrap());
+        assert_eq!(q.volumes, p.volumes);
+        let reads = |cs: &[Container]| {
+            cs.iter()
+                .map(|c| (c.name.clone(), c.env.clone(), c.env_from.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(reads(&q.containers), reads(&p.containers));
+        assert_eq!(
+            reads(q.init_containers.as_deref().unwrap()),
+            reads(p.init_containers.as_deref().unwrap())
+        );
+        assert_eq!(q.containers[0].image, None);
+        assert_eq!(q.node_name, None);
+
+        let (p, q) = (pod.status.unwrap(), slim.status.unwrap());
+        assert_eq!(q.phase, p.phase);
+        assert_eq!(q.start_time, p.start_time);
+        let states = |s: &PodStatus| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .map(|c| c.state.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(states(&q), states(&p));
+        assert_eq!(q.conditions, None);
+    }
+}
