@@ -204,6 +204,48 @@ async fn a_repeated_event_is_counted_into_one_events_series() {
     assert!(other.series.is_none());
 }
 
+/// A repeat of an Event deleted meanwhile (by hand, or by its time to live) is a new Event
+/// rather than a failed count into the gone one's series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_of_a_deleted_event_is_posted_again() {
+    use k8s_openapi::api::events::v1::Event;
+    use token_rotator::controller::events::{Events, Note};
+    let w = world(1).await;
+    let events = Events::new(w.client.clone(), "token-rotator".into(), None);
+    let regarding = a_token_rotation();
+    let note = Note {
+        warning: true,
+        reason: "AbortIgnored",
+        action: "Rotate-1",
+        note: "nothing to abort",
+    };
+    let api = Api::<Event>::namespaced(w.client.clone(), NS);
+    let ours = || async {
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("AbortIgnored"))
+            .collect::<Vec<_>>()
+    };
+    events.publish(&note, &regarding).await.unwrap();
+    let first = ours().await;
+    assert_eq!(first.len(), 1);
+    let name = first[0].metadata.name.clone().unwrap();
+    api.delete(&name, &Default::default()).await.unwrap();
+    events.publish(&note, &regarding).await.unwrap();
+    let again = ours().await;
+    assert_eq!(again.len(), 1, "posted again: {again:?}");
+    assert_ne!(again[0].metadata.name.as_deref(), Some(name.as_str()));
+    assert!(again[0].series.is_none(), "a new Event, not a count");
+    // And the new one is what its repeats count into.
+    events.publish(&note, &regarding).await.unwrap();
+    let counted = ours().await;
+    assert_eq!(counted.len(), 1);
+    assert_eq!(counted[0].series.as_ref().map(|s| s.count), Some(2));
+}
+
 /// Events sent by a reconcile are queued, not awaited: they keep their order and their time
 /// (taken when sent), a repeat is still counted into one series, and a full lane makes the
 /// sender wait rather than drop an Event.

@@ -173,7 +173,7 @@ impl Publisher {
         };
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
-        let (created, count) = match repeat {
+        let repeated = match repeat {
             Some((created, count)) => {
                 let series = EventSeries {
                     count,
@@ -181,10 +181,20 @@ impl Publisher {
                 };
                 let patch = serde_json::json!({ "series": series });
                 let name = self.name(regarding, created);
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-                (created, count)
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Some((created, count)),
+                    // Deleted meanwhile (by hand, or its time to live ran out): a new one.
+                    Err(kube::Error::Api(e)) if e.code == 404 => None,
+                    Err(e) => return Err(e),
+                }
             }
+            None => None,
+        };
+        let (created, count) = match repeated {
+            Some(r) => r,
             None => {
                 let ev = self.event(n, regarding, now);
                 api.create(&PostParams::default(), &ev).await?;
