@@ -129,6 +129,47 @@ async fn a_bare_pod_holds_the_rotation_until_it_is_deleted() {
     );
 }
 
+/// A bare Pod that mounts the credentials with `subPath` (a copy taken at its start, which the
+/// kubelet never refreshes) holds the rotation like one reading env; deleted, it lets it go
+/// on. No call is refused. (With the pod LIST decoded without the containers' volume mounts,
+/// this pod was not seen as a consumer: promoted under it, its calls were refused.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_pod_reading_the_token_by_subpath_holds_the_rotation() {
+    let w = world(1).await;
+    let mount = |key: &str| json!({"name": "creds", "mountPath": format!("/etc/twilio/{key}"), "subPath": key});
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "snapshot", "namespace": NS, "labels": {"app": "snapshot"}},
+        "spec": {"containers": [{"name": "app", "image": "shop/tool:1",
+                                 "volumeMounts": [mount("TWILIO_ACCOUNT_SID"), mount("TWILIO_AUTH_TOKEN")]}],
+                 "volumes": [{"name": "creds", "secret": {"secretName": "twilio-creds"}}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+    wait_ready_pods(&w.client, NS, "snapshot", 1).await;
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let ctl = start_controller(&w, Failpoints::default());
+    create(&w, &manual_rotation(&w, "twilio")).await;
+    let st = wait(&w, "held on the subPath pod", |s| {
+        degraded(s, "UnmanagedConsumers").is_some()
+    })
+    .await;
+    let msg = degraded(&st, "UnmanagedConsumers").unwrap();
+    assert!(msg.contains("Pod shop/snapshot"), "{msg}");
+    assert!(token_works(&w, &w.old_token).await, "nothing promoted");
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .delete("snapshot", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(&w, "completed", done).await;
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
+    eprintln!("subPath pod: {served} served, {refused} refused");
+    assert!(served > 0);
+    assert_eq!(refused, 0, "{refusals:#?}");
+}
+
 /// Negative control: without the barrier the rotation promotes under the bare pod, whose calls
 /// are then refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

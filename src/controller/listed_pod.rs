@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStatus, EnvFromSource, EnvVar, Pod, PodSpec, PodStatus,
-    Volume,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, OwnerReference, Time};
 use kube::api::ListParams;
@@ -72,7 +72,8 @@ struct Spec {
     volumes: Option<Vec<Volume>>,
 }
 
-/// A container as far as it reads Secrets at its start.
+/// A container as far as it reads Secrets: by env, and by the files it mounts (a `subPath`
+/// mount is read at its start, as env is; a whole volume follows the Secret).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Reader {
@@ -80,6 +81,7 @@ struct Reader {
     name: String,
     env: Option<Vec<EnvVar>>,
     env_from: Option<Vec<EnvFromSource>>,
+    volume_mounts: Option<Vec<VolumeMount>>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +104,7 @@ impl From<Reader> for Container {
             name: c.name,
             env: c.env,
             env_from: c.env_from,
+            volume_mounts: c.volume_mounts,
             ..Container::default()
         }
     }
@@ -148,11 +151,11 @@ impl From<Listed> for Pod {
 mod tests {
     use super::*;
 
-    /// Every field the barrier reads survives the slim decoding unchanged; what it does not
-    /// read is not kept.
-    #[test]
-    fn a_listed_pod_keeps_what_the_barrier_reads() {
-        let full = serde_json::json!({
+    use crate::rotation::consumers::Reads;
+    use crate::workloads;
+
+    fn pod(spec: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
             "metadata": {
                 "name": "api-7d9f-abc", "namespace": "shop", "uid": "u1",
                 "annotations": {"rotator.example/stamp": "s1"},
@@ -162,18 +165,7 @@ mod tests {
                 "managedFields": [{"manager": "kubelet", "operation": "Update",
                     "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]
             },
-            "spec": {
-                "containers": [{"name": "app", "image": "app:1",
-                    "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef":
-                        {"name": "twilio-creds", "key": "token"}}}],
-                    "envFrom": [{"secretRef": {"name": "other"}}],
-                    "resources": {"limits": {"cpu": "1"}}}],
-                "initContainers": [{"name": "init", "image": "init:1",
-                    "envFrom": [{"secretRef": {"name": "twilio-creds"}}]}],
-                "volumes": [{"name": "creds", "secret": {"secretName": "twilio-creds",
-                    "items": [{"key": "token", "path": "token"}]}}],
-                "nodeName": "node-1"
-            },
+            "spec": spec,
             "status": {
                 "phase": "Running", "startTime": "2026-12-03T09:00:00Z",
                 "containerStatuses": [{"name": "app", "image": "app:1", "imageID": "x",
@@ -181,31 +173,103 @@ mod tests {
                     "state": {"running": {"startedAt": "2026-12-03T09:00:05Z"}}}],
                 "conditions": [{"type": "Ready", "status": "True"}]
             }
-        });
-        let pod: Pod = serde_json::from_value(full.clone()).unwrap();
-        let listed: Listed = serde_json::from_value(full).unwrap();
-        let slim = Pod::from(listed);
+        })
+    }
 
+    /// The pod in full and as listed here.
+    fn both(spec: serde_json::Value) -> (Pod, Pod) {
+        let full = pod(spec);
+        let listed: Listed = serde_json::from_value(full.clone()).unwrap();
+        (serde_json::from_value(full).unwrap(), Pod::from(listed))
+    }
+
+    fn reads(p: &Pod) -> Reads {
+        let targets = [("twilio-creds".to_owned(), "token".to_owned())].into();
+        workloads::reads(p.spec.as_ref().unwrap(), &targets)
+    }
+
+    /// The barrier reads a listed pod as it reads the whole pod: in every way a container
+    /// can read the Secret (env, envFrom, an init container, a whole volume, a `subPath`
+    /// mount, a projected volume) and by every other field it looks at.
+    #[test]
+    fn a_listed_pod_is_read_as_the_whole_pod() {
+        let app = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"name": "app", "image": "app:1",
+                "resources": {"limits": {"cpu": "1"}}});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c
+        };
+        let secret_volume = serde_json::json!([{"name": "creds",
+            "secret": {"secretName": "twilio-creds"}}]);
+        let cases = [
+            (
+                "env",
+                serde_json::json!({"containers": [app(serde_json::json!({"env": [{"name": "T",
+                    "valueFrom": {"secretKeyRef": {"name": "twilio-creds", "key": "token"}}}]}))]}),
+                (true, false),
+            ),
+            (
+                "envFrom in an init container",
+                serde_json::json!({"containers": [app(serde_json::json!({}))],
+                    "initContainers": [{"name": "init", "image": "init:1",
+                        "envFrom": [{"secretRef": {"name": "twilio-creds"}}]}]}),
+                (true, false),
+            ),
+            (
+                "a whole volume",
+                serde_json::json!({"containers": [app(serde_json::json!({"volumeMounts":
+                    [{"name": "creds", "mountPath": "/etc/twilio"}]}))],
+                    "volumes": secret_volume.clone()}),
+                (false, true),
+            ),
+            (
+                "a subPath mount",
+                serde_json::json!({"containers": [app(serde_json::json!({"volumeMounts":
+                    [{"name": "creds", "mountPath": "/etc/token", "subPath": "token"}]}))],
+                    "volumes": secret_volume}),
+                (true, false),
+            ),
+            (
+                "a projected volume",
+                serde_json::json!({"containers": [app(serde_json::json!({"volumeMounts":
+                    [{"name": "all", "mountPath": "/etc/all"}]}))],
+                    "volumes": [{"name": "all", "projected": {"sources":
+                        [{"secret": {"name": "twilio-creds",
+                            "items": [{"key": "token", "path": "token"}]}}]}}]}),
+                (false, true),
+            ),
+        ];
+        for (case, spec, (at_start, files)) in cases {
+            let (whole, listed) = both(spec);
+            let (r, l) = (reads(&whole), reads(&listed));
+            assert_eq!(
+                (r.at_start, r.files),
+                (at_start, files),
+                "{case}: the whole pod"
+            );
+            assert_eq!((l.at_start, l.files), (at_start, files), "{case}: listed");
+        }
+    }
+
+    /// Every other field the barrier reads survives unchanged; what it does not read is not
+    /// kept.
+    #[test]
+    fn a_listed_pod_keeps_what_the_barrier_reads() {
+        let (pod, slim) = both(serde_json::json!({
+            "containers": [{"name": "app", "image": "app:1"}], "nodeName": "node-1"}));
         let (m, s) = (&pod.metadata, &slim.metadata);
         assert_eq!(s.name, m.name);
         assert_eq!(s.uid, m.uid);
         assert_eq!(s.annotations, m.annotations);
         assert_eq!(s.owner_references, m.owner_references);
         assert_eq!(s.deletion_timestamp, m.deletion_timestamp);
+        assert!(m.managed_fields.is_some());
         assert_eq!(s.managed_fields, None);
 
         let (p, q) = (pod.spec.unwrap(), slim.spec.unwrap());
-        assert_eq!(q.volumes, p.volumes);
-        let reads = |cs: &[Container]| {
-            cs.iter()
-                .map(|c| (c.name.clone(), c.env.clone(), c.env_from.clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(reads(&q.containers), reads(&p.containers));
-        assert_eq!(
-            reads(q.init_containers.as_deref().unwrap()),
-            reads(p.init_containers.as_deref().unwrap())
-        );
+        assert_eq!(q.containers[0].name, p.containers[0].name);
         assert_eq!(q.containers[0].image, None);
         assert_eq!(q.node_name, None);
 
@@ -220,6 +284,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(states(&q), states(&p));
+        assert!(!states(&q).is_empty());
         assert_eq!(q.conditions, None);
     }
 }
