@@ -93,13 +93,7 @@ async fn set_workloads(w: &World, workloads: Value) {
 async fn a_bare_pod_holds_the_rotation_until_it_is_deleted() {
     let w = world(1).await;
     bare_pod(&w.client, NS, "debug").await;
-    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
-    let ctl = start_controller(&w, Failpoints::default());
-    create(&w, &manual_rotation(&w, "twilio")).await;
-    let st = wait(&w, "held on the bare pod", |s| {
-        degraded(s, "UnmanagedConsumers").is_some()
-    })
-    .await;
+    let st = held_by_the_pod_until_it_is_deleted(&w, "debug").await;
     let msg = degraded(&st, "UnmanagedConsumers").unwrap();
     assert!(msg.contains("Pod shop/debug (1 pod, Unmanaged)"), "{msg}");
     assert_eq!(st.phase, Some(Phase::RollingOut));
@@ -108,39 +102,63 @@ async fn a_bare_pod_holds_the_rotation_until_it_is_deleted() {
         (waiting[0].kind.as_str(), waiting[0].name.as_str()),
         ("Pod", "debug")
     );
-    assert!(token_works(&w, &w.old_token).await, "nothing promoted");
     let held = wait_events(&w, &["RotationHeld"]).await;
     assert!(held
         .iter()
         .any(|e| e.note.as_deref().unwrap_or("").contains("shop/debug")));
-    // The user deletes the pod: the next check lets the rotation go on.
-    Api::<Pod>::namespaced(w.client.clone(), NS)
-        .delete("debug", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait(&w, "completed", done).await;
-    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
-    eprintln!("bare pod: {served} served, {refused} refused");
-    assert!(served > 0);
-    assert_eq!(refused, 0, "{refusals:#?}");
-    assert!(
-        !token_works(&w, &w.old_token).await,
-        "the old token was promoted away"
-    );
 }
 
 /// A bare Pod that mounts the credentials with `subPath` (a copy taken at its start, which the
 /// kubelet never refreshes) holds the rotation like one reading env; deleted, it lets it go
 /// on. No call is refused. (With the pod LIST decoded without the containers' volume mounts,
-/// this pod was not seen as a consumer: promoted under it, its calls were refused.)
+/// this pod was not seen as a consumer and the rotation went Ready under it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_pod_reading_the_token_by_subpath_holds_the_rotation() {
     let w = world(1).await;
     let mount = |key: &str| json!({"name": "creds", "mountPath": format!("/etc/twilio/{key}"), "subPath": key});
+    let mounts = json!([mount("TWILIO_ACCOUNT_SID"), mount("TWILIO_AUTH_TOKEN")]);
+    pod_mounting_the_creds(&w, "snapshot", mounts).await;
+    let st = held_by_the_pod_until_it_is_deleted(&w, "snapshot").await;
+    let msg = degraded(&st, "UnmanagedConsumers").unwrap();
+    assert!(msg.contains("Pod shop/snapshot"), "{msg}");
+}
+
+/// With consumer traffic, a manual rotation must hold on the bare pod `pod`
+/// (`UnmanagedConsumers`, the old token still working); the user then deletes the pod and the
+/// rotation completes, with no call refused and the old token promoted away. Returns the held
+/// status.
+async fn held_by_the_pod_until_it_is_deleted(w: &World, pod: &str) -> TokenRotationStatus {
+    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
+    let ctl = start_controller(w, Failpoints::default());
+    create(w, &manual_rotation(w, "twilio")).await;
+    let st = wait(w, "held on the bare pod", |s| {
+        degraded(s, "UnmanagedConsumers").is_some()
+    })
+    .await;
+    assert!(token_works(w, &w.old_token).await, "nothing promoted");
+    // The user deletes the pod: the next check lets the rotation go on.
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .delete(pod, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(w, "completed", done).await;
+    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
+    eprintln!("bare pod {pod}: {served} served, {refused} refused");
+    assert!(served > 0);
+    assert_eq!(refused, 0, "{refusals:#?}");
+    assert!(
+        !token_works(w, &w.old_token).await,
+        "the old token was promoted away"
+    );
+    st
+}
+
+/// A bare Pod `name` (label `app=<name>`) whose one container has `mounts` of the volume
+/// `creds`, the Secret `twilio-creds`. Waits until it is ready.
+async fn pod_mounting_the_creds(w: &World, name: &str, mounts: Value) {
     let p: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "snapshot", "namespace": NS, "labels": {"app": "snapshot"}},
-        "spec": {"containers": [{"name": "app", "image": "shop/tool:1",
-                                 "volumeMounts": [mount("TWILIO_ACCOUNT_SID"), mount("TWILIO_AUTH_TOKEN")]}],
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
+        "spec": {"containers": [{"name": "app", "image": "shop/tool:1", "volumeMounts": mounts}],
                  "volumes": [{"name": "creds", "secret": {"secretName": "twilio-creds"}}]}
     }))
     .unwrap();
@@ -148,26 +166,7 @@ async fn a_bare_pod_reading_the_token_by_subpath_holds_the_rotation() {
         .create(&PostParams::default(), &p)
         .await
         .unwrap();
-    wait_ready_pods(&w.client, NS, "snapshot", 1).await;
-    let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
-    let ctl = start_controller(&w, Failpoints::default());
-    create(&w, &manual_rotation(&w, "twilio")).await;
-    let st = wait(&w, "held on the subPath pod", |s| {
-        degraded(s, "UnmanagedConsumers").is_some()
-    })
-    .await;
-    let msg = degraded(&st, "UnmanagedConsumers").unwrap();
-    assert!(msg.contains("Pod shop/snapshot"), "{msg}");
-    assert!(token_works(&w, &w.old_token).await, "nothing promoted");
-    Api::<Pod>::namespaced(w.client.clone(), NS)
-        .delete("snapshot", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait(&w, "completed", done).await;
-    let (served, refused, refusals) = finish(traffic, ctl, 300).await;
-    eprintln!("subPath pod: {served} served, {refused} refused");
-    assert!(served > 0);
-    assert_eq!(refused, 0, "{refusals:#?}");
+    wait_ready_pods(&w.client, NS, name, 1).await;
 }
 
 /// Negative control: without the barrier the rotation promotes under the bare pod, whose calls
@@ -313,18 +312,8 @@ async fn restart_never_proves_file_readers_and_holds_env_readers() {
         .delete("api", &DeleteParams::default())
         .await
         .unwrap();
-    let p: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "mounted", "namespace": NS, "labels": {"app": "mounted"}},
-        "spec": {"containers": [{"name": "app", "image": "shop/tool:1",
-                                 "volumeMounts": [{"name": "creds", "mountPath": "/etc/twilio"}]}],
-                 "volumes": [{"name": "creds", "secret": {"secretName": "twilio-creds"}}]}
-    }))
-    .unwrap();
-    Api::<Pod>::namespaced(w.client.clone(), NS)
-        .create(&PostParams::default(), &p)
-        .await
-        .unwrap();
-    wait_ready_pods(&w.client, NS, "mounted", 1).await;
+    let mounts = json!([{"name": "creds", "mountPath": "/etc/twilio"}]);
+    pod_mounting_the_creds(&w, "mounted", mounts).await;
     let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
     let mut tr = manual_rotation(&w, "twilio");
