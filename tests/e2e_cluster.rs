@@ -151,11 +151,9 @@ async fn promotion_waits_for_the_slowest_namespace() {
     );
 }
 
-/// A ClusterTokenRotation over 12 namespaces reads its workloads from the operator's shared
-/// workload cache: one LIST of Deployments across the cluster when the operator starts (its
-/// watch), none per reconcile and none per namespace; it rotates with no refused call.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wide_cluster_rotation_reads_workloads_from_the_shared_cache() {
+/// Twelve namespaces `wide-00`..`wide-11` labelled to share one account (one consumer
+/// replica each), the operator's credentials in `ops`.
+async fn wide_world() -> World {
     let sb = Sandbox::start().await.expect("sandbox");
     let (sid, token) = sb.twilio.create_account();
     let creds = serde_json::json!({"TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token});
@@ -175,13 +173,43 @@ async fn a_wide_cluster_rotation_reads_workloads_from_the_shared_cache() {
     for ns in &teams {
         label_shared(&w, ns).await;
     }
-    let traffic = consumer_traffic(&w, Duration::from_millis(20));
+    w
+}
+
+/// Starts consumer traffic and the controller, and creates the ClusterTokenRotation `shared`
+/// (credentials in `ops`). Returns the traffic, where the audit log stood, and the controller.
+async fn rotate_shared(w: &World) -> (sandbox::Traffic, usize, tokio::task::JoinHandle<()>) {
+    let traffic = consumer_traffic(w, Duration::from_millis(20));
     let from = w.sb.api.audit_log().len();
-    let ctl = start_controller(&w, Failpoints::default());
+    let ctl = start_controller(w, Failpoints::default());
     Api::<ClusterTokenRotation>::all(w.client.clone())
-        .create(&PostParams::default(), &shared_rotation(&w, "ops"))
+        .create(&PostParams::default(), &shared_rotation(w, "ops"))
         .await
         .unwrap();
+    (traffic, from, ctl)
+}
+
+/// LISTs of `resource` since `from` in the audit log: (across the cluster, per namespace).
+fn lists(w: &World, from: usize, resource: &str) -> (usize, usize) {
+    let log = w.sb.api.audit_log();
+    let of = |wide: bool| {
+        log[from..]
+            .iter()
+            .filter(|r| r.verb == "list" && r.resource == resource)
+            .filter(|r| r.namespace.is_empty() == wide)
+            .count()
+    };
+    (of(true), of(false))
+}
+
+/// A ClusterTokenRotation over 12 namespaces reads its workloads from the operator's shared
+/// workload cache: one LIST of Deployments across the cluster when the operator starts (its
+/// watch), none per reconcile and none per namespace; its pods by LISTs across the cluster,
+/// none per namespace; it rotates with no refused call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_cluster_rotation_reads_workloads_from_the_shared_cache() {
+    let w = wide_world().await;
+    let (traffic, from, ctl) = rotate_shared(&w).await;
     let st = wait_cluster_status(&w, "shared", Duration::from_secs(60), |s| {
         s.rotations == 1 && s.phase == Some(Phase::Ready)
     })
@@ -189,32 +217,72 @@ async fn a_wide_cluster_rotation_reads_workloads_from_the_shared_cache() {
     assert_eq!(st.namespaces.len(), 12);
     let (served, refused) = traffic.stop().await;
     ctl.abort();
-    let log = w.sb.api.audit_log();
-    let lists = |ns_wide: bool| {
-        log[from..]
-            .iter()
-            .filter(|r| r.verb == "list" && r.resource == "deployments")
-            .filter(|r| r.namespace.is_empty() == ns_wide)
-            .count()
-    };
-    let updates = log[from..]
+    let updates = w.sb.api.audit_log()[from..]
         .iter()
         .filter(|r| r.resource == "clustertokenrotations/status")
         .count();
+    let (deployments_wide, deployments_per_ns) = lists(&w, from, "deployments");
+    let (pods_wide, pods_per_ns) = lists(&w, from, "pods");
     eprintln!(
-        "12 namespaces: {} cluster-wide Deployment LISTs, {} per-namespace, {updates} status writes; {served} served, {refused} refused",
-        lists(true),
-        lists(false)
+        "12 namespaces: {deployments_wide} cluster-wide Deployment LISTs, {deployments_per_ns} per-namespace; \
+         pods {pods_wide} and {pods_per_ns}; {updates} status writes; {served} served, {refused} refused"
     );
-    assert_eq!(lists(false), 0, "no LIST per namespace");
+    assert_eq!(deployments_per_ns, 0, "no LIST per namespace");
     // The shared workload cache lists once when it starts (and again only if its watch
     // breaks), however many reconciles the rotation takes.
-    assert!(lists(true) >= 1);
+    assert!(deployments_wide >= 1);
     assert!(
-        lists(true) <= 2,
-        "no LIST per reconcile: {} for {updates} status writes",
-        lists(true)
+        deployments_wide <= 2,
+        "no LIST per reconcile: {deployments_wide} for {updates} status writes"
     );
+    assert_eq!(pods_per_ns, 0, "no pod LIST per namespace");
+    assert!(pods_wide >= 1, "the pod-level barrier looked");
     assert_eq!(refused, 0);
-    assert_ne!(w.sb.twilio.primary_token(&sid), Some(token));
+    assert_ne!(w.sb.twilio.primary_token(&w.sid), Some(w.old_token.clone()));
+}
+
+/// The cluster-wide pod LIST of a ClusterTokenRotation over 12 namespaces sees a bare pod on
+/// the old token in one of them: the rotation holds (`UnmanagedConsumers`, nothing promoted)
+/// until the pod is deleted, then completes; no call is refused, and no pod LIST is made per
+/// namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_cluster_rotation_holds_on_a_bare_pod_in_one_namespace() {
+    let w = wide_world().await;
+    bare_pod(&w.client, "wide-07", "debug").await;
+    let (traffic, from, ctl) = rotate_shared(&w).await;
+    let unmanaged = |s: &TokenRotationStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True")
+            .filter(|c| c.reason == "UnmanagedConsumers")
+            .map(|c| c.message.clone())
+    };
+    let st = wait_cluster_status(&w, "shared", Duration::from_secs(60), |s| {
+        unmanaged(s).is_some()
+    })
+    .await;
+    let msg = unmanaged(&st).unwrap_or_default();
+    assert!(msg.contains("wide-07/debug"), "{msg}");
+    assert!(token_works(&w, &w.old_token).await, "nothing promoted");
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(w.client.clone(), "wide-07")
+        .delete("debug", &Default::default())
+        .await
+        .unwrap();
+    wait_cluster_status(&w, "shared", Duration::from_secs(60), |s| {
+        s.rotations == 1 && s.phase == Some(Phase::Ready)
+    })
+    .await;
+    let (served, refused) = traffic.stop().await;
+    ctl.abort();
+    let (pods_wide, pods_per_ns) = lists(&w, from, "pods");
+    eprintln!(
+        "bare pod in 1 of 12 namespaces: pod LISTs {pods_wide} cluster-wide, {pods_per_ns} per namespace; {served} served, {refused} refused"
+    );
+    assert!(served > 0);
+    assert_eq!(refused, 0);
+    assert_eq!(pods_per_ns, 0, "no pod LIST per namespace");
+    assert!(
+        !token_works(&w, &w.old_token).await,
+        "promoted once the pod was gone"
+    );
 }

@@ -14,7 +14,7 @@ use kube::Client;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// One page of a pod LIST in `namespace`.
+/// One page of a pod LIST in `namespace`, or across the cluster.
 pub(super) struct Page {
     pub pods: Vec<Pod>,
     /// Where the next page starts; `None` after the last.
@@ -23,10 +23,13 @@ pub(super) struct Page {
 
 pub(super) async fn list(
     client: &Client,
-    namespace: &str,
+    namespace: Option<&str>,
     lp: &ListParams,
 ) -> Result<Page, kube::Error> {
-    let url = format!("/api/v1/namespaces/{namespace}/pods");
+    let url = match namespace {
+        Some(ns) => format!("/api/v1/namespaces/{ns}/pods"),
+        None => "/api/v1/pods".to_owned(),
+    };
     let req = kube::core::Request::new(url)
         .list(lp)
         .map_err(kube::Error::BuildRequest)?;
@@ -57,6 +60,7 @@ struct Listed {
 #[serde(rename_all = "camelCase")]
 struct Meta {
     name: Option<String>,
+    namespace: Option<String>,
     uid: Option<String>,
     annotations: Option<BTreeMap<String, String>>,
     owner_references: Option<Vec<OwnerReference>>,
@@ -116,6 +120,7 @@ impl From<Listed> for Pod {
         Pod {
             metadata: ObjectMeta {
                 name: m.name,
+                namespace: m.namespace,
                 uid: m.uid,
                 annotations: m.annotations,
                 owner_references: m.owner_references,
@@ -261,6 +266,7 @@ mod tests {
             "containers": [{"name": "app", "image": "app:1"}], "nodeName": "node-1"}));
         let (m, s) = (&pod.metadata, &slim.metadata);
         assert_eq!(s.name, m.name);
+        assert_eq!(s.namespace, m.namespace);
         assert_eq!(s.uid, m.uid);
         assert_eq!(s.annotations, m.annotations);
         assert_eq!(s.owner_references, m.owner_references);

@@ -25,7 +25,7 @@ use crate::api::{RestartPolicy, UnmanagedPods, WorkloadKind};
 use crate::rotation::{Failure, FailureClass};
 use crate::workloads;
 
-/// One permission: a verb on a resource in a namespace.
+/// One permission: a verb on a resource in a namespace (in every one when it is empty).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Need {
     pub verb: &'static str,
@@ -40,7 +40,10 @@ impl std::fmt::Display for Need {
             "" => self.resource.to_string(),
             g => format!("{}.{g}", self.resource),
         };
-        write!(f, "{} {resource} in {:?}", self.verb, self.namespace)
+        match self.namespace.as_str() {
+            "" => write!(f, "{} {resource} across the cluster", self.verb),
+            ns => write!(f, "{} {resource} in {ns:?}", self.verb),
+        }
     }
 }
 
@@ -81,7 +84,11 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
             verb: "list",
             group: "",
             resource: "pods",
-            namespace: ns.clone(),
+            namespace: match super::pods::pod_lists(tr) {
+                super::pods::PodLists::PerNamespace => ns.clone(),
+                // An empty namespace asks for all of them.
+                super::pods::PodLists::ClusterWide => String::new(),
+            },
         });
         out.insert(Need {
             verb: "get",

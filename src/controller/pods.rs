@@ -1,5 +1,6 @@
 //! The Pod-level barrier's I/O: the pods that read a target Secret (paged, uncached LISTs, only
-//! once the workloads are through, decoded down to what is read: [`super::listed_pod`]), who
+//! once the workloads are through, per namespace or across the cluster ([`PodLists`]), decoded
+//! down to what is read: [`super::listed_pod`]), who
 //! owns each (one GET per ReplicaSet, of its metadata only, and per Rollout met), and the two
 //! writes the barrier may ask for: an Argo Rollout's `spec.restartAt`, and deleting an
 //! unmanaged pod by UID.
@@ -34,6 +35,29 @@ fn rollouts() -> ApiResource {
 /// A dependent workload: namespace, kind, name.
 pub(super) type Dependent = (String, WorkloadKind, String);
 
+/// How the consumer pods are listed. A LIST per namespace reads only the pods there but costs
+/// a request per namespace at every look; one paged LIST across the cluster costs the same
+/// however many namespaces a rotation covers, but reads every pod of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PodLists {
+    PerNamespace,
+    ClusterWide,
+}
+
+/// A cluster rotation over more namespaces than this lists pods across the cluster.
+const PER_NAMESPACE_MAX: usize = 8;
+
+pub(super) fn pod_lists(tr: &Subject) -> PodLists {
+    lists_for(tr.cluster, tr.targets.len())
+}
+
+fn lists_for(cluster: bool, namespaces: usize) -> PodLists {
+    match (cluster, namespaces) {
+        (true, n) if n > PER_NAMESPACE_MAX => PodLists::ClusterWide,
+        _ => PodLists::PerNamespace,
+    }
+}
+
 /// The consumer pods in the rotation's target namespaces. `dependents` are the workloads this
 /// rotation restarts; `stamp`, the restart stamp of the rollout onto the new credential.
 pub(super) async fn observe(
@@ -52,12 +76,22 @@ pub(super) async fn observe(
         dependents: dependents.len(),
         ..PodView::default()
     };
-    for ns in &tr.targets {
-        let mut owners = Owners::new(client, ns);
+    let in_scope: BTreeSet<&str> = tr.targets.iter().map(String::as_str).collect();
+    let lists: Vec<Option<&str>> = match pod_lists(tr) {
+        PodLists::PerNamespace => in_scope.iter().map(|ns| Some(*ns)).collect(),
+        PodLists::ClusterWide => vec![None],
+    };
+    let mut owners: BTreeMap<&str, Owners<'_>> = BTreeMap::new();
+    for list in lists {
         let mut lp = ListParams::default().limit(500);
         loop {
-            let page = super::listed_pod::list(client, ns, &lp).await?;
+            let page = super::listed_pod::list(client, list, &lp).await?;
             for p in &page.pods {
+                // A page across the cluster holds every namespace's pods.
+                let listed_in = list.or(p.metadata.namespace.as_deref());
+                let Some(ns) = listed_in.and_then(|n| in_scope.get(n).copied()) else {
+                    continue;
+                };
                 let Some(spec) = &p.spec else { continue };
                 let reads = workloads::reads(spec, &targets);
                 if !reads.at_start && !reads.files {
@@ -68,9 +102,13 @@ pub(super) async fn observe(
                     view.finished += 1;
                     continue;
                 }
-                let owner = owners.of(p, dependents).await?;
+                let owner = owners
+                    .entry(ns)
+                    .or_insert_with(|| Owners::new(client, ns))
+                    .of(p, dependents)
+                    .await?;
                 view.pods.push(ConsumerPod {
-                    namespace: ns.clone(),
+                    namespace: ns.to_owned(),
                     name: p.metadata.name.clone().unwrap_or_default(),
                     uid: p.metadata.uid.clone().unwrap_or_default(),
                     owner,
@@ -264,5 +302,24 @@ pub(super) async fn delete(ctx: &Context, p: &PodAt) -> Result<(), kube::Error> 
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TokenRotation covers its own namespace; a cluster rotation lists across the cluster
+    /// only once per-namespace LISTs would be more than a few.
+    #[test]
+    fn pods_are_listed_across_the_cluster_only_for_a_wide_cluster_rotation() {
+        assert_eq!(lists_for(false, 1), PodLists::PerNamespace);
+        assert_eq!(lists_for(true, 1), PodLists::PerNamespace);
+        assert_eq!(lists_for(true, PER_NAMESPACE_MAX), PodLists::PerNamespace);
+        assert_eq!(
+            lists_for(true, PER_NAMESPACE_MAX + 1),
+            PodLists::ClusterWide
+        );
+        assert_eq!(lists_for(true, 300), PodLists::ClusterWide);
     }
 }
