@@ -1,9 +1,10 @@
-//! The Pod-level barrier's I/O: the pods that read a target Secret (paged, uncached LISTs, only
-//! once the workloads are through, per namespace or across the cluster ([`PodLists`]), decoded
-//! down to what is read: [`super::listed_pod`]), who
-//! owns each (one GET per ReplicaSet, of its metadata only, and per Rollout met), and the two
-//! writes the barrier may ask for: an Argo Rollout's `spec.restartAt`, and deleting an
-//! unmanaged pod by UID.
+//! The Pod-level barrier's I/O:
+//! - the pods that read a target Secret: paged, uncached LISTs, only once the workloads are
+//!   through, per namespace or across the cluster ([`PodLists`]), each page decoded down to
+//!   what is read ([`super::listed_pod`]);
+//! - who owns each: one GET per ReplicaSet met (of its metadata only) and per Rollout met;
+//! - the two writes the barrier may ask for: an Argo Rollout's `spec.restartAt`, and deleting
+//!   an unmanaged pod by UID.
 
 use super::subject::Subject;
 use super::Context;
