@@ -480,11 +480,14 @@ async fn a_cronjob_makes_jobs_whose_pods_read_the_secret_as_it_is_then() {
     assert!(first.metadata.name.unwrap().starts_with("nightly-"));
     // The next Jobs' pods read the new token by themselves.
     set_token(&e.client, "twilio", "new-token").await;
-    let pods = wait_pods(&e, "app=nightly", "a pod on the new token", |_| {
-        e.sim
-            .all_pods()
-            .iter()
-            .any(|p| p.workload.kind == WorkloadKind::Job && p.holds("new-token"))
+    // Both at one look: a Job's pod runs 200 ms, so the API's list may be empty at the
+    // moment the simulator holds one on the new token.
+    let pods = wait_pods(&e, "app=nightly", "a pod on the new token", |pods| {
+        !pods.is_empty()
+            && e.sim
+                .all_pods()
+                .iter()
+                .any(|p| p.workload.kind == WorkloadKind::Job && p.holds("new-token"))
     })
     .await;
     assert!(!pods.is_empty());
