@@ -250,13 +250,7 @@ async fn a_wide_cluster_rotation_holds_on_a_bare_pod_in_one_namespace() {
     let w = wide_world().await;
     bare_pod(&w.client, "wide-07", "debug").await;
     let (traffic, from, ctl) = rotate_shared(&w).await;
-    let unmanaged = |s: &TokenRotationStatus| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "Degraded" && c.status == "True")
-            .filter(|c| c.reason == "UnmanagedConsumers")
-            .map(|c| c.message.clone())
-    };
+    let unmanaged = |s: &TokenRotationStatus| degraded(s, "UnmanagedConsumers");
     let st = wait_cluster_status(&w, "shared", Duration::from_secs(60), |s| {
         unmanaged(s).is_some()
     })

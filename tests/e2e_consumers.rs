@@ -69,13 +69,6 @@ fn done(st: &TokenRotationStatus) -> bool {
     st.rotations == 1 && st.phase == Some(Phase::Ready)
 }
 
-fn degraded(st: &TokenRotationStatus, reason: &str) -> Option<String> {
-    st.conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
-        .map(|c| c.message.clone())
-}
-
 async fn set_workloads(w: &World, workloads: Value) {
     Api::<TokenRotation>::namespaced(w.client.clone(), NS)
         .patch(

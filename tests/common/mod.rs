@@ -684,3 +684,11 @@ pub async fn argo_rollout(client: &kube::Client, ns: &str, name: &str, replicas:
     api.create(&PostParams::default(), &obj).await.unwrap();
     wait_ready_pods(client, ns, name, replicas).await;
 }
+
+/// The message of the status's `Degraded=True` condition with `reason`, if it has one.
+pub fn degraded(st: &TokenRotationStatus, reason: &str) -> Option<String> {
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+        .map(|c| c.message.clone())
+}
