@@ -77,6 +77,7 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
         &tr.home,
         &mut out,
     );
+    let pod_lists = super::pods::pod_lists(tr);
     for ns in &tr.targets {
         secrets(&["get", "list", "create", "patch"], ns, &mut out);
         // The Pod-level barrier lists the consumer pods and finds their owners.
@@ -84,7 +85,7 @@ pub async fn needs(ctx: &Context, tr: &Subject) -> Result<BTreeSet<Need>, kube::
             verb: "list",
             group: "",
             resource: "pods",
-            namespace: match super::pods::pod_lists(tr) {
+            namespace: match pod_lists {
                 super::pods::PodLists::PerNamespace => ns.clone(),
                 // An empty namespace asks for all of them.
                 super::pods::PodLists::ClusterWide => String::new(),
