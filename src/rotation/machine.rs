@@ -722,10 +722,16 @@ pub fn decide(obs: &Observation) -> Decision {
         }
         Some(Phase::Promoting) => {
             let words = plan.credential.words();
-            b.enter(Phase::Retiring, words.current_message);
+            // As stored (whole seconds), so every look until retirement computes the same time.
+            let promoted = to_k8s(obs.now);
+            // Says when, as every look until then does: the wait writes no status of its own.
+            b.enter(
+                Phase::Retiring,
+                retiring_message(plan, retire_at(obs, plan, from_k8s(&promoted))),
+            );
             b.healthy();
             if let Some(r) = b.rotation() {
-                r.promoted_time = Some(to_k8s(obs.now));
+                r.promoted_time = Some(promoted);
             }
             b.event(false, words.current_reason, words.current_note);
             let wait = plan.propagation_delay + plan.overlap;
@@ -1554,6 +1560,25 @@ fn decide_rolling_out(mut b: Builder<'_>, plan: &Plan) -> Decision {
     }
 }
 
+/// When the previous credential is retired, promoted at `promoted`. Being deleted: the
+/// overlap (for webhook validators of the previous token) is cut short, propagation is not.
+fn retire_at(obs: &Observation, plan: &Plan, promoted: DateTime<Utc>) -> DateTime<Utc> {
+    let overlap = if obs.deleting {
+        Duration::ZERO
+    } else {
+        plan.overlap
+    };
+    promoted + to_chrono(plan.propagation_delay + overlap)
+}
+
+fn retiring_message(plan: &Plan, until: DateTime<Utc>) -> String {
+    format!(
+        "{} at {}",
+        plan.credential.words().current_message,
+        until.to_rfc3339()
+    )
+}
+
 fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
     let obs = b.obs;
     let promoted = obs
@@ -1562,16 +1587,9 @@ fn decide_retiring(mut b: Builder<'_>, plan: &Plan) -> Decision {
         .as_ref()
         .and_then(|r| r.promoted_time.as_ref().map(from_k8s))
         .unwrap_or(obs.now);
-    // Being deleted: the overlap (for webhook validators of the previous token) is cut short,
-    // propagation is not.
-    let overlap = if obs.deleting {
-        Duration::ZERO
-    } else {
-        plan.overlap
-    };
-    let until = promoted + to_chrono(plan.propagation_delay + overlap);
+    let until = retire_at(obs, plan, promoted);
     if obs.now < until {
-        let msg = format!("retiring the previous token at {}", until.to_rfc3339());
+        let msg = retiring_message(plan, until);
         b.status.message = Some(msg.clone());
         b.cond(ROTATING, true, Phase::Retiring.as_str(), msg);
         return b.finish(Action::None, Some(remaining(until, obs.now)));

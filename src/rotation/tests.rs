@@ -749,6 +749,37 @@ fn verifying_then_promoting_then_retiring() {
 }
 
 #[test]
+fn the_wait_to_retire_changes_nothing_the_promotion_wrote() {
+    // Each status a look decides is written unless unchanged: the looks between promotion
+    // and retirement must decide the very status the promotion wrote, or each is a write.
+    for kind in ["authToken", "apiKey"] {
+        let mut o = obs(at_phase(Phase::Promoting));
+        // Promoted within a second: the time is stored in whole seconds.
+        o.now = t0() + CD::milliseconds(250);
+        if kind == "apiKey" {
+            o.spec = key_spec(0);
+            o.plan = Plan::new(&o.spec, None);
+        }
+        let promoted = decide(&o).status;
+        assert_eq!(promoted.phase, Some(Phase::Retiring));
+        let msg = promoted.message.clone().unwrap();
+        assert!(msg.ends_with(" at 2026-11-23T10:06:00+00:00"), "{msg}");
+        let mut next = o.clone();
+        next.status = promoted.clone();
+        for after in [0, 1, 359] {
+            next.now = o.now + CD::seconds(after);
+            let d = decide(&next);
+            assert_eq!(d.action, Action::None, "{kind} +{after}s");
+            assert_eq!(d.status, promoted, "{kind} +{after}s");
+        }
+        // Deleted meanwhile: the overlap is cut short, which the message says.
+        next.deleting = true;
+        next.now = o.now + CD::seconds(1);
+        assert_ne!(decide(&next).status.message, promoted.message);
+    }
+}
+
+#[test]
 fn verification_failure_waits_through_propagation_then_degrades() {
     let o = obs(at_phase(Phase::Verifying));
     let f = Failure {
