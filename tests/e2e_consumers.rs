@@ -429,7 +429,7 @@ async fn retire_legacy(w: &World) {
 /// A copy of the old token in a Secret the rotation does not write holds it before promotion
 /// (`UncoveredTokenCopies`, naming namespace/name/key, never the value); the user removes the
 /// copy and its reader, and the rotation completes with no refused call. An excepted copy is
-/// not reported.
+/// not reported; the copy is found on the second LIST page, past a 1 MiB Secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uncovered_copy_holds_until_it_is_removed() {
     let w = world(1).await;
@@ -440,10 +440,24 @@ async fn an_uncovered_copy_holds_until_it_is_removed() {
         "stringData": {"token": w.old_token}
     }))
     .unwrap();
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS)
-        .create(&PostParams::default(), &s)
-        .await
-        .unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), NS);
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    // More than a LIST page of other Secrets sorting before the copy (so it is on the second
+    // page), one of 1 MiB, and a Helm release Secret, which the check leaves out (its value
+    // is a compressed manifest, never a token: this one holds the token only to show it).
+    let mut others: Vec<serde_json::Value> = (0..505)
+        .map(|i| json!({"metadata": {"name": format!("aa-{i:03}"), "namespace": NS}, "stringData": {"k": "v"}}))
+        .collect();
+    others.push(json!({"metadata": {"name": "aa-large", "namespace": NS},
+                       "stringData": {"blob": "x".repeat(1 << 20)}}));
+    others.push(
+        json!({"metadata": {"name": "sh.helm.release.v1.shop.v1", "namespace": NS},
+                       "type": "helm.sh/release.v1", "stringData": {"release": w.old_token}}),
+    );
+    for o in others {
+        let o: k8s_openapi::api::core::v1::Secret = serde_json::from_value(o).unwrap();
+        secrets.create(&PostParams::default(), &o).await.unwrap();
+    }
     let traffic = w.sb.start_detected_traffic(Duration::from_millis(20));
     let ctl = start_controller(&w, Failpoints::default());
     let mut tr = manual_rotation(&w, "twilio");

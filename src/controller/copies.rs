@@ -2,31 +2,26 @@
 //! app's Secret, a hand-made copy, one synced from elsewhere. Promotion would break whatever
 //! reads them, so the rotation holds before it while one exists.
 //!
-//! Read with paged, uncached LISTs (small pages: Secret data is held one page at a time, so
-//! memory stays flat however many Secrets exist) in the namespaces the rotation writes. Values
-//! are compared by a keyed hash (SipHash with a random key per scan), so no digest that could
-//! be matched elsewhere is ever kept; only namespace, name and key reach the result.
+//! Read with paged, uncached LISTs in the namespaces the rotation writes, each page parsed as
+//! it arrives ([`super::listed_secrets`]): memory is one value however many or large the
+//! Secrets are. Values are compared by a keyed hash; only namespace, name and key reach the
+//! result. Helm's release Secrets (each revision of each release, up to 1 MiB of compressed
+//! manifest) are left out by the API server: their value is never a token.
 
+use super::listed_secrets::{self, Wanted};
 use super::subject::Subject;
-use crate::api::{CopyRef, STAGING_LABEL};
+use crate::api::CopyRef;
 use crate::rotation::TokenCopy;
 use crate::secret::SecretString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 use kube::Client;
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
-/// Secrets per LIST page: the data of at most this many is in memory at once.
-const PAGE: u32 = 25;
-/// A value longer than this is not a copy of a token (tokens are 32 characters).
-const MAX_VALUE: usize = 4096;
-
-fn keyed(state: &std::collections::hash_map::RandomState, v: &[u8]) -> u64 {
-    let mut h = state.build_hasher();
-    h.write(v);
-    h.finish()
-}
+/// Secrets per LIST page (the default chunk of kubectl and client-go's pagers).
+const PAGE: u32 = 500;
+/// What the LIST leaves out: Secrets whose value is never a token.
+const NOT_TOKENS: &str = "type!=helm.sh/release.v1";
 
 /// Every key of a Secret in scope, other than the rotation's own, whose value is `old` (also
 /// with surrounding whitespace, as a file written by `echo` has).
@@ -36,8 +31,7 @@ pub(super) async fn scan(
     old: &SecretString,
     except: &[CopyRef],
 ) -> Result<Vec<TokenCopy>, kube::Error> {
-    let state = std::collections::hash_map::RandomState::new();
-    let wanted = keyed(&state, old.expose().trim().as_bytes());
+    let wanted = Arc::new(Wanted::new(old));
     let targets: BTreeSet<&str> = tr.spec.secrets.iter().map(|s| s.name.as_str()).collect();
     let credentials = &tr.spec.twilio.credentials_secret_ref.name;
     let mut namespaces: BTreeSet<&String> = tr.targets.iter().collect();
@@ -55,37 +49,26 @@ pub(super) async fn scan(
                     && e.key.as_deref().is_none_or(|k| k == key)
             })
         };
-        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        let mut lp = ListParams::default().limit(PAGE);
+        let mut lp = ListParams::default().limit(PAGE).fields(NOT_TOKENS);
         loop {
-            let page = api.list(&lp).await?;
-            for s in &page.items {
-                let name = s.metadata.name.as_deref().unwrap_or_default();
-                let staging = s
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .is_some_and(|l| l.contains_key(STAGING_LABEL));
-                if ours(name) || staging {
+            let page = listed_secrets::list(client, ns, &lp, &wanted).await?;
+            for h in page.holders {
+                if ours(&h.name) || h.staging {
                     continue;
                 }
-                for (key, value) in s.data.iter().flatten() {
-                    let v = &value.0;
-                    if v.len() > MAX_VALUE || excepted(name, key) {
-                        continue;
-                    }
-                    if keyed(&state, v.trim_ascii()) == wanted {
+                for key in h.keys {
+                    if !excepted(&h.name, &key) {
                         out.push(TokenCopy {
                             namespace: ns.clone(),
-                            secret: name.to_owned(),
-                            key: key.clone(),
+                            secret: h.name.clone(),
+                            key,
                         });
                     }
                 }
             }
-            match page.metadata.continue_ {
-                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
-                _ => break,
+            match page.next {
+                Some(c) => lp = lp.continue_token(&c),
+                None => break,
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod events;
 mod execute;
 pub mod failpoints;
 mod listed_pod;
+mod listed_secrets;
 pub mod locks;
 mod observe;
 mod permissions;

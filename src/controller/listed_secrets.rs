@@ -1,0 +1,387 @@
+//! A LIST page of Secrets read as it arrives, for the copy check ([`super::copies`]). Of each
+//! Secret only its name, whether it is a staging Secret, and the keys whose value is the
+//! credential being replaced are kept; every value is looked at once, as it streams by, and
+//! let go. So memory is one value (at most 1 MiB, Kubernetes' limit) however large the page
+//! or the Secrets in it, and pages can be as large as the API server serves them.
+//!
+//! serde_json parses a blocking reader, so the body is parsed on a blocking thread reading
+//! the response as it comes.
+
+use crate::secret::SecretString;
+use base64::Engine;
+use futures::AsyncBufRead;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use kube::api::ListParams;
+use kube::Client;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// A value longer than this is not a copy of a token (tokens are 32 characters).
+const MAX_VALUE: usize = 4096;
+/// Base64 of [`MAX_VALUE`] bytes: a longer value is skipped without being decoded.
+const MAX_ENCODED: usize = MAX_VALUE.div_ceil(3) * 4;
+
+/// Whether a value is the credential being replaced (also with surrounding whitespace, as a
+/// file written by `echo` has). Compared by a keyed hash (SipHash with a random key per scan),
+/// so no digest that could be matched elsewhere is kept.
+pub(super) struct Wanted {
+    state: RandomState,
+    hash: u64,
+}
+
+impl Wanted {
+    pub fn new(old: &SecretString) -> Self {
+        let state = RandomState::new();
+        let hash = keyed(&state, old.expose().trim().as_bytes());
+        Self { state, hash }
+    }
+
+    /// `encoded` is a Secret's value as the API serves it, in base64.
+    fn is(&self, encoded: &str) -> bool {
+        if encoded.len() > MAX_ENCODED {
+            return false;
+        }
+        // Not base64 (no API server serves that): not a copy.
+        let Ok(v) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+            return false;
+        };
+        v.len() <= MAX_VALUE && keyed(&self.state, v.trim_ascii()) == self.hash
+    }
+}
+
+fn keyed(state: &RandomState, v: &[u8]) -> u64 {
+    let mut h = state.build_hasher();
+    h.write(v);
+    h.finish()
+}
+
+/// A Secret holding the credential under `keys`.
+#[derive(Debug, PartialEq)]
+pub(super) struct Holder {
+    pub name: String,
+    /// Labelled as a rotation's staging Secret.
+    pub staging: bool,
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Page {
+    pub holders: Vec<Holder>,
+    /// Secrets on the page.
+    pub secrets: usize,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<String>,
+}
+
+pub(super) async fn list(
+    client: &Client,
+    namespace: &str,
+    lp: &ListParams,
+    wanted: &Arc<Wanted>,
+) -> Result<Page, kube::Error> {
+    let req = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/secrets"))
+        .list(lp)
+        .map_err(kube::Error::BuildRequest)?;
+    let body = client.request_stream(req).await?;
+    let wanted = Arc::clone(wanted);
+    let reader = tokio_util::io::SyncIoBridge::new(compat(body));
+    tokio::task::spawn_blocking(move || read(reader, &wanted))
+        .await
+        .map_err(|e| kube::Error::ReadEvents(std::io::Error::other(e)))?
+        .map_err(kube::Error::SerdeError)
+}
+
+fn compat(
+    body: impl AsyncBufRead + Send + Unpin + 'static,
+) -> impl tokio::io::AsyncRead + Send + Unpin + 'static {
+    tokio_util::compat::FuturesAsyncReadCompatExt::compat(body)
+}
+
+/// Parses one page from `reader`.
+fn read(reader: impl std::io::Read, wanted: &Wanted) -> Result<Page, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let page = ListSeed(wanted).deserialize(&mut de)?;
+    de.end()?;
+    Ok(page)
+}
+
+struct ListSeed<'w>(&'w Wanted);
+
+impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
+    type Value = Page;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Page, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed<'_> {
+    type Value = Page;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a SecretList")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Page, A::Error> {
+        let mut page = Page::default();
+        while let Some(field) = map.next_key::<String>()? {
+            match field.as_str() {
+                "metadata" => {
+                    let meta: ListMeta = map.next_value()?;
+                    page.next = meta.continue_.filter(|c| !c.is_empty());
+                }
+                "items" => {
+                    map.next_value_seed(ItemsSeed(self.0, &mut page))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+struct ItemsSeed<'w, 'p>(&'w Wanted, &'p mut Page);
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of Secrets")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(holder) = seq.next_element_seed(SecretSeed(self.0))? {
+            self.1.secrets += 1;
+            if let Some(h) = holder {
+                self.1.holders.push(h);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default, Deserialize)]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, IgnoredAny>>,
+}
+
+/// One Secret: its holder entry if a value is the credential. Fields come in any order (the
+/// data may precede the name), so matching keys are gathered first.
+struct SecretSeed<'w>(&'w Wanted);
+
+impl<'de> DeserializeSeed<'de> for SecretSeed<'_> {
+    type Value = Option<Holder>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Holder>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SecretSeed<'_> {
+    type Value = Option<Holder>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Secret")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Holder>, A::Error> {
+        let mut meta = Meta::default();
+        let mut keys = Vec::new();
+        while let Some(field) = map.next_key::<String>()? {
+            match field.as_str() {
+                "metadata" => meta = map.next_value()?,
+                "data" => map.next_value_seed(DataSeed(self.0, &mut keys))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let staging = meta
+            .labels
+            .is_some_and(|l| l.contains_key(crate::api::STAGING_LABEL));
+        Ok(Some(Holder {
+            name: meta.name,
+            staging,
+            keys,
+        }))
+    }
+}
+
+/// A Secret's `data`: the keys whose value is the credential.
+struct DataSeed<'w, 'k>(&'w Wanted, &'k mut Vec<String>);
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Secret's data")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if map.next_value_seed(ValueSeed(self.0))? {
+                self.1.push(key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One value, looked at as it streams by (serde_json lends it from its buffer) and let go.
+/// Anything but a string is not a copy; its content never reaches an error.
+struct ValueSeed<'w>(&'w Wanted);
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a base64 value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(self.0.is(v))
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use serde_json::json;
+
+    fn b64(s: &str) -> String {
+        STANDARD.encode(s)
+    }
+
+    fn page(v: serde_json::Value, token: &str) -> Page {
+        let wanted = Wanted::new(&SecretString::new(token.to_owned()));
+        read(serde_json::to_vec(&v).unwrap().as_slice(), &wanted).unwrap()
+    }
+
+    #[test]
+    fn a_page_yields_only_the_keys_holding_the_credential() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let big = "x".repeat(1 << 20);
+        let p = page(
+            json!({
+                "kind": "SecretList",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": "7", "continue": "next-page"},
+                "items": [
+                    // data before metadata, as a sorted map serializes it
+                    {"data": {"a": b64(token), "b": b64("other"), "c": b64(&format!("{token}\n"))},
+                     "metadata": {"name": "copy", "namespace": "ns",
+                                  "managedFields": [{"manager": "kubectl"}]},
+                     "type": "Opaque"},
+                    {"metadata": {"name": "staged", "labels": {"tokenrotator.io/staging-for": "x"}},
+                     "data": {"token": b64(token)}},
+                    {"metadata": {"name": "big"}, "data": {"blob": b64(&big), "n": null}},
+                    {"metadata": {"name": "empty"}},
+                    {"metadata": {"name": "no-data"}, "data": null},
+                    {"metadata": {"name": "longer"}, "data": {"k": b64(&format!("{token}{token}"))}},
+                ]
+            }),
+            token,
+        );
+        assert_eq!(
+            p,
+            Page {
+                holders: vec![
+                    Holder {
+                        name: "copy".into(),
+                        staging: false,
+                        keys: vec!["a".into(), "c".into()]
+                    },
+                    Holder {
+                        name: "staged".into(),
+                        staging: true,
+                        keys: vec!["token".into()]
+                    },
+                ],
+                secrets: 6,
+                next: Some("next-page".into()),
+            }
+        );
+        let last = page(json!({"metadata": {"continue": ""}, "items": []}), token);
+        assert_eq!((last.secrets, last.next), (0, None));
+    }
+
+    #[test]
+    fn a_value_up_to_the_limit_is_compared_and_a_longer_one_is_not() {
+        let token = format!("{}tok", " ".repeat(MAX_VALUE - 3));
+        let at_limit = page(
+            json!({"items": [{"metadata": {"name": "s"}, "data": {"k": b64(&token)}}]}),
+            &token,
+        );
+        assert_eq!(at_limit.holders.len(), 1, "{MAX_VALUE} bytes are compared");
+        let over = format!("{token} ");
+        let p = page(
+            json!({"items": [{"metadata": {"name": "s"}, "data": {"k": b64(&over)}}]}),
+            &token,
+        );
+        assert!(p.holders.is_empty(), "over {MAX_VALUE} bytes is no copy");
+    }
+
+    #[test]
+    fn no_value_reaches_an_error() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let wanted = Wanted::new(&SecretString::new(token.to_owned()));
+        let body = format!(
+            r#"{{"items": [{{"metadata": {{"name": "s"}}, "data": {{"k": "{}"#,
+            b64(token)
+        );
+        let err = read(body.as_bytes(), &wanted).unwrap_err().to_string();
+        assert!(!err.contains(&b64(token)) && !err.contains(token), "{err}");
+    }
+}
