@@ -16,7 +16,9 @@
 //! 5. every rotation due at once again, now with a pod per consumer that is ready 10 s after it
 //!    starts (so each rollout takes that long, as a real app's does): one alone, the total,
 //!    p50/p99, and the time their number adds (the total less one alone);
-//! 6. resident memory after 1,000 unrelated 1 MiB Secrets.
+//! 6. resident memory after 1,000 unrelated 1 MiB Secrets;
+//! 7. one rotation per namespace at once with those Secrets in place (the copy check reads
+//!    them): time, peak memory, Secret LISTs.
 //!
 //! Run: `cargo bench --bench scale` (release). Smaller: `SCALE_NAMESPACES=10`; start and idle
 //! only: `SCALE_IDLE_ONLY=1`. Another operator binary (the image's is static, for musl):
@@ -804,6 +806,31 @@ async fn main() {
         mib(after) - mib(before),
         by.values().sum::<u64>(),
         show(&by)
+    );
+
+    // Rotations over those large Secrets: the copy check reads every Secret of its namespace
+    // (10 of 1 MiB, 101 small), each while the others do. One per namespace.
+    let mut seen = std::collections::BTreeSet::new();
+    let one_per_ns: Vec<(String, String, String)> = trs
+        .iter()
+        .filter(|(ns, _, _)| seen.insert(ns.clone()))
+        .cloned()
+        .collect();
+    let (log_large, _) = requests_since(&api, 0);
+    let hwm = kib(pid, "VmHWM:");
+    let cpu_before = cpu_seconds(pid);
+    let large = due_at_once(&client, &one_per_ns, "3", 3, pid).await;
+    let (_, by) = requests_since(&api, log_large);
+    println!(
+        "{} rotations at once (one per namespace), each namespace holding 10 of those 1 MiB Secrets: {:.1}s (p50 {:.1}s); peak RSS sampled {:.1} MiB, high-water mark {:.1} -> {:.1} MiB; operator CPU {:.1}s; Secret LISTs {}",
+        one_per_ns.len(),
+        large.total.as_secs_f64(),
+        percentile(&large.times, 0.5).as_secs_f64(),
+        mib(large.peak_rss),
+        mib(hwm),
+        mib(kib(pid, "VmHWM:")),
+        cpu_seconds(pid) - cpu_before,
+        by.get("list secrets").copied().unwrap_or_default(),
     );
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
