@@ -1,8 +1,9 @@
 //! A LIST page of Secrets read as it arrives, for the copy check ([`super::copies`]). Of each
 //! Secret only its name, whether it is a staging Secret, and the keys whose value is the
 //! credential being replaced are kept; every value is looked at once, as it streams by, and
-//! let go. So memory is one value (at most 1 MiB, Kubernetes' limit) however large the page
-//! or the Secrets in it, and pages can be as large as the API server serves them.
+//! let go, and a long string is cut before the parser sees it ([`Shortened`]). So memory is a
+//! few KiB per page read however large the page or the Secrets in it, and pages can be as
+//! large as the API server serves them.
 //!
 //! serde_json parses a blocking reader, so the body is parsed on a blocking thread reading
 //! the response as it comes.
@@ -25,6 +26,10 @@ use std::sync::Arc;
 const MAX_VALUE: usize = 4096;
 /// Base64 of [`MAX_VALUE`] bytes: a longer value is skipped without being decoded.
 const MAX_ENCODED: usize = MAX_VALUE.div_ceil(3) * 4;
+
+/// Pages read at once, process-wide: each is read on a blocking thread, and every thread has
+/// its allocator's heap; without a bound, every reconcile slot could read at once.
+static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// Whether a value is the credential being replaced (also with surrounding whitespace, as a
 /// file written by `echo` has). Compared by a keyed hash (SipHash with a random key per scan),
@@ -87,6 +92,8 @@ pub(super) async fn list(
     let req = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/secrets"))
         .list(lp)
         .map_err(kube::Error::BuildRequest)?;
+    // Never closed, so acquiring only waits.
+    let _reading = READING.acquire().await;
     let body = client.request_stream(req).await?;
     let wanted = Arc::clone(wanted);
     let reader = tokio_util::io::SyncIoBridge::new(compat(body));
@@ -104,10 +111,126 @@ fn compat(
 
 /// Parses one page from `reader`.
 fn read(reader: impl std::io::Read, wanted: &Wanted) -> Result<Page, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let reader = Shortened::new(std::io::BufReader::new(reader));
+    let mut de = serde_json::Deserializer::from_reader(reader);
     let page = ListSeed(wanted).deserialize(&mut de)?;
     de.end()?;
     Ok(page)
+}
+
+/// The JSON text with every string cut after [`SHORTENED`] bytes of text, before serde_json
+/// reads it: serde_json holds a whole string in its buffer to hand it over, and a Secret's
+/// value can be 1 MiB. A value that could be the credential (base64 of a token and some
+/// whitespace, no escapes) is far shorter and never cut; a cut one still decodes to more than
+/// a token, so no copy either way. Nothing else read (names, labels, the continue token) is
+/// that long. A string is cut only before an ASCII byte at least six bytes past a backslash,
+/// so never inside a character or an escape.
+struct Shortened<R> {
+    inner: R,
+    state: Lexing,
+}
+
+/// Bytes of a string kept: more than any value compared.
+const SHORTENED: usize = MAX_ENCODED + 1;
+
+#[derive(Clone, Copy)]
+enum Lexing {
+    Outside,
+    /// `len` bytes kept of the string, `plain` bytes since its last backslash.
+    String {
+        len: usize,
+        plain: usize,
+        escaped: bool,
+    },
+    /// Dropping the rest of a long string up to its closing quote.
+    Dropping {
+        escaped: bool,
+    },
+}
+
+impl<R: std::io::BufRead> Shortened<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            state: Lexing::Outside,
+        }
+    }
+}
+
+impl<R: std::io::BufRead> std::io::Read for Shortened<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let mut written = 0;
+        while written == 0 {
+            let input = self.inner.fill_buf()?;
+            if input.is_empty() || out.is_empty() {
+                return Ok(0);
+            }
+            let mut used = 0;
+            for &b in input {
+                if written == out.len() {
+                    break;
+                }
+                used += 1;
+                let (next, keep) = step(self.state, b);
+                self.state = next;
+                if keep {
+                    out[written] = b;
+                    written += 1;
+                }
+            }
+            self.inner.consume(used);
+        }
+        Ok(written)
+    }
+}
+
+/// The lexer's next state after byte `b`, and whether `b` is kept.
+fn step(state: Lexing, b: u8) -> (Lexing, bool) {
+    match state {
+        Lexing::Outside if b == b'"' => (
+            Lexing::String {
+                len: 0,
+                plain: usize::MAX,
+                escaped: false,
+            },
+            true,
+        ),
+        Lexing::Outside => (Lexing::Outside, true),
+        Lexing::String {
+            escaped: true, len, ..
+        } => (
+            Lexing::String {
+                len: len + 1,
+                plain: 0,
+                escaped: false,
+            },
+            true,
+        ),
+        Lexing::String { .. } if b == b'"' => (Lexing::Outside, true),
+        Lexing::String { len, .. } if b == b'\\' => (
+            Lexing::String {
+                len: len + 1,
+                plain: 0,
+                escaped: true,
+            },
+            true,
+        ),
+        Lexing::String { len, plain, .. } if len >= SHORTENED && b.is_ascii() && plain >= 6 => {
+            (Lexing::Dropping { escaped: false }, false)
+        }
+        Lexing::String { len, plain, .. } => (
+            Lexing::String {
+                len: len + 1,
+                plain: plain.saturating_add(1),
+                escaped: false,
+            },
+            true,
+        ),
+        Lexing::Dropping { escaped: true } => (Lexing::Dropping { escaped: false }, false),
+        Lexing::Dropping { .. } if b == b'\\' => (Lexing::Dropping { escaped: true }, false),
+        Lexing::Dropping { .. } if b == b'"' => (Lexing::Outside, true),
+        Lexing::Dropping { .. } => (Lexing::Dropping { escaped: false }, false),
+    }
 }
 
 struct ListSeed<'w>(&'w Wanted);
@@ -371,6 +494,34 @@ mod tests {
             &token,
         );
         assert!(p.holders.is_empty(), "over {MAX_VALUE} bytes is no copy");
+    }
+
+    #[test]
+    fn long_strings_are_cut_whole_and_the_rest_is_kept_as_written() {
+        use std::io::Read;
+        // Escapes (\\, \", and \u00e9 for é) and a character of two bytes (ü) all along.
+        let long = "é\\\"üabcdef".repeat(3000);
+        let doc = json!({"a": long, "b": ["x\"y", "z"], "c": "A".repeat(10_000), "d": 5});
+        let text = serde_json::to_string(&doc).unwrap().replace('é', "\\u00e9");
+        let mut cut = String::new();
+        Shortened::new(text.as_bytes())
+            .read_to_string(&mut cut)
+            .unwrap();
+        let back: serde_json::Value = serde_json::from_str(&cut).unwrap();
+        let a = back["a"].as_str().unwrap();
+        // Escapes take more bytes in the text than in the string.
+        assert!(long.starts_with(a) && a.len() > MAX_ENCODED / 2 && a.len() < long.len());
+        assert_eq!(back["b"], doc["b"]);
+        assert_eq!(back["c"].as_str().unwrap(), "A".repeat(SHORTENED));
+        assert_eq!(back["d"], 5);
+        // Read in one-byte steps, the same text.
+        let mut small = Vec::new();
+        let mut r = Shortened::new(std::io::BufReader::with_capacity(1, text.as_bytes()));
+        let mut byte = [0u8; 1];
+        while r.read(&mut byte).unwrap() == 1 {
+            small.push(byte[0]);
+        }
+        assert_eq!(small, cut.as_bytes());
     }
 
     #[test]
