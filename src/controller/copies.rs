@@ -16,7 +16,6 @@ use crate::secret::SecretString;
 use kube::api::ListParams;
 use kube::Client;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 /// Secrets per LIST page (the default chunk of kubectl and client-go's pagers).
 const PAGE: u32 = 500;
@@ -31,7 +30,7 @@ pub(super) async fn scan(
     old: &SecretString,
     except: &[CopyRef],
 ) -> Result<Vec<TokenCopy>, kube::Error> {
-    let wanted = Arc::new(Wanted::new(old));
+    let wanted = Wanted::new(old);
     let targets: BTreeSet<&str> = tr.spec.secrets.iter().map(|s| s.name.as_str()).collect();
     let credentials = &tr.spec.twilio.credentials_secret_ref.name;
     let mut namespaces: BTreeSet<&String> = tr.targets.iter().collect();

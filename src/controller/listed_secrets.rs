@@ -1,16 +1,12 @@
-//! A LIST page of Secrets read as it arrives, for the copy check ([`super::copies`]). Of each
-//! Secret only its name, whether it is a staging Secret, and the keys whose value is the
-//! credential being replaced are kept; every value is looked at once, as it streams by, and
-//! let go, and a long string is cut before the parser sees it ([`Shortened`]). So memory is a
-//! few KiB per page read however large the page or the Secrets in it, and pages can be as
+//! A LIST page of Secrets read for the copy check ([`super::copies`]). Of each Secret only
+//! its name, whether it is a staging Secret, and the keys whose value is the credential being
+//! replaced are kept. The body is read as it arrives with every long string cut short
+//! ([`Shortened`]), so a page over 1 MiB Secrets holds a few KiB of each, and pages can be as
 //! large as the API server serves them.
-//!
-//! serde_json parses a blocking reader, so the body is parsed on a blocking thread reading
-//! the response as it comes.
 
 use crate::secret::SecretString;
 use base64::Engine;
-use futures::AsyncBufRead;
+use futures::{AsyncBufRead, AsyncBufReadExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use kube::api::ListParams;
 use kube::Client;
@@ -20,16 +16,16 @@ use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 
 /// A value longer than this is not a copy of a token (tokens are 32 characters).
 const MAX_VALUE: usize = 4096;
+/// Pages read at once, process-wide. The client's read buffer of a connection grows to
+/// ~400 KiB while a page of large Secrets streams in: without a bound, every reconcile slot
+/// could hold one (measured: 100 rotations at once over 1 MiB Secrets, +19 MiB; with the
+/// bound, +10 MiB).
+static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 /// Base64 of [`MAX_VALUE`] bytes: a longer value is skipped without being decoded.
 const MAX_ENCODED: usize = MAX_VALUE.div_ceil(3) * 4;
-
-/// Pages read at once, process-wide: each is read on a blocking thread, and every thread has
-/// its allocator's heap; without a bound, every reconcile slot could read at once.
-static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// Whether a value is the credential being replaced (also with surrounding whitespace, as a
 /// file written by `echo` has). Compared by a keyed hash (SipHash with a random key per scan),
@@ -87,7 +83,7 @@ pub(super) async fn list(
     client: &Client,
     namespace: &str,
     lp: &ListParams,
-    wanted: &Arc<Wanted>,
+    wanted: &Wanted,
 ) -> Result<Page, kube::Error> {
     let req = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/secrets"))
         .list(lp)
@@ -95,46 +91,59 @@ pub(super) async fn list(
     // Never closed, so acquiring only waits.
     let _reading = READING.acquire().await;
     let body = client.request_stream(req).await?;
-    let wanted = Arc::clone(wanted);
-    let reader = tokio_util::io::SyncIoBridge::new(compat(body));
-    tokio::task::spawn_blocking(move || read(reader, &wanted))
-        .await
-        .map_err(|e| kube::Error::ReadEvents(std::io::Error::other(e)))?
-        .map_err(kube::Error::SerdeError)
+    let mut body = std::pin::pin!(body);
+    let mut text = Shortened::default();
+    loop {
+        let chunk = body.fill_buf().await.map_err(kube::Error::ReadEvents)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len();
+        text.push(chunk);
+        body.as_mut().consume(n);
+    }
+    read(&text.out, wanted).map_err(kube::Error::SerdeError)
 }
 
-fn compat(
-    body: impl AsyncBufRead + Send + Unpin + 'static,
-) -> impl tokio::io::AsyncRead + Send + Unpin + 'static {
-    tokio_util::compat::FuturesAsyncReadCompatExt::compat(body)
-}
-
-/// Parses one page from `reader`.
-fn read(reader: impl std::io::Read, wanted: &Wanted) -> Result<Page, serde_json::Error> {
-    let reader = Shortened::new(std::io::BufReader::new(reader));
-    let mut de = serde_json::Deserializer::from_reader(reader);
+/// Parses one page.
+fn read(text: &[u8], wanted: &Wanted) -> Result<Page, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(text);
     let page = ListSeed(wanted).deserialize(&mut de)?;
     de.end()?;
     Ok(page)
 }
 
-/// The JSON text with every string cut after [`SHORTENED`] bytes of text, before serde_json
-/// reads it: serde_json holds a whole string in its buffer to hand it over, and a Secret's
-/// value can be 1 MiB. A value that could be the credential (base64 of a token and some
+/// A page's JSON text as it arrives, every string cut after [`SHORTENED`] bytes of text: the
+/// page is parsed once whole, and a Secret's value can be 1 MiB. A value that could be the credential (base64 of a token and some
 /// whitespace, no escapes) is far shorter and never cut; a cut one still decodes to more than
 /// a token, so no copy either way. Nothing else read (names, labels, the continue token) is
 /// that long. A string is cut only before an ASCII byte at least six bytes past a backslash,
 /// so never inside a character or an escape.
-struct Shortened<R> {
-    inner: R,
+#[derive(Default)]
+struct Shortened {
+    out: Vec<u8>,
     state: Lexing,
+}
+
+impl Shortened {
+    /// Appends the next bytes of the text, long strings cut.
+    fn push(&mut self, input: &[u8]) {
+        for &b in input {
+            let (next, keep) = step(self.state, b);
+            self.state = next;
+            if keep {
+                self.out.push(b);
+            }
+        }
+    }
 }
 
 /// Bytes of a string kept: more than any value compared.
 const SHORTENED: usize = MAX_ENCODED + 1;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 enum Lexing {
+    #[default]
     Outside,
     /// `len` bytes kept of the string, `plain` bytes since its last backslash.
     String {
@@ -143,45 +152,7 @@ enum Lexing {
         escaped: bool,
     },
     /// Dropping the rest of a long string up to its closing quote.
-    Dropping {
-        escaped: bool,
-    },
-}
-
-impl<R: std::io::BufRead> Shortened<R> {
-    fn new(inner: R) -> Self {
-        Self {
-            inner,
-            state: Lexing::Outside,
-        }
-    }
-}
-
-impl<R: std::io::BufRead> std::io::Read for Shortened<R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let mut written = 0;
-        while written == 0 {
-            let input = self.inner.fill_buf()?;
-            if input.is_empty() || out.is_empty() {
-                return Ok(0);
-            }
-            let mut used = 0;
-            for &b in input {
-                if written == out.len() {
-                    break;
-                }
-                used += 1;
-                let (next, keep) = step(self.state, b);
-                self.state = next;
-                if keep {
-                    out[written] = b;
-                    written += 1;
-                }
-            }
-            self.inner.consume(used);
-        }
-        Ok(written)
-    }
+    Dropping { escaped: bool },
 }
 
 /// The lexer's next state after byte `b`, and whether `b` is kept.
@@ -429,7 +400,9 @@ mod tests {
 
     fn page(v: serde_json::Value, token: &str) -> Page {
         let wanted = Wanted::new(&SecretString::new(token.to_owned()));
-        read(serde_json::to_vec(&v).unwrap().as_slice(), &wanted).unwrap()
+        let mut text = Shortened::default();
+        text.push(&serde_json::to_vec(&v).unwrap());
+        read(&text.out, &wanted).unwrap()
     }
 
     #[test]
@@ -498,30 +471,25 @@ mod tests {
 
     #[test]
     fn long_strings_are_cut_whole_and_the_rest_is_kept_as_written() {
-        use std::io::Read;
         // Escapes (\\, \", and \u00e9 for é) and a character of two bytes (ü) all along.
         let long = "é\\\"üabcdef".repeat(3000);
         let doc = json!({"a": long, "b": ["x\"y", "z"], "c": "A".repeat(10_000), "d": 5});
         let text = serde_json::to_string(&doc).unwrap().replace('é', "\\u00e9");
-        let mut cut = String::new();
-        Shortened::new(text.as_bytes())
-            .read_to_string(&mut cut)
-            .unwrap();
-        let back: serde_json::Value = serde_json::from_str(&cut).unwrap();
+        let mut whole = Shortened::default();
+        whole.push(text.as_bytes());
+        let back: serde_json::Value = serde_json::from_slice(&whole.out).unwrap();
         let a = back["a"].as_str().unwrap();
         // Escapes take more bytes in the text than in the string.
         assert!(long.starts_with(a) && a.len() > MAX_ENCODED / 2 && a.len() < long.len());
         assert_eq!(back["b"], doc["b"]);
         assert_eq!(back["c"].as_str().unwrap(), "A".repeat(SHORTENED));
         assert_eq!(back["d"], 5);
-        // Read in one-byte steps, the same text.
-        let mut small = Vec::new();
-        let mut r = Shortened::new(std::io::BufReader::with_capacity(1, text.as_bytes()));
-        let mut byte = [0u8; 1];
-        while r.read(&mut byte).unwrap() == 1 {
-            small.push(byte[0]);
+        // Arriving a byte at a time, the same text.
+        let mut bytes = Shortened::default();
+        for b in text.as_bytes().chunks(1) {
+            bytes.push(b);
         }
-        assert_eq!(small, cut.as_bytes());
+        assert_eq!(bytes.out, whole.out);
     }
 
     #[test]
