@@ -2,9 +2,9 @@
 //! app's Secret, a hand-made copy, one synced from elsewhere. Promotion would break whatever
 //! reads them, so the rotation holds before it while one exists.
 //!
-//! Read with paged, uncached LISTs in the namespaces the rotation writes, each page parsed as
-//! it arrives ([`super::listed_secrets`]): memory is one value however many or large the
-//! Secrets are. Values are compared by a keyed hash; only namespace, name and key reach the
+//! Read with paged, uncached LISTs in the namespaces the rotation writes, each page's text
+//! read with its long strings cut short, then parsed ([`super::listed_secrets`]): a few KiB per
+//! Secret however large its values. Values are compared by a keyed hash; only namespace, name and key reach the
 //! result. Helm's release Secrets (each revision of each release, up to 1 MiB of compressed
 //! manifest) are left out by the API server: their value is never a token.
 

@@ -19,13 +19,13 @@ use std::hash::{BuildHasher, Hasher};
 
 /// A value longer than this is not a copy of a token (tokens are 32 characters).
 const MAX_VALUE: usize = 4096;
+/// Base64 of [`MAX_VALUE`] bytes: a longer value is skipped without being decoded.
+const MAX_ENCODED: usize = MAX_VALUE.div_ceil(3) * 4;
 /// Pages read at once, process-wide. The client's read buffer of a connection grows to
 /// ~400 KiB while a page of large Secrets streams in: without a bound, every reconcile slot
 /// could hold one (measured: 100 rotations at once over 1 MiB Secrets, +19 MiB; with the
 /// bound, +10 MiB).
 static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-/// Base64 of [`MAX_VALUE`] bytes: a longer value is skipped without being decoded.
-const MAX_ENCODED: usize = MAX_VALUE.div_ceil(3) * 4;
 
 /// Whether a value is the credential being replaced (also with surrounding whitespace, as a
 /// file written by `echo` has). Compared by a keyed hash (SipHash with a random key per scan),
@@ -114,11 +114,11 @@ fn read(text: &[u8], wanted: &Wanted) -> Result<Page, serde_json::Error> {
 }
 
 /// A page's JSON text as it arrives, every string cut after [`SHORTENED`] bytes of text: the
-/// page is parsed once whole, and a Secret's value can be 1 MiB. A value that could be the credential (base64 of a token and some
-/// whitespace, no escapes) is far shorter and never cut; a cut one still decodes to more than
-/// a token, so no copy either way. Nothing else read (names, labels, the continue token) is
-/// that long. A string is cut only before an ASCII byte at least six bytes past a backslash,
-/// so never inside a character or an escape.
+/// page is parsed once whole, and a Secret's value can be 1 MiB. A value that could be the
+/// credential (base64 of a token and some whitespace, no escapes) is far shorter and never
+/// cut; a cut one is still longer than [`MAX_ENCODED`], so no copy either way. Nothing else
+/// read (names, labels, the continue token) is that long. A string is cut only before an
+/// ASCII byte at least six bytes past a backslash, so never inside a character or an escape.
 #[derive(Default)]
 struct Shortened {
     out: Vec<u8>,
