@@ -3,9 +3,9 @@
 //! reads them, so the rotation holds before it while one exists.
 //!
 //! Read with paged, uncached LISTs in the namespaces the rotation writes, each page's text
-//! read with its long strings cut short, then parsed ([`super::listed_secrets`]): a few KiB per
-//! Secret however large its values. Values are compared by a keyed hash; only namespace, name and key reach the
-//! result. Helm's release Secrets (each revision of each release, up to 1 MiB of compressed
+//! read with its long strings cut short, then parsed ([`super::listed_secrets`]): a few KiB
+//! per Secret however large its values. Values are compared by a keyed hash; only namespace,
+//! name and key reach the result. Helm's release Secrets (each revision of each release, up to 1 MiB of compressed
 //! manifest) are left out by the API server: their value is never a token.
 
 use super::listed_secrets::{self, Wanted};

@@ -10,11 +10,11 @@ use futures::{AsyncBufRead, AsyncBufReadExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use kube::api::ListParams;
 use kube::Client;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
 /// A value longer than this is not a copy of a token (tokens are 32 characters).
@@ -105,12 +105,36 @@ pub(super) async fn list(
     read(&text.out, wanted).map_err(kube::Error::SerdeError)
 }
 
-/// Parses one page.
+/// Parses one page: of each Secret, the keys whose value is the credential.
 fn read(text: &[u8], wanted: &Wanted) -> Result<Page, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let page = ListSeed(wanted).deserialize(&mut de)?;
-    de.end()?;
-    Ok(page)
+    let list: List = serde_json::from_slice(text)?;
+    let secrets = list.items.len();
+    let holders = list
+        .items
+        .into_iter()
+        .filter_map(|s| {
+            let keys: Vec<String> = s
+                .data
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| v.as_ref().is_some_and(|v| wanted.is(&v.0)))
+                .map(|(k, _)| k.0.into_owned())
+                .collect();
+            (!keys.is_empty()).then(|| Holder {
+                name: s.metadata.name.into_owned(),
+                staging: s
+                    .metadata
+                    .labels
+                    .is_some_and(|l| l.contains_key(crate::api::STAGING_LABEL)),
+                keys,
+            })
+        })
+        .collect();
+    Ok(Page {
+        holders,
+        secrets,
+        next: list.metadata.continue_.filter(|c| !c.is_empty()),
+    })
 }
 
 /// A page's JSON text as it arrives, every string cut after [`SHORTENED`] bytes of text: the
@@ -204,189 +228,36 @@ fn step(state: Lexing, b: u8) -> (Lexing, bool) {
     }
 }
 
-struct ListSeed<'w>(&'w Wanted);
-
-impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
-    type Value = Page;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Page, D::Error> {
-        d.deserialize_map(self)
-    }
+/// A page as parsed: borrowed from the (cut) text, which is parsed once whole.
+#[derive(Deserialize)]
+struct List<'a> {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(default, borrow)]
+    items: Vec<Listed<'a>>,
 }
 
-impl<'de> Visitor<'de> for ListSeed<'_> {
-    type Value = Page;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a SecretList")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Page, A::Error> {
-        let mut page = Page::default();
-        while let Some(field) = map.next_key::<String>()? {
-            match field.as_str() {
-                "metadata" => {
-                    let meta: ListMeta = map.next_value()?;
-                    page.next = meta.continue_.filter(|c| !c.is_empty());
-                }
-                "items" => {
-                    map.next_value_seed(ItemsSeed(self.0, &mut page))?;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(page)
-    }
-}
-
-struct ItemsSeed<'w, 'p>(&'w Wanted, &'p mut Page);
-
-impl<'de> DeserializeSeed<'de> for ItemsSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of Secrets")
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(holder) = seq.next_element_seed(SecretSeed(self.0))? {
-            self.1.secrets += 1;
-            if let Some(h) = holder {
-                self.1.holders.push(h);
-            }
-        }
-        Ok(())
-    }
+#[derive(Deserialize)]
+struct Listed<'a> {
+    #[serde(default, borrow)]
+    metadata: Meta<'a>,
+    /// Values as served, in base64; a null value is no copy.
+    #[serde(default, borrow)]
+    data: Option<BTreeMap<Text<'a>, Option<Text<'a>>>>,
 }
 
 #[derive(Default, Deserialize)]
-struct Meta {
-    #[serde(default)]
-    name: String,
+struct Meta<'a> {
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
     #[serde(default)]
     labels: Option<BTreeMap<String, IgnoredAny>>,
 }
 
-/// One Secret: its holder entry if a value is the credential. Fields come in any order (the
-/// data may precede the name), so matching keys are gathered first.
-struct SecretSeed<'w>(&'w Wanted);
-
-impl<'de> DeserializeSeed<'de> for SecretSeed<'_> {
-    type Value = Option<Holder>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Holder>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SecretSeed<'_> {
-    type Value = Option<Holder>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Secret")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Holder>, A::Error> {
-        let mut meta = Meta::default();
-        let mut keys = Vec::new();
-        while let Some(field) = map.next_key::<String>()? {
-            match field.as_str() {
-                "metadata" => meta = map.next_value()?,
-                "data" => map.next_value_seed(DataSeed(self.0, &mut keys))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        if keys.is_empty() {
-            return Ok(None);
-        }
-        let staging = meta
-            .labels
-            .is_some_and(|l| l.contains_key(crate::api::STAGING_LABEL));
-        Ok(Some(Holder {
-            name: meta.name,
-            staging,
-            keys,
-        }))
-    }
-}
-
-/// A Secret's `data`: the keys whose value is the credential.
-struct DataSeed<'w, 'k>(&'w Wanted, &'k mut Vec<String>);
-
-impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DataSeed<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Secret's data")
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if map.next_value_seed(ValueSeed(self.0))? {
-                self.1.push(key);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One value, looked at as it streams by (serde_json lends it from its buffer) and let go.
-/// Anything but a string is not a copy; its content never reaches an error.
-struct ValueSeed<'w>(&'w Wanted);
-
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValueSeed<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a base64 value")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(self.0.is(v))
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-}
+/// A string lent by the text (copied only if it has escapes): serde borrows a `Cow` only
+/// when it is a field itself, not inside a map.
+#[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 #[cfg(test)]
 mod tests {
@@ -490,6 +361,17 @@ mod tests {
             bytes.push(b);
         }
         assert_eq!(bytes.out, whole.out);
+    }
+
+    #[test]
+    fn values_and_names_are_lent_by_the_text() {
+        let text = br#"{"items": [{"metadata": {"name": "s"}, "data": {"k": "dG9r"}}]}"#;
+        let list: List = serde_json::from_slice(text).unwrap();
+        let s = &list.items[0];
+        assert!(matches!(s.metadata.name, Cow::Borrowed("s")));
+        let (k, v) = s.data.as_ref().unwrap().iter().next().unwrap();
+        assert!(matches!(k.0, Cow::Borrowed("k")));
+        assert!(matches!(v.as_ref().unwrap().0, Cow::Borrowed("dG9r")));
     }
 
     #[test]
